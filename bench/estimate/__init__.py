@@ -1,0 +1,1 @@
+"""Arithmetic from the architecture alone: parameters, memory, speed bounds. No torch here."""

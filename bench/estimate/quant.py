@@ -1,0 +1,63 @@
+"""Weight formats: how many bits a quantised weight costs, scales included.
+
+"4-bit" is never 0.5 byte per parameter: every format stores scales beside the
+packed weights, and every format leaves some tensors in 16 bits. The numbers
+below are the storage layouts of the formats themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.errors import unknown_name_error
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    name: str
+    bits_per_weight: float  # for the linear layers it quantises, scales included
+    description: str
+    needs_cuda: bool = False
+    # transformers 5 stores MoE experts as fused 3-D parameters, not nn.Linear, and its
+    # bitsandbytes integration (integrations/bitsandbytes.py, replace_with_bnb_linear) swaps
+    # nn.Linear only: under bitsandbytes the routed experts stay 16-bit.
+    packs_fused_experts: bool = True
+
+    @property
+    def quantises(self) -> bool:
+        return self.bits_per_weight < 16
+
+
+BF16 = WeightFormat("bf16", 16.0, "bfloat16 weights")
+FP16 = WeightFormat("fp16", 16.0, "float16 weights")
+FP8 = WeightFormat("fp8", 8.0, "fp8 e4m3 linear weights, per-channel scales (vLLM fp8)")
+INT8 = WeightFormat("int8", 8.0, "bitsandbytes LLM.int8 linear weights, per-row scales", needs_cuda=True,
+                    packs_fused_experts=False)
+# NF4: 4-bit codes plus one fp32 absmax per block of 64 weights = 4 + 32/64 bits.
+NF4 = WeightFormat("nf4", 4.5, "bitsandbytes NF4, blocks of 64 with fp32 absmax", needs_cuda=True,
+                   packs_fused_experts=False)
+# Double quantisation stores the absmax in 8 bits, with one fp32 scale per 256 absmax: 4 + 8/64 + 32/(64*256).
+NF4_DOUBLE = WeightFormat("nf4", 4 + 8 / 64 + 32 / (64 * 256), "bitsandbytes NF4 with double quantisation",
+                          needs_cuda=True, packs_fused_experts=False)
+# AWQ/GPTQ: packed 4-bit weights, per group of 128 an fp16 scale and a 4-bit zero point: 4 + 20/128.
+INT4 = WeightFormat("int4", 4 + 20 / 128, "AWQ/GPTQ 4-bit, group size 128, fp16 scale + 4-bit zero")
+
+FORMATS: dict[str, WeightFormat] = {f.name: f for f in (BF16, FP16, FP8, INT8, NF4, INT4)}
+
+# Tensors every format above keeps in 16 bits: token embeddings, lm_head, norms, MoE routers, biases.
+HIGH_PRECISION_BITS = 16
+
+
+def weight_bytes_of(fmt: WeightFormat, linear: float, experts: float, kept: float) -> float:
+    """Bytes of `linear` nn.Linear weights, `experts` fused expert weights and `kept` 16-bit tensors."""
+    packed = linear + (experts if fmt.packs_fused_experts else 0)
+    unpacked = kept + (0 if fmt.packs_fused_experts else experts)
+    return packed * fmt.bits_per_weight / 8 + unpacked * HIGH_PRECISION_BITS / 8
+
+
+def weight_format(name: str, double_quant: bool = False) -> WeightFormat:
+    if name not in FORMATS:
+        raise unknown_name_error("quant", name, FORMATS)
+    if name == "nf4" and double_quant:
+        return NF4_DOUBLE
+    return FORMATS[name]

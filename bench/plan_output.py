@@ -1,0 +1,94 @@
+"""Turn plans into what `bench plan` prints: a readable breakdown or the JSON contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench import output
+from bench.hfconfig import load_hf_config
+from bench.plan import PlanRequest, Subject, make_plan
+from bench.registry import Registry
+from bench.verdicts import all_verdicts
+
+
+def print_plan(registry: Registry, model: str | None, config: Path | None, gpu: str | None, quant: str | None,
+               context: int | None, batch: int, finetune: str | None, json_out: bool) -> None:
+    if config is not None:
+        cfg = load_hf_config(config)
+        subject = Subject(id=str(config), config=cfg, quants=("bf16", "fp16", "fp8", "int8", "nf4", "int4"))
+    else:
+        subject = Subject.from_spec(registry.model(model or ""))
+    gpu_spec = registry.gpu(gpu) if gpu else None
+    recipe = registry.recipe(finetune) if finetune else None
+    req = PlanRequest(subject, gpu_spec, quant, context, batch, recipe)
+    plan = make_plan(req)
+    if gpu_spec is None:
+        plan["fits_on"] = {g.id: make_plan(PlanRequest(subject, g, quant, context, batch, recipe))["fits"]
+                           for g in registry.hardware.values()}
+    if json_out:
+        return output.emit_json(plan)
+    print(render_plan(plan))
+
+
+def render_plan(plan: dict[str, Any]) -> str:
+    mem, params = plan["memory"], plan["params"]
+    what = f"fine-tune {plan['finetune']}" if plan["finetune"] else "inference"
+    lines = [f"{plan['model']}: {what}, {plan['quant']}, context {plan['context']}, batch {plan['batch']}"
+             + (f", on {plan['gpu']}" if plan["gpu"] else "")]
+    if plan["proxy"]:
+        lines.append(f"  proxy shape: {plan['proxy']}")
+    lines.append(f"  params: {output.billions(params['total'])} total, {output.billions(params['active'])} active")
+    rows = [["weights", output.gib(mem["weights_bytes"])]]
+    if plan["finetune"]:
+        rows.append([f"trainable state ({output.billions(mem['trainable_params'])} params)",
+                     output.gib(mem["trainable_bytes"])])
+    else:
+        rows.append([f"KV cache ({mem['kv_bytes_per_token']:,} B/token)", output.gib(mem["kv_cache_bytes"])])
+    rows += [["activations", output.gib(mem["activations_bytes"])], ["logits", output.gib(mem["logits_bytes"])],
+             ["runtime overhead", output.gib(mem["overhead_bytes"])], ["total", output.gib(mem["total_bytes"])]]
+    if mem["budget_bytes"] is not None:
+        rows.append(["budget", output.gib(mem["budget_bytes"])])
+    lines += ["  " + line for line in output.table(["memory", ""], rows).splitlines()]
+    if plan["gpu"]:
+        lines.append(f"  fits: {'yes' if plan['fits'] else 'no'}; largest context that fits: "
+                     f"{plan['max_context_that_fits']:,} tokens")
+        if not plan["finetune"]:
+            lines.append(f"  fastest quant that fits: {plan['fastest_quant_that_fits'] or 'none'}; "
+                         f"highest precision that fits: {plan['highest_precision_quant_that_fits'] or 'none'}")
+        rl = plan["roofline"]
+        lines.append(f"  roofline: decode {output.rate(rl['decode_tokens_per_s'])} tok/s at batch 1, "
+                     f"prefill {output.rate(rl['prefill_tokens_per_s'])} tok/s"
+                     + (f", training {output.rate(rl['train_tokens_per_s'])} tok/s" if "train_tokens_per_s" in rl
+                        else ""))
+    if "fits_on" in plan:
+        fits = [g for g, ok in plan["fits_on"].items() if ok]
+        lines.append(f"  fits on: {', '.join(fits) or 'none of the registry cards'}")
+    return "\n".join(lines)
+
+
+def claim_plans(registry: Registry) -> list[dict[str, Any]]:
+    """One plan per claim at the conditions its verdict used, with claim_id and verdict."""
+    plans = []
+    for verdict in all_verdicts(registry):
+        claim = registry.claim(verdict.claim_id)
+        cond = verdict.conditions
+        gpu = registry.gpu(cond["gpu"]) if cond.get("gpu") else None
+        recipe = registry.recipe(cond["recipe"]) if cond.get("recipe") else None
+        subject = Subject.from_spec(registry.model(claim.subject))
+        quant = None if recipe else cond.get("quant")
+        plan = make_plan(PlanRequest(subject, gpu, quant, cond.get("context"), cond.get("batch") or 1, recipe))
+        plans.append({"claim_id": claim.id, "verdict": verdict.verdict, "reason": verdict.reason,
+                      "kind": claim.kind, "quote": claim.quote, **plan})
+    return plans
+
+
+def print_claim_plans(registry: Registry, json_out: bool) -> None:
+    plans = claim_plans(registry)
+    if json_out:
+        return output.emit_json(plans)
+    print(output.table(
+        ["claim", "kind", "gpu", "quant", "estimate", "budget", "verdict"],
+        [[p["claim_id"], p["kind"], p["gpu"] or "-", p["quant"],
+          output.gib(p["memory"]["total_bytes"]) if p["gpu"] else "-", output.gib(p["memory"]["budget_bytes"]),
+          p["verdict"]] for p in plans]))

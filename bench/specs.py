@@ -1,0 +1,184 @@
+"""Typed specs for everything under ``configs/``.
+
+Every spec is frozen and rejects unknown fields, so a typo in a YAML file is an
+error that names the file and the field instead of a silently ignored key.
+The architecture of a model is kept in Hugging Face ``config.json`` field names
+(:class:`bench.hfconfig.TextConfig`), so the registry and ``bench plan --config``
+share one parser.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bench.hfconfig import TextConfig
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Quant = Literal["bf16", "fp16", "fp8", "int8", "nf4", "int4"]
+Method = Literal["lora", "qlora", "full", "dpo", "reward"]
+
+
+class Finding(Strict):
+    """A mismatch between what a seed page says and what is public."""
+
+    claim: str = Field(description="What the page says, in its words")
+    fact: str = Field(description="What public sources show")
+    source: str = Field(description="Where the fact comes from")
+
+
+class ModelSpec(Strict):
+    """One model of the registry: identity, provenance and architecture."""
+
+    id: str
+    display_name: str
+    aliases: list[str] = []
+    repo: str | None = Field(None, description="Hugging Face repo id; None for models bench builds itself")
+    revision: str = Field("main", description="A commit where known, else a branch that a real run resolves")
+    license: str = Field(description="SPDX-like id: apache-2.0, mrl, llama4, modified-mit, proprietary")
+    gated: bool | None = Field(None, description="None where no source showed the gate state")
+    open_weights: bool = True
+    synthetic: bool = Field(False, description="Built by bench from the architecture (tiny test models)")
+    proxy: str | None = Field(
+        None, description="Set when the architecture is a stand-in shape, with the reason (no public weights)"
+    )
+    trust_remote_code: bool = False
+    architecture: TextConfig
+    extra_params: int = Field(
+        0, description="Parameters outside the text model (vision tower, projector), counted in total only"
+    )
+    published_params: dict[str, float] = Field(
+        {}, description="Published counts, e.g. total: 141e9, active: 39e9, with sources in `sources`"
+    )
+    quants: list[Quant] = ["bf16", "fp8", "int8", "nf4", "int4"]
+    sources: dict[str, str] = Field({}, description="Where each group of numbers comes from")
+    findings: list[Finding] = []
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _remote_code_needs_pinned_revision(self) -> ModelSpec:
+        if self.trust_remote_code and not _looks_like_commit(self.revision):
+            raise ValueError("trust_remote_code needs `revision` pinned to a 40-character commit")
+        return self
+
+
+def _looks_like_commit(revision: str) -> bool:
+    return len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
+
+
+class HardwareSpec(Strict):
+    """One target card (or a set of identical cards), with the datasheet's numbers."""
+
+    id: str
+    display_name: str
+    aliases: list[str] = []
+    memory_gib: float = Field(gt=0, description="Memory of one device, GiB")
+    memory_bandwidth_gbs: float = Field(gt=0, description="Per device, GB/s (1e9 bytes)")
+    bf16_tflops: float = Field(gt=0, description="Dense (not sparse) bf16 tensor TFLOP/s per device")
+    device_count: int = Field(1, ge=1)
+    device_class: Literal["consumer", "datacenter", "edge"]
+    runtime_overhead_gib: float = Field(
+        1.0, ge=0, description="Per device: CUDA context, library workspaces, allocator slack"
+    )
+    sources: dict[str, str]
+    notes: str = ""
+
+    @property
+    def budget_bytes(self) -> int:
+        return int(self.memory_gib * 2**30 * self.device_count)
+
+
+class RecipeSpec(Strict):
+    """One fine-tune recipe for a smoke test and for the training-memory estimate."""
+
+    id: str
+    aliases: list[str] = []
+    description: str
+    method: Method
+    quant: Quant = Field("bf16", description="How the frozen base is held: bf16, or nf4 for QLoRA")
+    double_quant: bool = False
+    rank: int | None = Field(None, ge=1)
+    alpha: float | None = None
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = []
+    moe_targets: list[Literal["attention", "experts", "shared_experts"]] = ["attention"]
+    sequence_length: int = Field(gt=0)
+    micro_batch: int = Field(gt=0)
+    gradient_accumulation: int = Field(1, ge=1)
+    gradient_checkpointing: bool = True
+    optimizer: Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "sgd"]
+    learning_rate: float = Field(gt=0)
+    steps: int = Field(gt=0, description="Optimizer steps in a smoke test")
+    dataset: str = Field(description="builtin:<name>, a local JSONL path, or a hub dataset id")
+    beta: float | None = Field(None, description="DPO temperature")
+
+    @model_validator(mode="after")
+    def _adapter_fields(self) -> RecipeSpec:
+        if self.method != "full" and (self.rank is None or not self.target_modules):
+            raise ValueError(f"method {self.method} trains adapters: set `rank` and `target_modules`")
+        if self.method == "qlora" and self.quant != "nf4":
+            raise ValueError("method qlora holds the base in nf4: set `quant: nf4`")
+        return self
+
+
+ClaimKind = Literal[
+    "inference-memory",  # the model runs on the card (weights + KV + runtime)
+    "finetune-memory",  # a recipe trains on the card
+    "speed",  # a throughput or latency figure on a card
+    "context",  # a context length the model supports
+    "params",  # a parameter count, total or active
+    "license",  # the license the weights ship under
+    "open-weights",  # the weights are downloadable
+    "eval",  # a quality comparison decided by eval scores
+]
+
+
+class ClaimConditions(Strict):
+    """What the quote states (or implies) about the setting of a claim."""
+
+    gpu: str | None = None
+    quant: Quant | None = None
+    context: int | None = Field(None, gt=0)
+    batch: int | None = Field(None, gt=0)
+    recipe: str | None = None
+    tasks: list[str] = []
+    compare_to: list[str] = Field([], description="Model ids an eval claim compares against")
+
+
+class ClaimThreshold(Strict):
+    """The number a claim commits to; which field applies depends on the kind."""
+
+    total_params: float | None = None
+    active_params: float | None = None
+    tolerance: float = Field(0.05, ge=0, description="Relative slack for params claims")
+    context_tokens: int | None = None
+    license: str | None = None
+    open_weights: bool | None = None
+    decode_tokens_per_s: float | None = None
+
+
+class ClaimSpec(Strict):
+    id: str
+    speaker: str = Field(description="Who said it on the page: the product blurb or a panel position")
+    quote: str
+    subject: str = Field(description="Model id of the registry")
+    product: str = Field(description="The product name as the page gives it")
+    kind: ClaimKind
+    conditions: ClaimConditions = ClaimConditions()
+    threshold: ClaimThreshold = ClaimThreshold()
+    notes: str = ""
+
+
+class ClaimSource(Strict):
+    """A file of ``configs/claims/``: the claims quoted from one seed page."""
+
+    source: str = Field(description="Seed file name")
+    title: str
+    products: list[str]
+    claims: list[ClaimSpec]
+    uncheckable: list[str] = Field([], description="Statements judged uncheckable, each with why")

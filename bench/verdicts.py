@@ -1,0 +1,216 @@
+"""Claims x estimates -> verdicts (arithmetic and registry facts; measurements come later).
+
+Verdict words are a contract (design section 6). How each kind of claim is decided:
+
+* memory and fine-tune claims: ``refuted-by-arithmetic`` when the exact lower bound
+  (weights, KV cache, trainable state) already exceeds the card; ``plausible`` when
+  the full estimate fits, naming any condition the quote did not state (a 4-bit
+  quant, a shorter context); ``untested`` when only the lower bound fits
+  (arithmetic cannot decide; a measurement must).
+* params claims: the count from the architecture is exact, so within tolerance it
+  ``holds`` and outside it is ``refuted-by-arithmetic``.
+* license, open-weights and context claims are decided by the registry's recorded
+  facts (each with its source): ``holds`` or ``fails``.
+* speed claims: ``refuted-by-arithmetic`` above the roofline, else ``plausible``.
+* eval claims: ``untested`` until eval records exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.estimate.quant import weight_format
+from bench.plan import DEFAULT_CONTEXT, PlanRequest, Subject, make_plan
+from bench.registry import Registry
+from bench.specs import ClaimSource, ClaimSpec, ModelSpec
+
+HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED = "holds", "fails", "refuted-by-arithmetic", "plausible", "untested"
+VERDICTS = (HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED)
+
+
+@dataclass
+class Verdict:
+    claim_id: str
+    source: str
+    subject: str
+    kind: str
+    quote: str
+    verdict: str
+    reason: str
+    conditions: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    would_change: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def verdict_for(registry: Registry, source: ClaimSource, claim: ClaimSpec) -> Verdict:
+    model = registry.model(claim.subject)
+    decide = _DECIDERS[claim.kind]
+    verdict = decide(registry, model, claim)
+    verdict.source = source.source
+    return verdict
+
+
+def all_verdicts(registry: Registry) -> list[Verdict]:
+    return [verdict_for(registry, source, claim) for source, claim in registry.claims()]
+
+
+def _verdict(claim: ClaimSpec, word: str, reason: str, **kw: Any) -> Verdict:
+    return Verdict(claim_id=claim.id, source="", subject=claim.subject, kind=claim.kind, quote=claim.quote,
+                   verdict=word, reason=reason, **kw)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _memory_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdict:
+    cond = claim.conditions
+    if cond.gpu is None:
+        return _verdict(claim, UNTESTED, "the claim names no card or memory budget")
+    gpu = registry.gpu(cond.gpu)
+    subject = Subject.from_spec(model)
+    recipe = registry.recipe(cond.recipe) if cond.recipe else None
+    if claim.kind == "finetune-memory" and recipe is None:
+        return _verdict(claim, UNTESTED, "a fine-tune claim needs a recipe to estimate")
+    context = cond.context or (recipe.sequence_length if recipe else
+                               min(DEFAULT_CONTEXT, model.architecture.max_position_embeddings))
+    unstated = [] if cond.context else [f"context {context} tokens (bench's default; the quote states none)"]
+    batch = cond.batch or 1
+
+    if recipe is not None:
+        candidates = [recipe.quant]
+    elif cond.quant:
+        candidates = [cond.quant]
+    else:  # the quote allows any quant: from the highest precision down to the smallest
+        candidates = sorted(model.quants, key=lambda q: -weight_format(q).bits_per_weight)
+
+    conditions = {"gpu": gpu.id, "context": context, "batch": batch,
+                  "recipe": recipe.id if recipe else None, "quant": cond.quant}
+    plans = {q: make_plan(PlanRequest(subject, gpu, None if recipe else q, context, batch, recipe))
+             for q in candidates}
+    evidence: dict[str, Any] = {"estimates": {q: _estimate_summary(p) for q, p in plans.items()}}
+    fitting = [q for q in candidates if plans[q]["fits"]]
+    if model.proxy:
+        unstated.append(f"proxy shape: {model.proxy}")
+
+    if fitting:
+        best = fitting[0]
+        needs = list(unstated)
+        if best != candidates[0]:
+            needs.insert(0, f"fits only at {best} or smaller (not at {candidates[0]})")
+        conditions["quant"] = best
+        reason = (f"estimate {_gib(plans[best]['memory']['total_bytes'])} at {best} "
+                  f"<= budget {_gib(gpu.budget_bytes)} on {gpu.id}")
+        return _verdict(claim, PLAUSIBLE, reason, conditions={**conditions, "unstated": needs},
+                        evidence=evidence, would_change="a measured run on the card (or capped to it)")
+
+    smallest = candidates[-1]
+    lower = plans[smallest]["memory"]["lower_bound_bytes"]
+    conditions["quant"] = smallest
+    if lower > gpu.budget_bytes:
+        what = "frozen weights and trainable state" if recipe else "weights and KV cache"
+        reason = (f"even at {smallest}, {what} alone need {_gib(lower)} > budget {_gib(gpu.budget_bytes)} "
+                  f"on {gpu.id}")
+        return _verdict(claim, REFUTED, reason, conditions={**conditions, "unstated": unstated},
+                        evidence=evidence,
+                        would_change="a smaller quant than the model's registry lists, or a correction to "
+                                     "the architecture numbers")
+    total = plans[smallest]["memory"]["total_bytes"]
+    reason = (f"arithmetic cannot decide: at {smallest} the lower bound {_gib(lower)} fits "
+              f"{_gib(gpu.budget_bytes)} but the estimate {_gib(total)} does not")
+    return _verdict(claim, UNTESTED, reason, conditions={**conditions, "unstated": unstated},
+                    evidence=evidence, would_change="a measured run on the card (or capped to it)")
+
+
+def _estimate_summary(plan: dict[str, Any]) -> dict[str, Any]:
+    mem = plan["memory"]
+    return {"total_bytes": mem["total_bytes"], "lower_bound_bytes": mem["lower_bound_bytes"],
+            "budget_bytes": mem["budget_bytes"], "fits": plan["fits"], "breakdown": mem,
+            "max_context_that_fits": plan["max_context_that_fits"]}
+
+
+def _params_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdict:
+    counts = Subject.from_spec(model).params
+    t = claim.threshold
+    checks = [(name, claimed, counted) for name, claimed, counted in
+              (("total", t.total_params, counts.total), ("active", t.active_params, counts.active))
+              if claimed is not None]
+    if not checks:
+        return _verdict(claim, UNTESTED, "the claim states no parameter count")
+    evidence = {"counted": {"total": counts.total, "active": counts.active, "text": counts.text},
+                "published": model.published_params}
+    if model.proxy:
+        return _verdict(claim, UNTESTED, f"the model's size is undisclosed; {model.proxy}", evidence=evidence,
+                        would_change="published weights or an official parameter count")
+    off = [f"{name} {counted / 1e9:.2f}B vs claimed {claimed / 1e9:.3g}B"
+           for name, claimed, counted in checks if abs(counted - claimed) > t.tolerance * claimed]
+    if off:
+        return _verdict(claim, REFUTED, "counted from the architecture: " + "; ".join(off), evidence=evidence,
+                        conditions={"tolerance": t.tolerance})
+    counted_text = "; ".join(f"{name} {counted / 1e9:.2f}B" for name, _, counted in checks)
+    return _verdict(claim, HOLDS, f"counted from the architecture: {counted_text} (within {t.tolerance:.0%})",
+                    evidence=evidence, conditions={"tolerance": t.tolerance})
+
+
+def _fact_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdict:
+    t = claim.threshold
+    if claim.kind == "license":
+        claimed, recorded, key = t.license, model.license, "license"
+        ok = claimed is not None and claimed.lower() == recorded.lower()
+    elif claim.kind == "open-weights":
+        claimed, recorded, key = t.open_weights, model.open_weights, "availability"
+        ok = claimed is not None and claimed == recorded
+    else:  # context
+        claimed, recorded, key = t.context_tokens, model.architecture.max_position_embeddings, "architecture"
+        ok = claimed is not None and recorded >= claimed
+    if claimed is None:
+        return _verdict(claim, UNTESTED, f"the claim states no {claim.kind} value")
+    evidence = {"recorded": recorded, "claimed": claimed,
+                "source": model.sources.get(claim.kind, model.sources.get(key, "")),
+                "findings": [f.fact for f in model.findings]}
+    reason = f"registry records {claim.kind} {recorded!r}; the claim says {claimed!r}"
+    return _verdict(claim, HOLDS if ok else FAILS, reason, evidence=evidence,
+                    would_change="a correction to the registry entry, with its source")
+
+
+def _speed_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdict:
+    cond, wanted = claim.conditions, claim.threshold.decode_tokens_per_s
+    if cond.gpu is None or wanted is None:
+        return _verdict(claim, UNTESTED, "a speed claim needs a card and a tokens/s figure to check")
+    gpu = registry.gpu(cond.gpu)
+    quant = cond.quant or min(model.quants, key=lambda q: weight_format(q).bits_per_weight)
+    plan = make_plan(PlanRequest(Subject.from_spec(model), gpu, quant, cond.context, cond.batch or 1))
+    bound = plan["roofline"]["decode_tokens_per_s"]
+    evidence = {"roofline": plan["roofline"]}
+    conditions = {"gpu": gpu.id, "quant": quant, "context": plan["context"], "batch": plan["batch"]}
+    if bound < wanted:
+        return _verdict(claim, REFUTED, f"roofline bound {bound:.1f} tokens/s < claimed {wanted:g}",
+                        evidence=evidence, conditions=conditions)
+    return _verdict(claim, PLAUSIBLE, f"roofline bound {bound:.1f} tokens/s >= claimed {wanted:g}",
+                    evidence=evidence, conditions=conditions, would_change="a measured run on the card")
+
+
+def _eval_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdict:
+    missing = [m for m in claim.conditions.compare_to if m not in registry.models]
+    reason = "no eval records yet"
+    if missing:
+        reason += f"; compared models not in the registry: {', '.join(missing)}"
+    return _verdict(claim, UNTESTED, reason,
+                    conditions={"tasks": claim.conditions.tasks, "compare_to": claim.conditions.compare_to},
+                    would_change="bench eval records of every compared model on the same tasks and settings")
+
+
+_DECIDERS = {
+    "inference-memory": _memory_claim,
+    "finetune-memory": _memory_claim,
+    "params": _params_claim,
+    "license": _fact_claim,
+    "open-weights": _fact_claim,
+    "context": _fact_claim,
+    "speed": _speed_claim,
+    "eval": _eval_claim,
+}

@@ -1,0 +1,30 @@
+"""Shared fixtures: the registry, and a way to run the real `bench` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.registry import load_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return load_registry(ROOT / "configs")
+
+
+@pytest.fixture
+def run_bench():
+    """Run `bench ARGS...` in a fresh interpreter, as a user would; returns the CompletedProcess."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
+                              cwd=ROOT, env={**os.environ, **(env or {})}, timeout=120)
+
+    return run

@@ -1,0 +1,124 @@
+"""The command line as a user meets it: output, exit codes, one-line errors, and start-up imports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+HEAVY = ("torch", "transformers", "vllm")
+PROBE = """
+import json, sys
+from bench.cli import main
+sys.argv = ["bench", *json.loads(sys.argv[1])]
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy})
+print("\\n" + json.dumps({{"code": code, "heavy": heavy}}))
+"""
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["models"], ["gpus"], ["plan", "mistral-3-small", "--gpu", "4090"],
+    ["plan", "--claims"], ["verdicts"],
+])
+def test_model_free_commands_import_no_engine(args):
+    probe = PROBE.format(heavy=set(HEAVY))
+    proc = subprocess.run([sys.executable, "-c", probe, json.dumps(args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["code"] in (0, None), proc.stderr
+    assert report["heavy"] == []
+
+
+def test_models_lists_registry_with_counts(run_bench):
+    proc = run_bench("models", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["id"]: r for r in json.loads(proc.stdout)}
+    assert {"mistral-3b", "mistral-small-22b", "mistral-3-small", "mistral-medium-3", "mixtral-8x22b",
+            "llama-4-scout", "llama-4-maverick", "tiny-llama", "tiny-mixtral"} <= set(rows)
+    assert rows["mixtral-8x22b"]["params_active"] == 39_161_468_928
+    assert rows["mistral-medium-3"]["open_weights"] is False
+
+
+def test_gpus_resolve_aliases_and_budget(run_bench):
+    proc = run_bench("gpus", "--json")
+    rows = {r["id"]: r for r in json.loads(proc.stdout)}
+    assert {"rtx-4090", "rtx-3090", "a10", "l4", "l40s", "a100-40gb", "a100-80gb", "2x-a100-80gb",
+            "h100-80gb", "h200", "edge-4gb", "edge-8gb"} <= set(rows)
+    assert rows["2x-a100-80gb"]["budget_bytes"] == 2 * rows["a100-80gb"]["budget_bytes"]
+    assert "4090" in rows["rtx-4090"]["aliases"]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["plan", "mistral-smal-3"], "did you mean"),
+    (["plan", "mistral-3-small", "--gpu", "4080"], "unknown GPU '4080'"),
+    (["plan", "mistral-3-small", "--finetune", "lora"], "unknown recipe 'lora'"),
+    (["plan", "tiny-llama", "--quant", "nf4"], "does not apply to tiny-llama"),
+    (["plan", "mistral-3-small", "--context", "100000"], "exceeds mistral-3-small's maximum"),
+    (["plan"], "give a model id"),
+])
+def test_bad_input_is_one_line_and_exit_2(run_bench, args, expected):
+    proc = run_bench(*args)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_model_suggests_closest_ids(run_bench):
+    proc = run_bench("plan", "mistral-smal-3")
+    assert "mistral-3-small" in proc.stderr or "mistral-small-3" in proc.stderr
+
+
+@pytest.fixture
+def config_copy(tmp_path):
+    target = tmp_path / "configs"
+    shutil.copytree(ROOT / "configs", target)
+    return target
+
+
+def test_yaml_with_unknown_field_names_file_and_field(run_bench, config_copy):
+    path = config_copy / "models" / "tiny-llama.yaml"
+    path.write_text(path.read_text().replace("  num_hidden_layers: 2", "  num_hidden_layer: 2"))
+    proc = run_bench("models", env={"BENCH_CONFIG_DIR": str(config_copy)})
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr and "num_hidden_layer: unknown field" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_yaml_with_wrong_type_names_file_and_field(run_bench, config_copy):
+    path = config_copy / "hardware" / "rtx-4090.yaml"
+    text = path.read_text()
+    lines = [("memory_gib: lots" if line.startswith("memory_gib:") else line) for line in text.splitlines()]
+    path.write_text("\n".join(lines) + "\n")
+    proc = run_bench("gpus", env={"BENCH_CONFIG_DIR": str(config_copy)})
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr and "memory_gib" in proc.stderr
+
+
+def test_broken_yaml_syntax_names_file_and_line(run_bench, config_copy):
+    path = config_copy / "finetune" / "dpo.yaml"
+    path.write_text("id: dpo\nmethod: [dpo\n")
+    proc = run_bench("models", env={"BENCH_CONFIG_DIR": str(config_copy)})
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr and "line" in proc.stderr
+
+
+def test_claim_naming_an_unknown_gpu_is_rejected(run_bench, config_copy):
+    path = next((config_copy / "claims").glob("*.yaml"))
+    text = path.read_text()
+    path.write_text(text.replace("gpu: rtx-4090", "gpu: rtx-5090", 1))
+    assert text != path.read_text()
+    proc = run_bench("verdicts", env={"BENCH_CONFIG_DIR": str(config_copy)})
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr and "unknown GPU 'rtx-5090'" in proc.stderr

@@ -1,0 +1,75 @@
+"""Parameter counts against what transformers itself builds, on the meta device (no memory used)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from bench.estimate.params import count_params  # noqa: E402
+from bench.hfconfig import from_hf_dict  # noqa: E402
+
+TINY = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
+            intermediate_size=256, vocab_size=512, max_position_embeddings=512)
+FAMILIES = {
+    "llama": {},
+    "llama-biases": {"model_type": "llama", "attention_bias": True, "mlp_bias": True},
+    "mistral": {},
+    "ministral3": {},
+    "qwen2": {},  # q/k/v biases
+    "gemma": {},  # tied embeddings, head_dim 256
+    "gemma2": {},  # four norms per layer, alternating sliding window
+    "mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2},
+    "llama4_text": {"num_local_experts": 4, "intermediate_size_mlp": 384, "head_dim": 64},
+    "llama4-interleaved": {"model_type": "llama4_text", "num_local_experts": 4, "intermediate_size_mlp": 384,
+                           "interleave_moe_layer_step": 2, "head_dim": 64},
+}
+
+
+def transformers_count(fields: dict) -> tuple[int, object]:
+    config = transformers.AutoConfig.for_model(**fields)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters()), config
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_tiny_config_counts_match_transformers(name):
+    fields = {**TINY, "model_type": name, **FAMILIES[name]}
+    expected, _ = transformers_count(fields)
+    assert count_params(from_hf_dict(fields, name)).text == expected
+
+
+def test_every_registry_model_counts_match_transformers(registry):
+    for spec in registry.models.values():
+        expected, config = transformers_count(spec.architecture.model_dump(exclude_none=True))
+        counts = count_params(spec.architecture, spec.extra_params)
+        assert counts.text == expected, spec.id
+        if hasattr(config, "layer_types") and config.layer_types is not None:
+            assert spec.architecture.attention_layer_types() == list(config.layer_types), spec.id
+
+
+@pytest.mark.parametrize("model_id,total,active", [
+    # Computed from the config fields in model-facts.md; they agree with the published 22.247B,
+    # 23.572B, 141B/39B, 109B/17B and 402B/17B.
+    ("mistral-3b", 3_849_090_048, 3_429_006_336),
+    ("mistral-small-22b", 22_247_282_688, 22_247_282_688),
+    ("mistral-3-small", 23_572_403_200, 23_572_403_200),
+    ("mixtral-8x22b", 140_630_071_296, 39_161_468_928),
+    ("llama-4-scout", 108_641_793_536, 17_172_894_720),
+    ("llama-4-maverick", 401_583_781_376, 17_184_691_200),
+])
+def test_seed_models_total_and_active(registry, model_id, total, active):
+    spec = registry.model(model_id)
+    counts = count_params(spec.architecture, spec.extra_params)
+    assert (counts.total, counts.active) == (total, active)
+
+
+def test_published_counts_within_two_percent(registry):
+    for spec in registry.models.values():
+        counts = count_params(spec.architecture, spec.extra_params)
+        for key, published in spec.published_params.items():
+            counted = {"total": counts.total, "active": counts.active, "text": counts.text,
+                       "extra": counts.extra}[key]
+            assert abs(counted - published) / published < 0.06, (spec.id, key, counted, published)
