@@ -27,6 +27,10 @@ from bench.specs import ClaimSource, ClaimSpec, ModelSpec
 
 HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED = "holds", "fails", "refuted-by-arithmetic", "plausible", "untested"
 VERDICTS = (HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED)
+# What a quote calling a license "permissive" admits: OSI licenses without use restrictions.
+# The Llama 4 Community License (acceptable-use policy, 700M-user clause) and Mistral's research
+# license are not among them.
+PERMISSIVE_LICENSES = {"apache-2.0", "mit", "bsd-3-clause"}
 
 
 @dataclass
@@ -160,7 +164,8 @@ def _fact_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdi
     t = claim.threshold
     if claim.kind == "license":
         claimed, recorded, key = t.license, model.license, "license"
-        ok = claimed is not None and claimed.lower() == recorded.lower()
+        admitted = PERMISSIVE_LICENSES if claimed == "permissive" else {(claimed or "").lower()}
+        ok = recorded.lower() in admitted
     elif claim.kind == "open-weights":
         claimed, recorded, key = t.open_weights, model.open_weights, "availability"
         ok = claimed is not None and claimed == recorded
