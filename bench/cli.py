@@ -28,6 +28,12 @@ app = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]
 GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="Target card id or alias (see `bench gpus`).")]
+ResultsDirOpt = Annotated[Optional[Path], typer.Option(
+    "--results-dir", help="Where records go (default: $BENCH_RESULTS_DIR, else ./results).")]
+DeviceOpt = Annotated[str, typer.Option(help="cuda, or cpu (tiny models, the demo, the tests).")]
+WeightsOpt = Annotated[Optional[str], typer.Option(
+    help="real (from the hub at the registry's revision) or synthetic (random weights of the real architecture).")]
+TimeoutOpt = Annotated[Optional[float], typer.Option(help="Seconds before the run is killed and recorded as a timeout.")]
 
 
 def _registry():
@@ -108,6 +114,99 @@ def verdicts(json_out: JsonOpt = False) -> None:
     if json_out:
         return output.emit_json([v.to_dict() for v in results])
     print(output.table(["claim", "verdict", "why"], [[v.claim_id, v.verdict, v.reason] for v in results]))
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Argument(help="Model id or alias, or a local model directory.")],
+    gpu: GpuOpt = None,
+    backend: Annotated[str, typer.Option(help="vllm or transformers.")] = "vllm",
+    quant: Annotated[str, typer.Option(help="bf16, fp16; on CUDA also fp8 and nf4.")] = "bf16",
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cuda",
+    batch: Annotated[int, typer.Option(min=1, help="Requests submitted together for the throughput figure.")] = 8,
+    prompt_len: Annotated[int, typer.Option(min=1, help="Prompt tokens per request.")] = 128,
+    output_len: Annotated[int, typer.Option(min=2, help="Generated tokens per request (forced).")] = 64,
+    context: Annotated[Optional[int], typer.Option(min=2, help="Also run one request at this context length.")] = None,
+    iterations: Annotated[int, typer.Option(min=1, help="Minimum batch-1 latency iterations.")] = 5,
+    min_duration: Annotated[float, typer.Option(help="Minimum seconds of batch-1 latency runs.")] = 2.0,
+    timeout: TimeoutOpt = None,
+    results_dir: ResultsDirOpt = None,
+) -> None:
+    """Measured inference: load time, TTFT, inter-token latency, decode and batch throughput, peak memory.
+
+    Runs in an isolated child process and writes one record. Examples:
+    `bench run mistral-3-small --gpu 4090`, `bench run tiny-llama --device cpu`.
+    """
+    from bench.inference_job import run_inference
+    from bench.results import results_dir as resolve_results_dir
+
+    _check_choice("backend", backend, ("vllm", "transformers"))
+    _check_choice("device", device, ("cuda", "cpu"))
+    _check_choice("weights", weights, (None, "real", "synthetic"))
+    record = run_inference(
+        _registry(), model, gpu=gpu, backend=backend, quant=quant, weights=weights, device=device, batch=batch,
+        prompt_len=prompt_len, output_len=output_len, context=context, min_iterations=iterations,
+        min_duration_s=min_duration, results_dir=resolve_results_dir(results_dir),
+        timeout_s=timeout or (1800 if device == "cuda" else 900))
+    _finish(record, resolve_results_dir(results_dir))
+
+
+@app.command()
+def finetune(
+    model: Annotated[str, typer.Argument(help="Model id or alias, or a local model directory.")],
+    recipe: Annotated[str, typer.Option(help="A recipe of configs/finetune/: lora-sft, qlora-sft, dpo, reward.")],
+    gpu: GpuOpt = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Optimizer steps (default: the recipe's).")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(
+        min=0, help="Override the recipe's learning rate (tiny models learn at larger rates).")] = None,
+    weights: WeightsOpt = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        help="builtin:chat-sft, builtin:preference-pairs, a local .jsonl, or a hub dataset id.")] = None,
+    device: DeviceOpt = "cuda",
+    timeout: TimeoutOpt = None,
+    results_dir: ResultsDirOpt = None,
+) -> None:
+    """Fine-tune smoke test: the recipe starts, fits, lowers the loss, and leaves an adapter that loads.
+
+    Examples: `bench finetune mistral-3-small --recipe qlora-sft --gpu 4090`,
+    `bench finetune tiny-llama --recipe dpo --device cpu`.
+    """
+    from bench.finetune_job import run_finetune
+    from bench.results import results_dir as resolve_results_dir
+
+    _check_choice("device", device, ("cuda", "cpu"))
+    _check_choice("weights", weights, (None, "real", "synthetic"))
+    record = run_finetune(_registry(), model, recipe_name=recipe, gpu=gpu, steps=steps,
+                          learning_rate=learning_rate, weights=weights,
+                          dataset=dataset, device=device, results_dir=resolve_results_dir(results_dir),
+                          timeout_s=timeout or (3600 if device == "cuda" else 900))
+    _finish(record, resolve_results_dir(results_dir))
+
+
+def _check_choice(option: str, value: Optional[str], allowed: tuple) -> None:
+    if value not in allowed:
+        names = ", ".join(a for a in allowed if a)
+        raise UserError(f"unknown {option} {value!r}; choose {names}")
+
+
+def _finish(record, results_dir: Path) -> None:
+    """Print the record's summary; exit 1 when the run itself failed (its record says why)."""
+    from bench.record_output import render_record
+
+    print(render_record(record))
+    print(f"record: {results_dir / (record.id + '.json')}")
+    if record.status != "ok":
+        raise typer.Exit(1)
+
+
+@app.command()
+def results(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> None:
+    """The records in the results directory: model, kind, status, key metrics, hardware, when."""
+    from bench.record_output import results_table
+    from bench.results import results_dir as resolve_results_dir
+
+    print(results_table(resolve_results_dir(results_dir), json_out))
 
 
 def main() -> None:

@@ -1,0 +1,24 @@
+"""Inference engines behind one small interface; registered by name and imported lazily.
+
+`bench --help` and the model-free commands never import an engine: a backend's module is
+imported only when a run asks for it by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from bench.backends.base import Backend, EngineSettings
+
+BACKENDS = {
+    "transformers": "bench.backends.hf:TransformersBackend",
+    "vllm": "bench.backends.vllm:VLLMBackend",
+}
+
+
+def create_backend(name: str, settings: EngineSettings) -> Backend:
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(settings)
+
+
+__all__ = ["BACKENDS", "Backend", "EngineSettings", "create_backend"]

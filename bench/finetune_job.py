@@ -1,0 +1,52 @@
+"""`bench finetune`: a recipe on a model, isolated, with the estimator's prediction beside the measurement."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.estimate.params import count_params
+from bench.estimate.training import training_memory
+from bench.registry import Registry
+from bench.runner import check_device, execute, prepare_weights, resolve_model
+from bench.scenarios.finetune import FinetuneSettings
+
+
+def run_finetune(registry: Registry, model_name: str, *, recipe_name: str, gpu: str | None, steps: int | None,
+                 learning_rate: float | None, weights: str | None, dataset: str | None, device: str, results_dir: Path, timeout_s: float):
+    model = resolve_model(registry, model_name)
+    recipe = registry.recipe(recipe_name)
+    if learning_rate is not None:
+        recipe = recipe.model_copy(update={"learning_rate": learning_rate})
+    target = registry.gpu(gpu) if gpu else None
+    if recipe.quant == "nf4" and device != "cuda":
+        raise UserError(f"recipe {recipe.id} quantises the base with bitsandbytes NF4, which needs CUDA; "
+                        f"on --device cpu use lora-sft, dpo or reward")
+    check_device(device, target, model.id)
+    if weights == "synthetic" and model.spec is not None and not model.spec.synthetic:
+        raise UserError("fine-tune smoke tests load a checkpoint; --weights synthetic builds random weights only "
+                        "for bench's tiny models (use `bench plan --finetune` for the arithmetic)")
+    spec_weights = prepare_weights(model, weights)
+    cfg = model.architecture
+    extra = model.spec.extra_params if model.spec else 0
+    estimate = training_memory(cfg, count_params(cfg, extra), recipe, int((target.runtime_overhead_gib if target
+                               else 1.0) * 2**30), target.budget_bytes if target else None)
+    adapter_dir = Path(tempfile.mkdtemp(prefix=f"bench-{recipe.id}-")) / "adapter"
+    settings = FinetuneSettings(
+        model_path=spec_weights.path, recipe=recipe.model_dump(), device=device, steps=steps or recipe.steps,
+        dataset=dataset or recipe.dataset, adapter_dir=str(adapter_dir),
+        target_budget_bytes=target.budget_bytes if target else None)
+    return execute("finetune", "bench.scenarios.finetune:measure", asdict(settings), model=model,
+                   weights=spec_weights, device=device, gpu=target,
+                   config={"recipe": recipe.model_dump(), "steps": settings.steps, "dataset": settings.dataset,
+                           "device": device},
+                   results_dir=results_dir, timeout_s=timeout_s,
+                   estimate={"training_memory_bytes": estimate.total_bytes,
+                             "lower_bound_bytes": estimate.lower_bound_bytes,
+                             "breakdown": {"weights": estimate.weights_bytes, "trainable": estimate.trainable_bytes,
+                                           "activations": estimate.activations_bytes,
+                                           "logits": estimate.logits_bytes, "overhead": estimate.overhead_bytes},
+                             "note": "bench's estimator at the recipe's settings; compare with peak_memory_bytes "
+                                     "(on a GPU; a CPU run's peak RSS includes the Python runtime)"})

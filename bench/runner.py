@@ -1,0 +1,128 @@
+"""What every measured command shares: resolve the model and its weights, check the device,
+run the measurement isolated, and write its record, failed or not.
+
+The parent process never loads a model; the child does (`bench.isolate`). Whatever
+happens in the child, one record is written: a crash, an out-of-memory or a timeout
+becomes that record's status with the error text.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.hfconfig import TextConfig, load_hf_config
+from bench.registry import Registry
+from bench.specs import HardwareSpec, ModelSpec
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    id: str
+    architecture: TextConfig
+    spec: ModelSpec | None = None  # None for a local path
+    local_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Weights:
+    path: str
+    kind: str  # "real" or "synthetic"
+    repo: str | None
+    revision: str | None
+    resolved_revision: str | None
+
+
+def resolve_model(registry: Registry, name: str) -> ResolvedModel:
+    """A registry id or alias, or a local directory holding a config.json."""
+    path = Path(name)
+    if path.is_dir() and (path / "config.json").exists():
+        return ResolvedModel(id=path.name, architecture=load_hf_config(path / "config.json"), local_path=path)
+    spec = registry.model(name)
+    return ResolvedModel(id=spec.id, architecture=spec.architecture, spec=spec)
+
+
+def prepare_weights(model: ResolvedModel, weights: str | None) -> Weights:
+    """Where the engine loads from; downloads real weights at the registry's pinned revision."""
+    if model.local_path is not None:
+        if weights == "synthetic":
+            raise UserError("--weights synthetic applies to registry models; a local path is loaded as it is")
+        return Weights(str(model.local_path), "real", None, None, None)
+    spec = model.spec
+    assert spec is not None
+    kind = weights or ("synthetic" if spec.synthetic else "real")
+    if kind == "synthetic":
+        from bench import synthetic
+
+        return Weights(str(synthetic.build(spec, with_weights=spec.synthetic)), "synthetic", spec.repo,
+                       spec.revision, None)
+    if spec.synthetic or spec.repo is None:
+        why = "is built by bench" if spec.synthetic else "has no public weights"
+        raise UserError(f"{spec.id} {why}: run it with --weights synthetic")
+    from bench import hub
+
+    checkout = hub.download(spec.repo, spec.revision)
+    return Weights(str(checkout.path), "real", spec.repo, spec.revision, checkout.commit)
+
+
+def check_device(device: str, gpu: HardwareSpec | None, model_id: str) -> None:
+    if device == "cpu":
+        if gpu is not None:
+            raise UserError(f"--gpu {gpu.id} caps CUDA memory to emulate that card; it does not apply to "
+                            "--device cpu")
+        return
+    if not cuda_available():
+        target = f" --gpu {gpu.id}" if gpu else ""
+        raise UserError(f"no CUDA GPU on this machine: `bench plan {model_id}{target}` gives the arithmetic answer, "
+                        "and --device cpu runs on the CPU")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def execute(kind: str, target: str, settings: dict[str, Any], *, model: ResolvedModel, weights: Weights,
+            device: str, gpu: HardwareSpec | None, config: dict[str, Any], results_dir: Path,
+            timeout_s: float, estimate: dict[str, Any] | None = None):
+    """Run `target` isolated and write its record. Returns the written RunRecord."""
+    from bench.environment import observed_hardware, software_versions
+    from bench.isolate import run_isolated
+    from bench.results import ModelRef, RunRecord, new_record_id, write_record
+
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    outcome = run_isolated(target, {"settings": settings}, timeout_s)
+    value = outcome.value or {}
+    hardware = dict(value.get("hardware") or observed_hardware(device))
+    emulation = value.get("emulation", {"emulated": False})
+    hardware.update(target=gpu.id if gpu else None, emulated=bool(emulation.get("emulated")),
+                    emulation=emulation)
+    notes = []
+    if hardware["emulated"]:
+        notes.append(f"memory capped to {gpu.id}'s; speed figures belong to {hardware.get('device_name')}")
+    record = RunRecord(
+        schema_version=1,
+        id=new_record_id(kind, model.id, started),
+        kind=kind,
+        status=outcome.status,
+        error=outcome.error,
+        model=ModelRef(id=model.id, repo=weights.repo, revision=weights.revision,
+                       resolved_revision=weights.resolved_revision, weights=weights.kind, path=weights.path),
+        config=config,
+        hardware=hardware,
+        software=value.get("software") or software_versions(),
+        metrics=value.get("metrics", {}),
+        details={"engine": value.get("engine"), "memory": value.get("memory"), "estimate": estimate},
+        started_at=started.isoformat(),
+        duration_s=time.perf_counter() - clock,
+        notes=notes + list(value.get("notes", [])),
+    )
+    write_record(record, results_dir)
+    return record
+

@@ -1,0 +1,1 @@
+"""Measurement protocols: each takes settings and a backend and returns metrics."""

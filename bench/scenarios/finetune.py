@@ -1,0 +1,224 @@
+"""The fine-tune smoke test: the recipe starts, fits, lowers the loss, and leaves an adapter that loads.
+
+Runs inside the isolated child process (`measure` is the entry point): peft adapters
+through trl's trainers (SFT, DPO, reward), with the recipe's hyperparameters. After
+training the adapter is saved, loaded back onto a freshly loaded base, and run once;
+its output is compared with the bare base's, so "the adapter reloads" means it loads
+*and* changes the model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench import stats
+from bench.emulation import memory_cap
+from bench.environment import observed_hardware, software_versions
+from bench.finetune_data import check_rows, formatting_report, load_rows
+from bench.scenarios.inference import metric
+from bench.trackers.memory import PeakMemoryTracker
+
+# bench's optimizer names -> transformers' `optim` values.
+OPTIMIZERS = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+              "paged_adamw_32bit": "paged_adamw_32bit", "sgd": "sgd"}
+ROUTER_NAMES = ("router", "block_sparse_moe.gate", "mlp.gate.")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    model_path: str
+    recipe: dict[str, Any]  # RecipeSpec fields
+    device: str
+    steps: int
+    dataset: str
+    adapter_dir: str
+    seed: int = 0
+    target_budget_bytes: int | None = None
+
+
+def _load_base(s: FinetuneSettings, reward: bool):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    recipe = s.recipe
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if s.device == "cuda" else torch.float32}
+    if recipe["method"] == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=recipe["double_quant"],
+            bnb_4bit_compute_dtype=torch.bfloat16)
+    if s.device == "cuda":
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    tokenizer = AutoTokenizer.from_pretrained(s.model_path)
+    if reward:
+        model = AutoModelForSequenceClassification.from_pretrained(s.model_path, num_labels=1, use_safetensors=True,
+                                                                   **kwargs)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    else:
+        model = AutoModelForCausalLM.from_pretrained(s.model_path, use_safetensors=True, **kwargs)
+    return tokenizer, model
+
+
+def _lora_config(recipe: dict[str, Any], model: Any, reward: bool):
+    """The recipe's target modules that exist in this model; MoE routers are never targeted."""
+    from peft import LoraConfig
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [t for t in recipe["target_modules"] if t in names]
+    return LoraConfig(r=recipe["rank"], lora_alpha=recipe["alpha"], lora_dropout=recipe["dropout"],
+                      target_modules=targets, task_type="SEQ_CLS" if reward else "CAUSAL_LM"), targets
+
+
+class _StepLog:
+    """Trainer callback: loss per logged step, wall time per optimizer step, tokens seen."""
+
+    def __init__(self) -> None:
+        from transformers import TrainerCallback
+
+        log = self
+
+        class Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):
+                log._started = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kw):
+                log.step_times.append(time.perf_counter() - log._started)
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs and "loss" in logs:
+                    log.losses.append(float(logs["loss"]))
+                if logs and "num_tokens" in logs:
+                    log.tokens = float(logs["num_tokens"])
+
+        self.callback = Callback()
+        self.losses: list[float] = []
+        self.step_times: list[float] = []
+        self.tokens: float | None = None
+        self._started = 0.0
+
+
+def _trainer(s: FinetuneSettings, model: Any, tokenizer: Any, rows: list[dict[str, Any]], peft_config: Any,
+             log: _StepLog):
+    from datasets import Dataset
+
+    recipe = s.recipe
+    common = dict(
+        output_dir=str(Path(s.adapter_dir).parent / "trainer"), max_steps=s.steps,
+        per_device_train_batch_size=recipe["micro_batch"],
+        gradient_accumulation_steps=recipe["gradient_accumulation"],
+        gradient_checkpointing=recipe["gradient_checkpointing"], optim=OPTIMIZERS[recipe["optimizer"]],
+        learning_rate=recipe["learning_rate"], logging_steps=1, save_strategy="no", report_to=[],
+        max_length=recipe["sequence_length"], seed=s.seed, data_seed=s.seed, use_cpu=s.device == "cpu",
+        bf16=s.device == "cuda", disable_tqdm=True)
+    data = Dataset.from_list(rows)
+    method = recipe["method"]
+    if method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        trainer = DPOTrainer(model=model, args=DPOConfig(beta=recipe["beta"] or 0.1, **common), train_dataset=data,
+                             processing_class=tokenizer, peft_config=peft_config, callbacks=[log.callback])
+    elif method == "reward":
+        from trl import RewardConfig, RewardTrainer
+
+        trainer = RewardTrainer(model=model, args=RewardConfig(**common), train_dataset=data,
+                                processing_class=tokenizer, peft_config=peft_config, callbacks=[log.callback])
+    else:
+        from trl import SFTConfig, SFTTrainer
+
+        trainer = SFTTrainer(model=model, args=SFTConfig(completion_only_loss=True, **common), train_dataset=data,
+                             processing_class=tokenizer, peft_config=peft_config, callbacks=[log.callback])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the record keeps every loss; no log lines on stdout
+    return trainer
+
+
+def _probe_output(model: Any, tokenizer: Any, row: dict[str, Any], reward: bool) -> torch.Tensor:
+    """One forward on a fixed prompt: the scores (reward) or next-token logits (causal), on the CPU."""
+    text = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(model.device)
+    with torch.no_grad():
+        out = model(**ids)
+    return out.logits[0].float().cpu() if reward else out.logits[0, -1].float().cpu()
+
+
+def _reload_and_compare(s: FinetuneSettings, row: dict[str, Any], reward: bool) -> dict[str, Any]:
+    from peft import PeftModel
+
+    tokenizer, base = _load_base(s, reward)
+    before = _probe_output(base, tokenizer, row, reward)
+    adapted = PeftModel.from_pretrained(base, s.adapter_dir)
+    after = _probe_output(adapted, tokenizer, row, reward)
+    generated = None
+    if not reward:
+        ids = tokenizer(tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True),
+                        add_special_tokens=False, return_tensors="pt").to(adapted.device)
+        with torch.no_grad():
+            out = adapted.generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        generated = tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
+    return {"max_output_change": float((after - before).abs().max()), "generated": generated}
+
+
+def measure(settings: dict[str, Any]) -> dict[str, Any]:
+    """Child-process entry point: train, save, reload; return metrics and reports."""
+    s = FinetuneSettings(**settings)
+    recipe, reward = s.recipe, s.recipe["method"] == "reward"
+    torch.manual_seed(s.seed)
+    fraction, emulation = memory_cap(s.device, s.target_budget_bytes)
+    if fraction is not None:
+        torch.cuda.set_per_process_memory_fraction(fraction)
+    rows = load_rows(s.dataset, s.seed)
+    check_rows(rows, recipe["method"], s.dataset)
+    log = _StepLog()
+    with PeakMemoryTracker(device=s.device) as tracker:
+        tokenizer, model = _load_base(s, reward)
+        if recipe["method"] == "qlora":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe["gradient_checkpointing"])
+        peft_config, targets = _lora_config(recipe, model, reward)
+        trainer = _trainer(s, model, tokenizer, rows, peft_config, log)
+        formatting = (formatting_report(tokenizer, trainer.data_collator, rows[0], trainer.train_dataset[0])
+                      if recipe["method"] in ("lora", "qlora") else None)
+        start = time.perf_counter()
+        trainer.train()
+        train_s = time.perf_counter() - start
+        trainable = {n: p.numel() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        trainer_name = type(trainer).__name__
+        trainer.model.save_pretrained(s.adapter_dir)
+    memory = tracker.result()
+    del trainer, model
+    adapter_bytes = sum(f.stat().st_size for f in Path(s.adapter_dir).glob("*.safetensors"))
+    reload = _reload_and_compare(s, rows[0], reward)
+
+    metrics = {
+        "loss_first": metric(log.losses[0], "loss"),
+        "loss_last": metric(log.losses[-1], "loss", log.losses),
+        "steps": metric(len(log.step_times), "count"),
+        "step_time_s": metric(stats.median(log.step_times), "s", log.step_times),
+        "train_s": metric(train_s, "s"),
+        "tokens_per_s": metric(log.tokens / train_s if log.tokens else None, "tokens/s"),
+        "peak_memory_bytes": metric(memory["peak_memory_bytes"], "bytes"),
+        "adapter_bytes": metric(adapter_bytes, "bytes"),
+        "adapter_reloaded": metric(True, "bool"),
+        "adapter_changes_output": metric(reload["max_output_change"] > 0, "bool"),
+        "trainable_params": metric(sum(trainable.values()), "params"),
+    }
+    if memory.get("peak_allocated_bytes") is not None:
+        metrics["peak_allocated_bytes"] = metric(memory["peak_allocated_bytes"], "bytes")
+    return {
+        "metrics": metrics,
+        "memory": memory,
+        "engine": {"engine": "trl+peft", "trainer": trainer_name,
+                   "lora_targets": targets, "moe_targets": recipe["moe_targets"],
+                   "router_trainable": any(r in n for n in trainable for r in ROUTER_NAMES),
+                   "formatting": formatting, "reload": reload},
+        "emulation": emulation,
+        "hardware": observed_hardware(s.device),
+        "software": software_versions(),
+    }

@@ -1,0 +1,1 @@
+"""Measurement trackers: context managers that observe a block of work."""
