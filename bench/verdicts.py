@@ -23,7 +23,7 @@ from typing import Any
 from bench.estimate.quant import weight_format
 from bench.plan import DEFAULT_CONTEXT, PlanRequest, Subject, make_plan
 from bench.registry import Registry
-from bench.specs import ClaimSource, ClaimSpec, ModelSpec
+from bench.specs import ClaimSource, ClaimSpec, ModelSpec, RecipeSpec
 
 HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED = "holds", "fails", "refuted-by-arithmetic", "plausible", "untested"
 VERDICTS = (HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED)
@@ -85,8 +85,15 @@ def _memory_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Ver
     unstated = [] if cond.context else [f"context {context} tokens (bench's default; the quote states none)"]
     batch = cond.batch or 1
 
+    recipes = {}
     if recipe is not None:
         candidates = [recipe.quant]
+        recipes[recipe.quant] = recipe
+        if cond.quant is None and recipe.quant != "nf4":
+            # The quote does not fix the base's precision: the same method on a 4-bit base (QLoRA-style,
+            # paged 8-bit optimizer) is the cheapest reading of it.
+            candidates.append("nf4")
+            recipes["nf4"] = four_bit_variant(recipe)
     elif cond.quant:
         candidates = [cond.quant]
     else:  # the quote allows any quant: from the highest precision down to the smallest
@@ -94,7 +101,7 @@ def _memory_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Ver
 
     conditions = {"gpu": gpu.id, "context": context, "batch": batch,
                   "recipe": recipe.id if recipe else None, "quant": cond.quant}
-    plans = {q: make_plan(PlanRequest(subject, gpu, None if recipe else q, context, batch, recipe))
+    plans = {q: make_plan(PlanRequest(subject, gpu, None if recipe else q, context, batch, recipes.get(q)))
              for q in candidates}
     evidence: dict[str, Any] = {"estimates": {q: _estimate_summary(p) for q, p in plans.items()}}
     fitting = [q for q in candidates if plans[q]["fits"]]
@@ -104,7 +111,9 @@ def _memory_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Ver
     if fitting:
         best = fitting[0]
         needs = list(unstated)
-        if best != candidates[0]:
+        if best != candidates[0] and recipe is not None:
+            needs.insert(0, f"fits only on a 4-bit base ({recipes[best].id}), not at {candidates[0]}")
+        elif best != candidates[0]:
             needs.insert(0, f"fits only at {best} or smaller (not at {candidates[0]})")
         conditions["quant"] = best
         reason = (f"estimate {_gib(plans[best]['memory']['total_bytes'])} at {best} "
@@ -123,11 +132,21 @@ def _memory_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Ver
                         evidence=evidence,
                         would_change="a smaller quant than the model's registry lists, or a correction to "
                                      "the architecture numbers")
-    total = plans[smallest]["memory"]["total_bytes"]
+    memory = plans[smallest]["memory"]
     reason = (f"arithmetic cannot decide: at {smallest} the lower bound {_gib(lower)} fits "
-              f"{_gib(gpu.budget_bytes)} but the estimate {_gib(total)} does not")
+              f"{_gib(gpu.budget_bytes)} but the estimate {_gib(memory['total_bytes'])} does not")
+    if memory["weights_bytes"] > memory["weights_floor_bytes"]:
+        reason += (f" (today's bitsandbytes leaves the fused MoE experts in 16 bits: "
+                   f"{_gib(memory['weights_bytes'])} of weights instead of {_gib(memory['weights_floor_bytes'])})")
     return _verdict(claim, UNTESTED, reason, conditions={**conditions, "unstated": unstated},
                     evidence=evidence, would_change="a measured run on the card (or capped to it)")
+
+
+def four_bit_variant(recipe: RecipeSpec) -> RecipeSpec:
+    """The recipe's method on an NF4 double-quantised base with a paged 8-bit optimizer."""
+    method = "qlora" if recipe.method == "lora" else recipe.method
+    return recipe.model_copy(update={"id": f"{recipe.id}+nf4", "method": method, "quant": "nf4",
+                                     "double_quant": True, "optimizer": "paged_adamw_8bit"})
 
 
 def _estimate_summary(plan: dict[str, Any]) -> dict[str, Any]:

@@ -104,3 +104,20 @@ def test_plan_claims_json_carries_claim_id_and_verdict(run_bench):
     scout = by_id["scout-toolkit-qlora-24gb"]
     assert scout["verdict"] == "refuted-by-arithmetic" and scout["fits"] is False
     assert scout["finetune"] == "qlora-sft" and scout["memory"]["budget_bytes"] > 0
+
+
+def test_finetune_claim_without_a_stated_base_is_tried_on_a_4_bit_base(registry):
+    v = check(registry, id="c", subject="mistral-small-22b", kind="finetune-memory",
+              conditions={"gpu": "rtx-4090", "recipe": "dpo"})
+    assert v.verdict == "plausible" and v.conditions["quant"] == "nf4"
+    assert any("fits only on a 4-bit base (dpo+nf4)" in u for u in v.conditions["unstated"])
+    assert set(v.evidence["estimates"]) == {"bf16", "nf4"}
+
+
+def test_refutation_uses_the_packed_floor_not_todays_library(verdicts):
+    # Scout on an 80 GB card: 4-bit weights could fit if experts were packed, so arithmetic
+    # alone must not refute it, even though bitsandbytes today keeps its experts in 16 bits.
+    v = verdicts["scout-toolkit-rlhf-single-a100"]
+    assert v.verdict == "untested" and "bitsandbytes" in v.reason
+    nf4 = v.evidence["estimates"]["nf4"]["breakdown"]
+    assert nf4["weights_bytes"] > 3 * nf4["weights_floor_bytes"]

@@ -7,7 +7,7 @@ part alone is the *lower bound* a claim can be refuted with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.estimate.params import ParamCounts
 from bench.estimate.quant import WeightFormat, weight_bytes_of
@@ -24,6 +24,12 @@ def weight_bytes(params: ParamCounts, fmt: WeightFormat) -> int:
     """Packed linear layers at the format's bits, everything else at 16 bits."""
     linear = params.attention + params.dense_mlp
     return int(weight_bytes_of(fmt, linear, params.experts, params.high_precision))
+
+
+def weight_floor_bytes(params: ParamCounts, fmt: WeightFormat) -> int:
+    """The weights at this bit width if every linear weight were packed, fused MoE experts included:
+    what any implementation of the format needs at least, whatever today's libraries do."""
+    return weight_bytes(params, replace(fmt, packs_fused_experts=True))
 
 
 def kv_bytes_per_token(cfg: TextConfig, kv_dtype_bytes: int = 2) -> int:
@@ -64,6 +70,7 @@ def layer_activation_bytes_per_token(cfg: TextConfig) -> int:
 @dataclass(frozen=True)
 class InferenceMemory:
     weights_bytes: int
+    weights_floor_bytes: int
     kv_cache_bytes: int
     kv_bytes_per_token: int
     activations_bytes: int  # one prefill chunk inside one layer
@@ -78,8 +85,8 @@ class InferenceMemory:
 
     @property
     def lower_bound_bytes(self) -> int:
-        """The exact part: weights and KV cache must be resident, whatever the engine."""
-        return self.weights_bytes + self.kv_cache_bytes
+        """The exact part: packed weights and the KV cache must be resident, whatever the engine."""
+        return self.weights_floor_bytes + self.kv_cache_bytes
 
     @property
     def fits(self) -> bool | None:
@@ -102,6 +109,7 @@ def inference_memory(
     activations = chunk * layer_activation_bytes_per_token(cfg)
     return InferenceMemory(
         weights_bytes=weight_bytes(params, fmt),
+        weights_floor_bytes=weight_floor_bytes(params, fmt),
         kv_cache_bytes=kv_cache_bytes(cfg, context, batch, kv_dtype_bytes),
         kv_bytes_per_token=kv_bytes_per_token(cfg, kv_dtype_bytes),
         activations_bytes=activations,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.estimate.memory import layer_activation_bytes_per_token, weight_bytes
+from bench.estimate.memory import layer_activation_bytes_per_token, weight_bytes, weight_floor_bytes
 from bench.estimate.params import ParamCounts
 from bench.estimate.quant import weight_format
 from bench.hfconfig import TextConfig
@@ -81,7 +81,8 @@ def lora_params(cfg: TextConfig, recipe: RecipeSpec) -> int:
 
 @dataclass(frozen=True)
 class TrainingMemory:
-    weights_bytes: int  # the frozen (or trained, for full) base
+    weights_bytes: int  # the frozen base (0 for full fine-tuning, whose weights are trainable state)
+    weights_floor_bytes: int  # the same at this bit width with every linear weight packed
     trainable_params: int
     trainable_bytes: int  # trainable weights, their gradients and optimizer state
     activations_bytes: int
@@ -97,8 +98,8 @@ class TrainingMemory:
 
     @property
     def lower_bound_bytes(self) -> int:
-        """Weights and trainable state must be resident whatever the batch or kernels."""
-        return self.weights_bytes + self.trainable_bytes
+        """Packed weights and trainable state must be resident whatever the batch or kernels."""
+        return self.weights_floor_bytes + self.trainable_bytes
 
     @property
     def fits(self) -> bool | None:
@@ -124,12 +125,13 @@ def training_memory(
         base = ParamCounts(**{**params.__dict__, "lm_head": 0})
     if recipe.method == "full":
         trainable = base.total
-        weights = 0
+        weights = floor = 0
         trainable_bytes = trainable * (4 + 4 + optimizer)
     else:
         score_head = cfg.hidden_size if recipe.method == "reward" else 0
         trainable = lora_params(cfg, recipe) + score_head
-        weights = weight_bytes(base, weight_format(recipe.quant, recipe.double_quant))
+        fmt = weight_format(recipe.quant, recipe.double_quant)
+        weights, floor = weight_bytes(base, fmt), weight_floor_bytes(base, fmt)
         trainable_bytes = trainable * (4 + 4 + optimizer)
 
     per_token_layer = layer_activation_bytes_per_token(cfg)
@@ -140,6 +142,7 @@ def training_memory(
     logits = 0 if recipe.method == "reward" else tokens * cfg.vocab_size * (2 + 4 + 4)
     return TrainingMemory(
         weights_bytes=weights,
+        weights_floor_bytes=floor,
         trainable_params=trainable,
         trainable_bytes=trainable_bytes,
         activations_bytes=activations,

@@ -1,41 +1,49 @@
 """Peak memory of a measurement, in the device's view and the allocator's.
 
-CPU: the RSS of this process plus all its descendants, sampled every 10 ms (vLLM's
+CPU: the RSS summed over this process and all its descendants at each sample (vLLM's
 engine runs in child processes, so this process alone would miss it), and the
-kernel's exact peak for this process (`ru_maxrss`).
+kernel's exact peak for this process (`ru_maxrss`), which 10 ms sampling can miss.
+Pages shared between processes count once per process, so the sum over-states a
+little; PSS would not, but reading smaps every 10 ms costs far more.
 
-CUDA: NVML's per-process figure for the PIDs of this process tree. Inside some
-containers NVML reports host PIDs and per-process figures read as 0: the tracker
-then falls back to the device's used memory minus a baseline taken before the work,
-and says which source it used. The allocator's view (torch's max allocated and
-reserved) is reported beside it; for vLLM, whose engine allocates in another process
-and pre-reserves its KV cache, it is small by design.
+CUDA: NVML's per-process figure for the PIDs of this process tree. Inside
+containers NVML reports host PIDs, so none of ours match and the figure reads 0:
+the tracker then falls back to the device's used memory minus a baseline taken at
+enter (which includes every other process on the card), and says which source it
+used. torch's allocator view (max allocated and reserved) is reported beside it;
+for vLLM, whose engine allocates in another process, it is small by design.
 """
 
 from __future__ import annotations
 
 import os
 import resource
-import sys
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import psutil
 
 INTERVAL_S = 0.01
+TREE_EVERY = 10  # samples between rescans for new descendants: a rescan reads every /proc entry (~1 ms per 75)
 
 
-def process_tree(pid: int | None = None) -> list[psutil.Process]:
-    root = psutil.Process(pid or os.getpid())
-    try:
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return [root]
+def process_tree(roots: Iterable[int]) -> list[psutil.Process]:
+    """The live processes among `roots` and all their descendants, each once."""
+    tree: dict[int, psutil.Process] = {}
+    for pid in roots:
+        try:
+            root = psutil.Process(pid)
+            for proc in (root, *root.children(recursive=True)):
+                tree.setdefault(proc.pid, proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return list(tree.values())
 
 
-def process_tree_rss(pid: int | None = None) -> int:
+def _rss(procs: Iterable[psutil.Process]) -> int:
     total = 0
-    for proc in process_tree(pid):
+    for proc in procs:
         try:
             total += proc.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -43,110 +51,175 @@ def process_tree_rss(pid: int | None = None) -> int:
     return total
 
 
-class _Nvml:
-    """The NVML device matching torch's current device, by PCI bus id."""
+def process_tree_rss(pid: int | None = None) -> int:
+    """RSS of a process (this one by default) plus all its descendants, in bytes."""
+    return _rss(process_tree([os.getpid() if pid is None else pid]))
 
-    def __init__(self) -> None:
+
+def _self_maxrss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+class _Nvml:
+    """NVML's view of the card torch calls `index`, matched by PCI bus id (NVML numbers cards its own way)."""
+
+    def __init__(self, index: int) -> None:
         import pynvml
         import torch
 
         pynvml.nvmlInit()
         self.nvml = pynvml
-        bus_id = torch.cuda.get_device_properties(torch.cuda.current_device()).pci_bus_id
-        self.handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id.encode() if isinstance(bus_id, str) else bus_id)
+        try:
+            props = torch.cuda.get_device_properties(index)
+            if hasattr(props, "pci_bus_id"):
+                bus_id = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+                self.handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
+            else:  # torch builds that do not expose the PCI ids: the UUID names the same card
+                self.handle = pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{props.uuid}")
+        except BaseException:
+            pynvml.nvmlShutdown()
+            raise
 
     def device_used(self) -> int:
         return int(self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used)
 
     def process_used(self, pids: set[int]) -> int:
+        """Summed over our PIDs; 0 when NVML lists none of them (host PIDs) or withholds the figure (None)."""
         procs = self.nvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
         return sum(int(p.usedGpuMemory or 0) for p in procs if p.pid in pids)
 
+    def close(self) -> None:
+        self.nvml.nvmlShutdown()
+
+
+class _TorchDevice:
+    """Without nvidia-ml-py: the device's used memory as the CUDA runtime reports it (creates a context)."""
+
+    def __init__(self, index: int) -> None:
+        import torch
+
+        self.torch, self.index = torch, index
+
+    def device_used(self) -> int:
+        free, total = self.torch.cuda.mem_get_info(self.index)
+        return total - free
+
+    def process_used(self, pids: set[int]) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
 
 class PeakMemoryTracker:
-    def __init__(self, device: str = "cpu") -> None:
+    """``with PeakMemoryTracker("cuda") as tracker: ...`` then ``tracker.result()``.
+
+    `pids` adds processes (and their descendants) that are not this process's
+    descendants, e.g. an engine started by a launcher; this process's tree is always counted.
+    """
+
+    def __init__(self, device: str = "cpu", pids: Iterable[int] | None = None) -> None:
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
         self.device = device
+        self._roots = [os.getpid(), *(pids or ())]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._peak_tree = 0
-        self._peak_process_gpu = 0
-        self._peak_device_gpu = 0
-        self._samples = 0
-        self._nvml: _Nvml | None = None
-        self._baseline_rss = 0
-        self._baseline_gpu = 0
-        self._torch_used: Any = None  # callable giving (total - free) when NVML is missing
+        self._procs: list[psutil.Process] = []
+        self._samples = self._errors = 0
+        self._last_error: str | None = None
+        self._peak_rss = self._baseline_rss = self._maxrss_at_enter = 0
+        self._gpu: _Nvml | _TorchDevice | None = None
+        self._torch: Any = None
+        self._gpu_index = 0
+        self._nvml_unavailable: str | None = None
+        self._peak_gpu_process = self._peak_gpu_device = self._baseline_gpu = 0
+        self._result: dict[str, Any] | None = None
 
     def __enter__(self) -> PeakMemoryTracker:
-        self._baseline_rss = process_tree_rss()
         if self.device == "cuda":
             self._start_cuda()
-        self._thread = threading.Thread(target=self._sample_loop, name="bench-memory", daemon=True)
+        self._maxrss_at_enter = _self_maxrss_bytes()
+        self._procs = process_tree(self._roots)
+        self._baseline_rss = _rss(self._procs)
+        self._thread = threading.Thread(target=self._run, name="bench-memory", daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
         try:
-            self._sample()
-        finally:
-            self._stop.set()
             if self._thread is not None:
                 self._thread.join()
+            self._sample()  # the state at the end, taken after the thread so no two writers race
+            self._result = self._summarise()
+        finally:
+            if self._gpu is not None:
+                self._gpu.close()
 
     def _start_cuda(self) -> None:
         import torch
 
-        torch.cuda.reset_peak_memory_stats()
+        self._torch = torch
+        self._gpu_index = torch.cuda.current_device()
+        torch.cuda.reset_peak_memory_stats(self._gpu_index)
         try:
-            self._nvml = _Nvml()
-            self._baseline_gpu = self._nvml.device_used()
-        except Exception:  # no pynvml or no NVML: torch's view of the whole device instead
-            self._nvml = None
+            self._gpu = _Nvml(self._gpu_index)
+        except Exception as exc:  # no nvidia-ml-py, no NVML library, or no card matched: the runtime's view
+            self._nvml_unavailable = f"{type(exc).__name__}: {exc}"
+            self._gpu = _TorchDevice(self._gpu_index)
+        self._baseline_gpu = self._gpu.device_used()
 
-            def used() -> int:
-                free, total = torch.cuda.mem_get_info()
-                return total - free
-
-            self._torch_used = used
-            self._baseline_gpu = used()
-
-    def _sample_loop(self) -> None:
+    def _run(self) -> None:
         while not self._stop.wait(INTERVAL_S):
             self._sample()
 
     def _sample(self) -> None:
-        self._samples += 1
-        self._peak_tree = max(self._peak_tree, process_tree_rss())
-        if self.device != "cuda":
-            return
+        """One sample; a failing source is counted and reported, never allowed to end the sampling."""
         try:
-            if self._nvml is not None:
-                pids = {p.pid for p in process_tree()}
-                self._peak_process_gpu = max(self._peak_process_gpu, self._nvml.process_used(pids))
-                self._peak_device_gpu = max(self._peak_device_gpu, self._nvml.device_used())
-            elif self._torch_used is not None:
-                self._peak_device_gpu = max(self._peak_device_gpu, self._torch_used())
-        except Exception:  # a failed sample must not end sampling
-            pass
+            if self._samples % TREE_EVERY == 0:
+                self._procs = process_tree(self._roots)
+            self._samples += 1
+            self._peak_rss = max(self._peak_rss, _rss(self._procs))
+            if self._gpu is not None:
+                self._peak_gpu_device = max(self._peak_gpu_device, self._gpu.device_used())
+                pids = {p.pid for p in self._procs}
+                self._peak_gpu_process = max(self._peak_gpu_process, self._gpu.process_used(pids))
+        except Exception as exc:  # the sampler must outlive any one bad read
+            self._errors += 1
+            self._last_error = f"{type(exc).__name__}: {exc}"
+
+    def _summarise(self) -> dict[str, Any]:
+        # ru_maxrss is the process's lifetime peak: it speaks for this block only if it grew during it.
+        self_peak = _self_maxrss_bytes()
+        peak_rss = max(self._peak_rss, self_peak if self_peak > self._maxrss_at_enter else 0)
+        result: dict[str, Any] = {"peak_memory_bytes": peak_rss, "peak_memory_source": "rss-process-tree",
+                                  "baseline_bytes": self._baseline_rss, "peak_rss_bytes": peak_rss,
+                                  "samples": self._samples, "sampler_errors": self._errors}
+        if self._last_error:
+            result["last_sampler_error"] = self._last_error
+        if self.device == "cuda":
+            result.update(self._summarise_cuda())
+        return result
+
+    def _summarise_cuda(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"baseline_bytes": self._baseline_gpu, "rss_baseline_bytes": self._baseline_rss,
+                                  "peak_device_used_bytes": self._peak_gpu_device}
+        if isinstance(self._gpu, _TorchDevice):
+            source = "torch-mem-get-info-minus-baseline"
+            result["nvml_unavailable"] = self._nvml_unavailable
+        elif self._peak_gpu_process > 0:
+            source = "nvml-process"
+        else:
+            source = "nvml-device-minus-baseline"
+        peak = self._peak_gpu_process if source == "nvml-process" else self._peak_gpu_device - self._baseline_gpu
+        result.update(peak_memory_bytes=max(peak, 0), peak_memory_source=source,
+                      peak_allocated_bytes=self._torch.cuda.max_memory_allocated(self._gpu_index),
+                      peak_reserved_bytes=self._torch.cuda.max_memory_reserved(self._gpu_index))
+        return result
 
     def result(self) -> dict[str, Any]:
-        self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        result: dict[str, Any] = {"baseline_bytes": self._baseline_rss, "samples": self._samples,
-                                  "peak_rss_bytes": max(self._peak_tree, self_peak)}
-        if self.device != "cuda":
-            result.update(peak_memory_bytes=result["peak_rss_bytes"], peak_memory_source="rss-process-tree")
-            return result
-        if self._nvml is not None and self._peak_process_gpu > 0:
-            result.update(peak_memory_bytes=self._peak_process_gpu, peak_memory_source="nvml-process")
-        elif self._nvml is not None:
-            result.update(peak_memory_bytes=self._peak_device_gpu - self._baseline_gpu,
-                          peak_memory_source="nvml-device-minus-baseline")
-        else:
-            result.update(peak_memory_bytes=self._peak_device_gpu - self._baseline_gpu,
-                          peak_memory_source="torch-mem-get-info-minus-baseline")
-        if "torch" in sys.modules:
-            import torch
-
-            result["peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
-            result["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
-        return result
+        """The measurement, ready once the ``with`` block has ended."""
+        if self._result is None:
+            raise RuntimeError("PeakMemoryTracker.result() is ready after the with block ends")
+        return dict(self._result)
