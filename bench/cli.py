@@ -106,11 +106,13 @@ def plan(
 
 
 @app.command()
-def verdicts(json_out: JsonOpt = False) -> None:
-    """Every claim with its verdict, evidence and conditions."""
+def verdicts(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> None:
+    """Every claim with its verdict, evidence and conditions, from arithmetic and the records in the results dir."""
+    from bench.results import iter_records
+    from bench.results import results_dir as resolve_results_dir
     from bench.verdicts import all_verdicts
 
-    results = all_verdicts(_registry())
+    results = all_verdicts(_registry(), list(iter_records(resolve_results_dir(results_dir))))
     if json_out:
         return output.emit_json([v.to_dict() for v in results])
     print(output.table(["claim", "verdict", "why"], [[v.claim_id, v.verdict, v.reason] for v in results]))
@@ -184,6 +186,34 @@ def finetune(
     _finish(record, resolve_results_dir(results_dir))
 
 
+@app.command(name="eval")
+def eval_(
+    model: Annotated[str, typer.Argument(help="Model id or alias, or a local model directory.")],
+    tasks: Annotated[list[str], typer.Option(
+        help="A suite of configs/evals/suites.yaml (smoke, claims) or an lm-eval task; repeat for more.")],
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Documents per task (for testing only: "
+                                                          "limited scores are not citable).")] = None,
+    num_fewshot: Annotated[Optional[int], typer.Option(min=0, help="Few-shot examples (default: the task's).")] = None,
+    backend: Annotated[str, typer.Option(help="vllm or transformers.")] = "transformers",
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cuda",
+    timeout: TimeoutOpt = None,
+    results_dir: ResultsDirOpt = None,
+) -> None:
+    """lm-eval scores with standard errors; one record. Example: `bench eval tiny-llama --tasks smoke --device cpu`."""
+    from bench.eval_job import run_eval
+    from bench.registry import default_config_dir
+    from bench.results import results_dir as resolve_results_dir
+
+    _check_choice("backend", backend, ("vllm", "transformers"))
+    _check_choice("device", device, ("cuda", "cpu"))
+    _check_choice("weights", weights, (None, "real", "synthetic"))
+    record = run_eval(_registry(), default_config_dir(), model, tasks=tasks, limit=limit, num_fewshot=num_fewshot,
+                      backend=backend, weights=weights, device=device, results_dir=resolve_results_dir(results_dir),
+                      timeout_s=timeout or (7200 if device == "cuda" else 900))
+    _finish(record, resolve_results_dir(results_dir))
+
+
 def _check_choice(option: str, value: Optional[str], allowed: tuple) -> None:
     if value not in allowed:
         names = ", ".join(a for a in allowed if a)
@@ -191,12 +221,13 @@ def _check_choice(option: str, value: Optional[str], allowed: tuple) -> None:
 
 
 def _finish(record, results_dir: Path) -> None:
-    """Print the record's summary; exit 1 when the run itself failed (its record says why)."""
-    from bench.record_output import render_record
+    """Print the record's summary; when the run itself failed, one line on stderr and exit 1."""
+    from bench.record_output import error_line, render_record
 
     print(render_record(record))
     print(f"record: {results_dir / (record.id + '.json')}")
     if record.status != "ok":
+        print(f"error: run {record.status}: {error_line(record)}", file=sys.stderr)
         raise typer.Exit(1)
 
 

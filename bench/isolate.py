@@ -6,7 +6,10 @@ the harness (or a sweep) down with it. The child imports its target by name
 its result dict or the formatted traceback. The parent turns every ending into an
 :class:`Outcome`: ok, oom, error or timeout, with the error text.
 
-A fresh process per measurement also gives clean peak-memory numbers.
+The child leads its own process group, so that engine workers it started are found
+and killed even after the child itself has crashed: a leftover worker would hold
+device memory and spoil the next measurement of a sweep. A fresh process per
+measurement also gives clean peak-memory numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from typing import Any
 
 import psutil
@@ -34,77 +38,139 @@ class Outcome:
     duration_s: float
 
 
-def _is_oom(exc_name: str, text: str) -> bool:
-    return exc_name == "OutOfMemoryError" or "out of memory" in text.lower()
+def _is_oom(exc: BaseException) -> bool:
+    """torch's OutOfMemoryError, or any error saying "out of memory", here or in its causes."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if type(current).__name__ == "OutOfMemoryError" or "out of memory" in str(current).lower():
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _child(target: str, kwargs: dict[str, Any], conn: Any) -> None:
+    os.setpgrp()  # see the module docstring: the parent kills this group when it is done
     os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # torch and NVML number devices alike
     try:
         module, name = target.split(":")
         value = getattr(importlib.import_module(module), name)(**kwargs)
         if not isinstance(value, dict):
             raise TypeError(f"{target} returned {type(value).__name__}, not a dict")
-        conn.send(("ok", value, None))
+        conn.send(("ok", value))
     except BaseException as exc:  # everything, including KeyboardInterrupt in the child, is reported
-        conn.send(("error", traceback.format_exc()[-ERROR_TAIL_CHARS:], type(exc).__name__))
+        conn.send(("oom" if _is_oom(exc) else "error", traceback.format_exc()[-ERROR_TAIL_CHARS:]))
     finally:
         conn.close()
 
 
-def kill_tree(pid: int) -> None:
-    """Terminate a process and all its descendants (engines start their own workers)."""
+def kill_tree(root: psutil.Process) -> None:
+    """Stop a process, its descendants, and whatever is left of its process group.
+
+    SIGTERM first, SIGKILL after a short grace. Descendants are found through the
+    process while it lives, and through its group once it has died and they were
+    orphaned. `root` was taken when the process started, so psutil refuses to touch
+    a pid that was reused since.
+    """
+    procs: dict[int, psutil.Process] = {root.pid: root}
     try:
-        root = psutil.Process(pid)
-        procs = root.children(recursive=True) + [root]
+        procs.update((p.pid, p) for p in root.children(recursive=True))
     except psutil.NoSuchProcess:
-        return
-    for proc in procs:
+        pass
+    session = os.getsid(0)
+    for proc in psutil.process_iter():
         try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
+            if os.getpgid(proc.pid) == root.pid and os.getsid(proc.pid) == session:
+                procs.setdefault(proc.pid, proc)
+        except (ProcessLookupError, PermissionError):
             pass
-    _, alive = psutil.wait_procs(procs, timeout=KILL_GRACE_S)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=KILL_GRACE_S)
+    alive = list(procs.values())
+    for how in ("terminate", "kill"):
+        for proc in alive:
+            try:
+                getattr(proc, how)()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        alive = _still_running(alive, KILL_GRACE_S)
+
+
+def _still_running(procs: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Those of `procs` still running after up to `timeout_s`.
+
+    A zombie counts as gone: its memory is already freed, and reaping is its parent's
+    business (multiprocessing's, for the child, which needs the exit code).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        procs = [p for p in procs if _running(p)]
+        if not procs or time.monotonic() >= deadline:
+            return procs
+        time.sleep(0.02)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def run_isolated(target: str, kwargs: dict[str, Any], timeout_s: float) -> Outcome:
+    """Call ``target(**kwargs)`` in a fresh spawned process; every ending is an Outcome."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(target, kwargs, sender), daemon=False)
     start = time.perf_counter()
-    process.start()
-    sender.close()  # the parent keeps only its end, so a dead child reads as EOF
+    root: psutil.Process | None = None
     try:
-        message = None
-        if receiver.poll(timeout_s):
-            try:
-                message = receiver.recv()
-            except EOFError:  # the child died before sending
-                message = None
-        elif process.is_alive():
-            kill_tree(process.pid)
-            return Outcome("timeout", None, f"timed out after {timeout_s:g} s", time.perf_counter() - start)
-        process.join(KILL_GRACE_S)
-        if process.is_alive():  # sent its result but hangs on exit (engine threads): stop it
-            kill_tree(process.pid)
+        process.start()
+        root = psutil.Process(process.pid)
+        sender.close()  # the parent keeps only its end, so a dead child reads as EOF
+        status, payload = _wait_for_ending(receiver, process, timeout_s)
+        if status != "timeout":
+            process.join(KILL_GRACE_S)  # a child that sent its result but hangs on exit is stopped below
         elapsed = time.perf_counter() - start
-        if message is None:
-            return Outcome("error", None, _death_text(process.exitcode), elapsed)
-        status, value, exc_name = message
         if status == "ok":
-            return Outcome("ok", value, None, elapsed)
-        return Outcome("oom" if _is_oom(exc_name, value) else "error", None, value, elapsed)
+            return Outcome("ok", payload, None, elapsed)
+        return Outcome(status, None, payload, elapsed)
     finally:
-        if process.is_alive():
-            kill_tree(process.pid)
-        process.join(KILL_GRACE_S)
+        sender.close()
+        if root is not None:
+            kill_tree(root)
+            process.join(KILL_GRACE_S)
+            if process.exitcode is not None:
+                process.close()
         receiver.close()
+
+
+def _wait_for_ending(receiver: Any, process: Any, timeout_s: float) -> tuple[str, Any]:
+    """The child's own (status, value or error text), or how it ended without sending one.
+
+    Waiting on the process's sentinel as well as the pipe means that a crashed child is
+    seen at once, even when a grandchild still holds the pipe open.
+    """
+    deadline = time.perf_counter() + timeout_s
+    pipe_open = True
+    while (remaining := deadline - time.perf_counter()) > 0:
+        ready = wait([receiver, process.sentinel] if pipe_open else [process.sentinel], remaining)
+        if pipe_open and (receiver in ready or receiver.poll(0)):
+            if (message := _receive(receiver)) is not None:
+                return message
+            pipe_open = False  # closed without a message: wait for the exit, or the deadline
+        elif process.sentinel in ready:
+            process.join(KILL_GRACE_S)  # the sentinel fires as the process exits, a moment before it is reaped
+            return "error", _death_text(process.exitcode)
+    return "timeout", f"timed out after {timeout_s:g} s"
+
+
+def _receive(receiver: Any) -> tuple[str, Any] | None:
+    try:
+        return receiver.recv()
+    except (EOFError, OSError):  # died before or while sending: nothing, or half a message
+        return None
+    except Exception as err:  # a result the parent cannot unpickle
+        return "error", f"could not read the measurement's result: {type(err).__name__}: {err}"
 
 
 def _death_text(exitcode: int | None) -> str:
@@ -113,4 +179,6 @@ def _death_text(exitcode: int | None) -> str:
         if name == "SIGKILL":
             return "killed by SIGKILL (the kernel's out-of-memory killer, or an external kill)"
         return f"killed by signal {name}"
+    if exitcode is None:
+        return "the measurement process ended without a result"
     return f"the measurement process exited with code {exitcode} without a result"

@@ -23,6 +23,11 @@ def format_value(value, unit: str) -> str:
     return f"{value} {unit}".strip()
 
 
+def error_line(record) -> str:
+    """The last line of a failure's text: the exception and its message."""
+    return (record.error or record.status).strip().splitlines()[-1]
+
+
 def render_record(record) -> str:
     hw = record.hardware
     where = hw.get("device_name") or hw.get("cpu_model") or "unknown device"
@@ -30,11 +35,15 @@ def render_record(record) -> str:
         where += f" capped to {hw['target']}"
     lines = [f"{record.kind} {record.model.id} ({record.model.weights} weights) on {where}: {record.status}"]
     if record.error:
-        lines.append(f"  error: {record.error.strip().splitlines()[-1]}")
+        lines.append(f"  error: {error_line(record)}")
     rows = [[name, format_value(record.metrics[name].value, record.metrics[name].unit)]
             for name in KEY_METRICS if name in record.metrics]
     if rows:
         lines += ["  " + line for line in output.table(["metric", "value"], rows).splitlines()]
+    if "scores" in record.metrics:
+        for task, values in record.metrics["scores"].value.items():
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items() if not k.endswith("_stderr"))
+            lines.append(f"  {task}: {shown}")
     lines += [f"  note: {n}" for n in record.notes]
     return "\n".join(lines)
 

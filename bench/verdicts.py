@@ -1,4 +1,4 @@
-"""Claims x estimates -> verdicts (arithmetic and registry facts; measurements come later).
+"""Claims x estimates x records -> verdicts.
 
 Verdict words are a contract (design section 6). How each kind of claim is decided:
 
@@ -12,17 +12,26 @@ Verdict words are a contract (design section 6). How each kind of claim is decid
 * license, open-weights and context claims are decided by the registry's recorded
   facts (each with its source): ``holds`` or ``fails``.
 * speed claims: ``refuted-by-arithmetic`` above the roofline, else ``plausible``.
-* eval claims: ``untested`` until eval records exist.
+* eval claims: each compared task's primary score against each compared model's, a gap
+  inside the combined standard error being a tie: ``holds`` when every comparison is a
+  win, ``fails`` on any loss or tie, ``untested`` while any record is missing.
+
+Measured records override arithmetic for memory, fine-tune and speed claims: a run that
+fit is ``holds``, an out-of-memory ``fails`` (precedence in :mod:`bench.evidence`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.evals.compare import Score, compare, primary_metric
+from bench.evidence import RANK_LABELS, engine_quant, eval_record, memory_evidence, rank, speed_evidence
 from bench.estimate.quant import weight_format
 from bench.plan import DEFAULT_CONTEXT, PlanRequest, Subject, make_plan
 from bench.registry import Registry
+from bench.results import RunRecord
 from bench.specs import ClaimSource, ClaimSpec, ModelSpec, RecipeSpec
 
 HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED = "holds", "fails", "refuted-by-arithmetic", "plausible", "untested"
@@ -50,16 +59,22 @@ class Verdict:
         return dict(self.__dict__)
 
 
-def verdict_for(registry: Registry, source: ClaimSource, claim: ClaimSpec) -> Verdict:
+def verdict_for(registry: Registry, source: ClaimSource, claim: ClaimSpec,
+                records: Sequence[RunRecord] = ()) -> Verdict:
     model = registry.model(claim.subject)
-    decide = _DECIDERS[claim.kind]
-    verdict = decide(registry, model, claim)
+    verdict = _DECIDERS[claim.kind](registry, model, claim)
+    if claim.kind in ("inference-memory", "finetune-memory"):
+        verdict = _measured_memory(registry, claim, verdict, list(records))
+    elif claim.kind == "speed":
+        verdict = _measured_speed(claim, verdict, list(records))
+    elif claim.kind == "eval":
+        verdict = _eval_comparison(registry, claim, list(records))
     verdict.source = source.source
     return verdict
 
 
-def all_verdicts(registry: Registry) -> list[Verdict]:
-    return [verdict_for(registry, source, claim) for source, claim in registry.claims()]
+def all_verdicts(registry: Registry, records: Sequence[RunRecord] = ()) -> list[Verdict]:
+    return [verdict_for(registry, source, claim, records) for source, claim in registry.claims()]
 
 
 def _verdict(claim: ClaimSpec, word: str, reason: str, **kw: Any) -> Verdict:
@@ -219,13 +234,86 @@ def _speed_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verd
 
 
 def _eval_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdict:
-    missing = [m for m in claim.conditions.compare_to if m not in registry.models]
-    reason = "no eval records yet"
+    """Arithmetic has nothing to say about quality; :func:`_eval_comparison` decides with records."""
+    return _eval_comparison(registry, claim, [])
+
+
+def _eval_comparison(registry: Registry, claim: ClaimSpec, records: list[RunRecord]) -> Verdict:
+    cond = claim.conditions
+    conditions = {"tasks": cond.tasks, "compare_to": cond.compare_to}
+    would_change = "bench eval records (real weights, no --limit) of every compared model on the same tasks"
+    missing_models = [m for m in cond.compare_to if m not in registry.models]
+    if missing_models:
+        return _verdict(claim, UNTESTED, f"compared models not in the registry: {', '.join(missing_models)}",
+                        conditions=conditions, would_change=would_change)
+    outcomes, missing, used = [], [], []
+    for task in cond.tasks:
+        mine = eval_record(records, claim.subject, task)
+        for other in cond.compare_to:
+            theirs = eval_record(records, other, task)
+            if mine is None or theirs is None:
+                missing.append(f"{task}: {claim.subject if mine is None else other}")
+                continue
+            a_scores, b_scores = mine.metrics["scores"].value[task], theirs.metrics["scores"].value[task]
+            name = primary_metric(a_scores)
+            if name is None or name not in b_scores or _shots(mine) != _shots(theirs):
+                missing.append(f"{task}: no comparable metric or settings")
+                continue
+            result = compare(Score(a_scores[name], a_scores[f"{name}_stderr"]),
+                             Score(b_scores[name], b_scores[f"{name}_stderr"]))
+            outcomes.append(f"{task} {name}: {a_scores[name]:.3f} vs {other} {b_scores[name]:.3f} -> {result}")
+            used += [mine.id, theirs.id]
+    evidence = {"comparisons": outcomes, "records": sorted(set(used)), "missing": missing}
     if missing:
-        reason += f"; compared models not in the registry: {', '.join(missing)}"
-    return _verdict(claim, UNTESTED, reason,
-                    conditions={"tasks": claim.conditions.tasks, "compare_to": claim.conditions.compare_to},
-                    would_change="bench eval records of every compared model on the same tasks and settings")
+        return _verdict(claim, UNTESTED, "missing eval evidence: " + "; ".join(missing), conditions=conditions,
+                        evidence=evidence, would_change=would_change)
+    if not outcomes:
+        return _verdict(claim, UNTESTED, "the claim names no tasks or models to compare", conditions=conditions)
+    won = all(o.endswith("-> win") for o in outcomes)
+    return _verdict(claim, HOLDS if won else FAILS, "; ".join(outcomes), conditions=conditions, evidence=evidence,
+                    would_change="new eval records; a tie within the combined standard error is not a win")
+
+
+def _shots(record: RunRecord) -> Any:
+    return record.metrics["num_fewshot"].value if "num_fewshot" in record.metrics else None
+
+
+def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
+                     records: list[RunRecord]) -> Verdict:
+    recipe = registry.recipe(claim.conditions.recipe) if claim.conditions.recipe else None
+    found = memory_evidence(records, claim, recipe)
+    if not found:
+        return arithmetic
+    best = found[0]
+    quant = engine_quant(best)
+    unstated = []
+    if claim.conditions.quant is None and quant not in (None, "bf16"):
+        unstated.append(f"{'holds' if best.status == 'ok' else 'measured'} at {quant}; the quote states no quant")
+    conditions = {**arithmetic.conditions, "quant": quant, "emulated": bool(best.hardware.get("emulated")),
+                  "weights": best.model.weights, "unstated": unstated + [u for u in arithmetic.conditions.get(
+                      "unstated", []) if u.startswith("context")]}
+    peak = best.metrics.get("peak_memory_bytes")
+    peak_text = f", peak {_gib(peak.value)}" if peak and peak.value else ""
+    how = RANK_LABELS[rank(best)]
+    evidence = {"records": [r.id for r in found], "decisive_record": best.id, "estimate": arithmetic.evidence}
+    if best.status == "ok":
+        return _verdict(claim, HOLDS, f"{how}: ran at {quant}{peak_text} ({best.id})", conditions=conditions,
+                        evidence=evidence, would_change="an out-of-memory in a run of higher precedence")
+    return _verdict(claim, FAILS, f"{how}: out of memory at {quant} ({best.id})", conditions=conditions,
+                    evidence=evidence, would_change="a successful run of higher precedence")
+
+
+def _measured_speed(claim: ClaimSpec, arithmetic: Verdict, records: list[RunRecord]) -> Verdict:
+    found = speed_evidence(records, claim)
+    wanted = claim.threshold.decode_tokens_per_s
+    if not found or wanted is None:
+        return arithmetic
+    best = found[0]
+    measured = best.metrics["decode_tokens_per_s"].value
+    word = HOLDS if measured >= wanted else FAILS
+    return _verdict(claim, word, f"measured {measured:.1f} tokens/s at batch 1 vs claimed {wanted:g} ({best.id})",
+                    conditions={**arithmetic.conditions, "quant": engine_quant(best)},
+                    evidence={"records": [r.id for r in found], "roofline": arithmetic.evidence.get("roofline")})
 
 
 _DECIDERS = {

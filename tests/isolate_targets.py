@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+from multiprocessing.connection import Connection
 
 
 class OutOfMemoryError(RuntimeError):
@@ -18,17 +21,33 @@ def returns(x: int) -> dict:
 
 
 def raises() -> dict:
-    raise ValueError("the engine refused the config")
+    raise ValueError("the engine refused the config")  # a source line that says out of memory is no OOM
 
 
 def runs_out_of_memory() -> dict:
-    raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    raise OutOfMemoryError("Tried to allocate 2.00 GiB")
 
 
-def hangs_with_a_grandchild(pid_file: str) -> dict:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+def says_out_of_memory() -> dict:
+    raise RuntimeError("CUDA error: out of memory")
+
+
+def fails_because_of_an_oom() -> dict:
+    try:
+        raise OutOfMemoryError("Tried to allocate 2.00 GiB")
+    except OutOfMemoryError as err:
+        raise RuntimeError("engine core initialisation failed") from err
+
+
+def _start_grandchild(pid_file: str, ignore_sigterm: bool = False) -> None:
+    ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignore_sigterm else ""
+    grandchild = subprocess.Popen([sys.executable, "-c", f"import signal, time; {ignore}time.sleep(60)"])
     with open(pid_file, "w") as handle:
-        handle.write(f"{os.getpid()} {child.pid}")
+        handle.write(f"{os.getpid()} {grandchild.pid}")
+
+
+def hangs_with_a_grandchild(pid_file: str, ignore_sigterm: bool = False) -> dict:
+    _start_grandchild(pid_file, ignore_sigterm)
     time.sleep(60)
     return {}
 
@@ -36,6 +55,36 @@ def hangs_with_a_grandchild(pid_file: str) -> dict:
 def segfaults() -> dict:
     os.kill(os.getpid(), signal.SIGSEGV)
     return {}
+
+
+def segfaults_leaving_a_grandchild(pid_file: str) -> dict:
+    _start_grandchild(pid_file)
+    return segfaults()
+
+
+def is_killed() -> dict:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}
+
+
+def dies_halfway_through_sending() -> dict:
+    """Write the header of a 1000-byte message and 10 bytes of it to the parent, then die."""
+    (conn,) = [c for c in gc.get_objects() if isinstance(c, Connection) and not c.closed and c.writable]
+    os.write(conn.fileno(), struct.pack("!i", 1000) + b"x" * 10)
+    os._exit(3)
+
+
+def _cannot_be_rebuilt() -> None:
+    raise RuntimeError("this object cannot be rebuilt in the parent")
+
+
+class Unreadable:
+    def __reduce__(self):
+        return _cannot_be_rebuilt, ()
+
+
+def returns_what_the_parent_cannot_read() -> dict:
+    return {"engine": Unreadable()}
 
 
 def returns_a_list() -> list:

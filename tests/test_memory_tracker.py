@@ -44,7 +44,8 @@ def test_a_child_process_is_counted():
 def test_a_process_named_by_pid_is_counted():
     # The launcher exits at once, so its child is re-parented away from us: only `pids` brings it in.
     launcher = (f"import subprocess, sys; code = {ALLOCATE.format(delay=0.5)!r}; "
-                "print(subprocess.Popen([sys.executable, '-c', code]).pid)")
+                "print(subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.DEVNULL, "
+                "stderr=subprocess.DEVNULL).pid)")
     out = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, check=True)
     orphan = psutil.Process(int(out.stdout))
     assert orphan.ppid() != os.getpid()

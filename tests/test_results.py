@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+import re
+import stat
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
 from bench.results import (Metric, ModelRef, RunRecord, iter_records, load_frame, new_record_id, results_dir,
                            write_record)
+
+SECTION_7_FIELDS = ("schema_version", "id", "kind", "status", "error", "model", "config", "hardware", "software",
+                    "metrics", "started_at", "duration_s")
 
 
 def make_record(**overrides) -> RunRecord:
@@ -16,9 +22,11 @@ def make_record(**overrides) -> RunRecord:
         schema_version=1, id=new_record_id("inference", "tiny-llama", datetime(2026, 11, 23, tzinfo=timezone.utc)),
         kind="inference", status="ok", error=None,
         model=ModelRef(id="tiny-llama", repo=None, revision=None, resolved_revision=None, weights="synthetic"),
-        config={"batch": 4}, hardware={"device": "cpu", "target": None, "emulated": False},
-        software={"python": "3.11"}, metrics={"decode_tokens_per_s": Metric(value=123.5, unit="tokens/s",
-                                                                            samples=[120.0, 123.5, 130.0])},
+        config={"batch": 4}, hardware={"device_name": "cpu", "target": None, "emulated": False},
+        software={"python": "3.11"},
+        metrics={"decode_tokens_per_s": Metric(value=123.5, unit="tokens/s", samples=[120.0, 123.5, 130.0]),
+                 "adapter_reloaded": Metric(value=True, unit=""),
+                 "scores": Metric(value={"smoke": {"acc": 0.5}}, unit="")},
         started_at="2026-11-23T00:00:00+00:00", duration_s=1.5)
     return RunRecord(**{**fields, **overrides})
 
@@ -27,13 +35,29 @@ def test_round_trip_and_contract_fields(tmp_path):
     record = make_record()
     path = write_record(record, tmp_path)
     data = json.loads(path.read_text())
-    for key in ("schema_version", "id", "kind", "status", "error", "model", "config", "hardware", "software",
-                "metrics", "started_at", "duration_s"):
-        assert key in data
+    assert set(SECTION_7_FIELDS) <= set(data)
+    assert set(data["model"]) >= {"id", "repo", "revision", "resolved_revision", "weights"}
     assert data["metrics"]["decode_tokens_per_s"] == {"value": 123.5, "unit": "tokens/s",
                                                       "samples": [120.0, 123.5, 130.0]}
+    assert all("unit" in metric for metric in data["metrics"].values())
     assert list(iter_records(tmp_path)) == [record]
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by the team, not mkstemp's 0600
+
+
+def test_record_ids_sort_by_utc_start_and_are_unique():
+    local = datetime(2026, 11, 23, 15, 45, 1, tzinfo=timezone(timedelta(hours=1)))
+    ids = {new_record_id("inference", "org/Model 7B", local) for _ in range(50)}
+    assert len(ids) == 50
+    assert all(re.fullmatch(r"20261123T144501Z-inference-org-Model-7B-[0-9a-f]{6}", i) for i in ids)
+    later = new_record_id("eval", "a", datetime(2026, 11, 23, 14, 45, 2, tzinfo=timezone.utc))
+    assert max(ids) < later
+
+
+def test_started_at_must_be_utc():
+    with pytest.raises(ValidationError, match="started_at"):
+        make_record(started_at="2026-11-23T01:00:00+01:00")
+    assert make_record(started_at="2026-11-23T00:00:00Z").started_at.endswith("Z")
 
 
 def test_a_record_is_never_rewritten(tmp_path):
@@ -43,17 +67,23 @@ def test_a_record_is_never_rewritten(tmp_path):
     with pytest.raises(FileExistsError):
         write_record(make_record(id=record.id, status="error", error="x"), tmp_path)
     assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
-def test_corrupt_files_are_skipped_with_a_warning(tmp_path, capsys):
-    write_record(make_record(), tmp_path)
+def test_corrupt_files_are_skipped_with_one_warning_each(tmp_path, capsys):
+    good = write_record(make_record(), tmp_path)
     (tmp_path / "truncated.json").write_text('{"schema_version": 1, "id": ')
-    (tmp_path / "wrong-field.json").write_text(json.dumps({**json.loads(make_record().model_dump_json()),
-                                                          "status": "exploded"}))
+    (tmp_path / "wrong-field.json").write_text(json.dumps({**json.loads(good.read_text()), "status": "exploded"}))
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / ".run.abc123.tmp").write_text("{")  # a write in progress
+    (tmp_path / ".half-written.json").write_text("{")
     records = list(iter_records(tmp_path))
-    err = capsys.readouterr().err
-    assert len(records) == 1
-    assert "truncated.json" in err and "wrong-field.json" in err
+    lines = capsys.readouterr().err.splitlines()
+    assert [r.id for r in records] == [good.stem]
+    assert len(lines) == 3 and all(line.startswith("warning: skipping ") for line in lines)
+    for name in ("truncated.json", "wrong-field.json", "binary.json"):
+        assert sum(name in line for line in lines) == 1
+    assert any("wrong-field.json" in line and "status" in line for line in lines)
 
 
 def test_frame_has_one_row_per_record_with_metric_columns(tmp_path):
@@ -62,14 +92,39 @@ def test_frame_has_one_row_per_record_with_metric_columns(tmp_path):
     frame = load_frame(tmp_path).set_index("id")
     assert len(frame) == 2
     assert frame.loc["other", "status"] == "oom"
+    assert frame.loc["other", "model"] == "tiny-llama" and frame.loc["other", "device_name"] == "cpu"
     assert frame["decode_tokens_per_s"].dropna().tolist() == [123.5]
+    assert frame["adapter_reloaded"].dropna().tolist() == [True]  # a flag is a column too
+    assert "scores" not in frame.columns  # not a number: it stays in the record
 
 
-def test_a_token_never_reaches_a_record(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", "hf_secretsecret123")
-    with pytest.raises(ValueError, match="HF_TOKEN"):
-        write_record(make_record(config={"oops": "hf_secretsecret123"}), tmp_path)
-    assert not list(tmp_path.iterdir())
+def test_an_empty_directory_gives_an_empty_frame_with_the_columns(tmp_path):
+    frame = load_frame(tmp_path / "none-yet")
+    assert frame.empty and {"id", "kind", "status", "model", "started_at"} <= set(frame.columns)
+
+
+@pytest.mark.parametrize("variable", ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"])
+def test_a_token_from_the_environment_never_reaches_a_record(tmp_path, monkeypatch, variable):
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
+    monkeypatch.setenv(variable, "hf_secretsecret123")
+    with pytest.raises(ValueError, match=variable) as refused:
+        write_record(make_record(error="401 for Bearer hf_secretsecret123"), tmp_path / "results")
+    assert "hf_secretsecret123" not in str(refused.value)
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").iterdir())
+
+
+def test_a_stored_login_token_never_reaches_a_record(tmp_path, monkeypatch):
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "token").write_text("hf_storedtoken456\n")
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "token"))
+    with pytest.raises(ValueError, match="token"):
+        write_record(make_record(config={"hub": {"token": "hf_storedtoken456"}}), tmp_path / "results")
+
+
+def test_a_short_token_value_does_not_block_writes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf")  # too short to be a token; it appears everywhere
+    assert write_record(make_record(), tmp_path).exists()
 
 
 def test_results_dir_precedence(monkeypatch, tmp_path):

@@ -72,7 +72,7 @@ class _Nvml:
         try:
             props = torch.cuda.get_device_properties(index)
             if hasattr(props, "pci_bus_id"):
-                bus_id = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+                bus_id = f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
                 self.handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
             else:  # torch builds that do not expose the PCI ids: the UUID names the same card
                 self.handle = pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{props.uuid}")
@@ -89,7 +89,10 @@ class _Nvml:
         return sum(int(p.usedGpuMemory or 0) for p in procs if p.pid in pids)
 
     def close(self) -> None:
-        self.nvml.nvmlShutdown()
+        try:
+            self.nvml.nvmlShutdown()
+        except self.nvml.NVMLError:
+            pass  # a failed shutdown must not replace the measured block's own exception
 
 
 class _TorchDevice:

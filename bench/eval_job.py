@@ -1,0 +1,48 @@
+"""`bench eval`: lm-eval scores for a model on named suites or tasks, isolated, one record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.estimate.memory import kv_cache_bytes
+from bench.registry import Registry, read_yaml
+from bench.runner import check_device, execute, prepare_weights, resolve_model
+from bench.scenarios.eval import EvalSettings
+
+EVAL_CONTEXT = 2048
+
+
+def expand_tasks(registry_dir: Path, names: list[str]) -> list[str]:
+    """Suite names from configs/evals/suites.yaml become their tasks; other names pass through."""
+    suites = (read_yaml(registry_dir / "evals" / "suites.yaml") or {}).get("suites", {})
+    tasks: list[str] = []
+    for name in names:
+        for task in suites.get(name, {}).get("tasks", [name]):
+            if task not in tasks:
+                tasks.append(task)
+    return tasks
+
+
+def run_eval(registry: Registry, config_dir: Path, model_name: str, *, tasks: list[str], limit: int | None,
+             num_fewshot: int | None, backend: str, weights: str | None, device: str, results_dir: Path,
+             timeout_s: float):
+    model = resolve_model(registry, model_name)
+    if weights == "synthetic" and not (model.spec and model.spec.synthetic):
+        raise UserError("evals need trained weights: --weights synthetic gives random weights, whose scores "
+                        "mean nothing (use --weights real)")
+    check_device(device, None, model.id)
+    expanded = expand_tasks(config_dir, tasks)
+    if not expanded:
+        raise UserError("--tasks names no task")
+    spec_weights = prepare_weights(model, weights)
+    cfg = model.architecture
+    max_len = min(EVAL_CONTEXT, cfg.max_position_embeddings)
+    settings = EvalSettings(
+        model_path=spec_weights.path, backend=backend, device=device, tasks=expanded, limit=limit,
+        num_fewshot=num_fewshot, max_model_len=max_len,
+        kv_cache_bytes=max(int(kv_cache_bytes(cfg, max_len, 8) * 1.25), 64 * 2**20) if device == "cpu" else None)
+    return execute("eval", "bench.scenarios.eval:measure", asdict(settings), model=model, weights=spec_weights,
+                   device=device, gpu=None, config={"eval": asdict(settings), "suites": tasks},
+                   results_dir=results_dir, timeout_s=timeout_s)

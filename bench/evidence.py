@@ -1,0 +1,76 @@
+"""Which records count as evidence for a claim, best first.
+
+Precedence (design: issue "Verdicts from measurements"): measured on the claimed card
+beats measured under a memory cap on a larger card, which beats a synthetic-weight
+measurement (valid for memory and speed, never for quality), which beats arithmetic.
+Only runs that ended (ok, or out of memory) are evidence; a crash or a timeout says
+nothing about the claim and is left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.results import RunRecord
+from bench.specs import ClaimSpec, RecipeSpec
+
+RANK_LABELS = {3: "measured on the claimed card", 2: "measured under a cap emulating the claimed card",
+               1: "measured with synthetic weights"}
+
+
+def rank(record: RunRecord) -> int:
+    if record.model.weights == "synthetic":
+        return 1
+    return 2 if record.hardware.get("emulated") else 3
+
+
+def engine_quant(record: RunRecord) -> str | None:
+    if record.kind == "inference":
+        return record.config.get("scenario", {}).get("engine", {}).get("quant")
+    if record.kind == "finetune":
+        return record.config.get("recipe", {}).get("quant")
+    return None
+
+
+def _inference_matches(record: RunRecord, claim: ClaimSpec) -> bool:
+    scenario: dict[str, Any] = record.config.get("scenario", {})
+    cond = claim.conditions
+    if cond.quant and engine_quant(record) != cond.quant:
+        return False
+    if cond.context and (scenario.get("context") or 0) < cond.context:
+        return False
+    return not (cond.batch and scenario.get("batch", 0) < cond.batch)
+
+
+def memory_evidence(records: list[RunRecord], claim: ClaimSpec, recipe: RecipeSpec | None) -> list[RunRecord]:
+    """Records that test a memory or fine-tune claim on its card, best first."""
+    kind = "finetune" if claim.kind == "finetune-memory" else "inference"
+    found = []
+    for record in records:
+        if record.kind != kind or record.model.id != claim.subject or record.status not in ("ok", "oom"):
+            continue
+        if record.hardware.get("target") != claim.conditions.gpu:
+            continue
+        if kind == "inference" and not _inference_matches(record, claim):
+            continue
+        if kind == "finetune" and recipe is not None and record.config.get("recipe", {}).get("method") not in (
+                recipe.method, "qlora" if recipe.method == "lora" else recipe.method):
+            continue
+        found.append(record)
+    return sorted(found, key=lambda r: (rank(r), r.status == "ok", r.started_at), reverse=True)
+
+
+def speed_evidence(records: list[RunRecord], claim: ClaimSpec) -> list[RunRecord]:
+    """Inference records on the claimed card itself (a capped larger card's speed is not the claim's)."""
+    found = [r for r in records if r.kind == "inference" and r.model.id == claim.subject and r.status == "ok"
+             and r.hardware.get("target") == claim.conditions.gpu and not r.hardware.get("emulated")
+             and _inference_matches(r, claim)]
+    return sorted(found, key=lambda r: r.started_at, reverse=True)
+
+
+def eval_record(records: list[RunRecord], model_id: str, task: str) -> RunRecord | None:
+    """The latest ok eval of a model on a task with real weights and no document limit."""
+    found = [r for r in records if r.kind == "eval" and r.model.id == model_id and r.status == "ok"
+             and r.model.weights == "real" and r.metrics.get("limit") is not None
+             and r.metrics["limit"].value is None and task in (r.metrics["scores"].value or {})]
+    return max(found, key=lambda r: r.started_at, default=None)

@@ -1,0 +1,125 @@
+"""Verdicts from records: precedence of evidence, conditions the quote did not state, and the
+eval comparison rule (win, loss, tie within error, missing evidence), on constructed records."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from bench.results import Metric, ModelRef, RunRecord
+from bench.specs import ClaimSource, ClaimSpec
+from bench.verdicts import verdict_for
+
+_COUNTER = iter(range(10_000))
+
+
+def record(kind="inference", model="mistral-3-small", status="ok", weights="real", target="rtx-4090",
+           emulated=False, quant="nf4", metrics=None, recipe=None, started="2026-11-23T10:00:00+00:00"):
+    config = ({"scenario": {"engine": {"quant": quant}, "batch": 8, "context": None}} if kind == "inference"
+              else {"recipe": recipe or {}} if kind == "finetune" else {})
+    return RunRecord(
+        schema_version=1, id=f"r{next(_COUNTER)}", kind=kind, status=status,
+        error=None if status == "ok" else "CUDA out of memory",
+        model=ModelRef(id=model, repo="x/y", revision="main", resolved_revision="a" * 40, weights=weights),
+        config=config, hardware={"target": target, "emulated": emulated, "device_name": "NVIDIA H100"},
+        software={}, metrics=metrics or {}, started_at=started, duration_s=1.0)
+
+
+def check(registry, records, **claim):
+    spec = ClaimSpec.model_validate({"id": "c", "speaker": "t", "quote": "q", "product": "p", **claim})
+    return verdict_for(registry, ClaimSource(source="t.txt", title="t", products=["p"], claims=[spec]), spec,
+                       records)
+
+
+FITS_4090 = dict(subject="mistral-3-small", kind="inference-memory", conditions={"gpu": "rtx-4090"})
+
+
+def test_no_records_leaves_the_arithmetic_verdict(registry):
+    assert check(registry, [], **FITS_4090).verdict == "plausible"
+
+
+def test_an_ok_run_holds_and_names_the_unstated_quant(registry):
+    v = check(registry, [record(metrics={"peak_memory_bytes": Metric(value=20 * 2**30, unit="bytes")})],
+              **FITS_4090)
+    assert v.verdict == "holds" and v.conditions["quant"] == "nf4"
+    assert any("holds at nf4" in u for u in v.conditions["unstated"])
+    assert "20.0 GiB" in v.reason
+
+
+def test_out_of_memory_fails(registry):
+    assert check(registry, [record(status="oom")], **FITS_4090).verdict == "fails"
+
+
+def test_precedence_card_over_cap_over_synthetic(registry):
+    synthetic_ok = record(weights="synthetic", started="2026-11-23T12:00:00+00:00")
+    capped_oom = record(status="oom", emulated=True)
+    native_ok = record(started="2026-11-01T00:00:00+00:00")
+    assert check(registry, [synthetic_ok, capped_oom], **FITS_4090).verdict == "fails"
+    v = check(registry, [synthetic_ok, capped_oom, native_ok], **FITS_4090)
+    assert v.verdict == "holds" and v.evidence["decisive_record"] == native_ok.id
+    assert check(registry, [synthetic_ok], **FITS_4090).verdict == "holds"
+
+
+def test_records_for_another_card_or_a_crash_are_not_evidence(registry):
+    other_card = record(target="a100-80gb")
+    crashed = record(status="error")
+    assert check(registry, [other_card, crashed], **FITS_4090).verdict == "plausible"
+
+
+def test_a_stated_quant_ignores_runs_at_other_quants(registry):
+    claim = dict(FITS_4090, conditions={"gpu": "rtx-4090", "quant": "fp8"})
+    assert check(registry, [record(quant="nf4")], **claim).verdict != "holds"
+
+
+def test_finetune_oom_fails(registry):
+    claim = dict(subject="mistral-small-22b", kind="finetune-memory",
+                 conditions={"gpu": "rtx-4090", "recipe": "qlora-sft"})
+    oom = record(kind="finetune", model="mistral-small-22b", status="oom", emulated=True,
+                 recipe={"method": "qlora", "quant": "nf4"})
+    assert check(registry, [oom], **claim).verdict == "fails"
+
+
+def test_speed_needs_the_claimed_card_itself(registry):
+    claim = dict(subject="mistral-3-small", kind="speed", conditions={"gpu": "rtx-4090", "quant": "nf4"},
+                 threshold={"decode_tokens_per_s": 40})
+    fast = {"decode_tokens_per_s": Metric(value=55.0, unit="tokens/s")}
+    assert check(registry, [record(metrics=fast, emulated=True)], **claim).verdict == "plausible"
+    assert check(registry, [record(metrics=fast)], **claim).verdict == "holds"
+    slow = {"decode_tokens_per_s": Metric(value=30.0, unit="tokens/s")}
+    assert check(registry, [record(metrics=slow)], **claim).verdict == "fails"
+
+
+def eval_rec(model, acc, stderr, task="arc_challenge", weights="real", limit=None):
+    scores = {task: {"acc": acc, "acc_stderr": stderr}}
+    return record(kind="eval", model=model, weights=weights, metrics={
+        "scores": Metric(value=scores, unit="score"), "limit": Metric(value=limit, unit="docs"),
+        "num_fewshot": Metric(value=0, unit="shots")})
+
+
+EVAL = dict(subject="mistral-3b", kind="eval", conditions={"tasks": ["arc_challenge"],
+                                                           "compare_to": ["mistral-small-22b"]})
+
+
+def test_eval_win(registry):
+    v = check(registry, [eval_rec("mistral-3b", 0.60, 0.01), eval_rec("mistral-small-22b", 0.50, 0.01)], **EVAL)
+    assert v.verdict == "holds" and "-> win" in v.reason and len(v.evidence["records"]) == 2
+
+
+def test_eval_loss(registry):
+    v = check(registry, [eval_rec("mistral-3b", 0.40, 0.01), eval_rec("mistral-small-22b", 0.50, 0.01)], **EVAL)
+    assert v.verdict == "fails" and "-> loss" in v.reason
+
+
+def test_eval_tie_within_combined_error_is_not_a_win(registry):
+    # 0.52 vs 0.50 with stderr 0.015 each: the gap 0.02 is inside sqrt(2) * 0.015 = 0.0212.
+    v = check(registry, [eval_rec("mistral-3b", 0.52, 0.015), eval_rec("mistral-small-22b", 0.50, 0.015)], **EVAL)
+    assert v.verdict == "fails" and "-> tie" in v.reason
+
+
+def test_eval_missing_or_unusable_evidence_is_untested(registry):
+    assert check(registry, [eval_rec("mistral-3b", 0.6, 0.01)], **EVAL).verdict == "untested"
+    limited = [eval_rec("mistral-3b", 0.6, 0.01, limit=10), eval_rec("mistral-small-22b", 0.5, 0.01)]
+    assert check(registry, limited, **EVAL).verdict == "untested"  # --limit runs are not citable
+    synthetic = [eval_rec("mistral-3b", 0.6, 0.01, weights="synthetic"), eval_rec("mistral-small-22b", 0.5, 0.01)]
+    assert check(registry, synthetic, **EVAL).verdict == "untested"
+    unknown = dict(EVAL, conditions={"tasks": ["arc_challenge"], "compare_to": ["mistral-7b"]})
+    assert "not in the registry" in check(registry, [], **unknown).reason
