@@ -240,6 +240,58 @@ def results(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> Non
     print(results_table(resolve_results_dir(results_dir), json_out))
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="Directory for index.html, index.md, pages and plots.")] = Path("reports"),
+    results_dir: ResultsDirOpt = None,
+) -> None:
+    """The comparison reports: every claim's verdict, measured tables, plots, provenance, regressions."""
+    from bench.registry import default_config_dir
+    from bench.report.build import build_report
+    from bench.results import results_dir as resolve_results_dir
+
+    summary = build_report(_registry(), resolve_results_dir(results_dir), out, default_config_dir())
+    print(f"wrote {out / 'index.html'} and {len(summary.pages)} comparison pages from {summary.records} records"
+          f" ({summary.regressions} regression(s))")
+
+
+@app.command()
+def cite(
+    claim_or_record: Annotated[str, typer.Argument(metavar="ID", help="A claim id or a record id.")],
+    results_dir: ResultsDirOpt = None,
+) -> None:
+    """A paste-ready Markdown citation of a claim's verdict or of one record."""
+    from bench.report.cite import cite as make_citation
+    from bench.results import results_dir as resolve_results_dir
+
+    print(make_citation(_registry(), claim_or_record, resolve_results_dir(results_dir)))
+
+
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Results directory of the baseline (e.g. last night).")],
+    candidate: Annotated[Path, typer.Argument(help="Results directory to check against it.")],
+) -> None:
+    """Compare two result sets run by run; exit 1 when a speed or memory regression passes the thresholds."""
+    from bench.registry import default_config_dir
+    from bench.report.regressions import Thresholds, compare_sets, describe_key
+    from bench.results import iter_records
+
+    for path in (baseline, candidate):
+        if not path.is_dir():
+            raise UserError(f"{path}: no such results directory")
+    changes = compare_sets(list(iter_records(baseline)), list(iter_records(candidate)),
+                           Thresholds.from_config(default_config_dir()))
+    if not changes:
+        print("no configuration was run in both sets")
+        return
+    print(output.table(["configuration", "metric", "before", "after", "change", "regression"],
+                       [[describe_key(c.key), c.metric, f"{c.before:.4g}", f"{c.after:.4g}",
+                         f"{c.relative:+.1%}", "YES" if c.regression else "no"] for c in changes]))
+    if any(c.regression for c in changes):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     # torch and NVML must number devices the same way (PCI bus order).
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")

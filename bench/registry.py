@@ -64,6 +64,7 @@ class Registry:
     hardware: dict[str, HardwareSpec]
     recipes: dict[str, RecipeSpec]
     claim_sources: list[ClaimSource]
+    claim_slugs: dict[str, str]  # seed file name -> the claims file's stem (a page name for reports)
 
     def model(self, name: str) -> ModelSpec:
         return _lookup("model", name, self.models)
@@ -125,6 +126,7 @@ def load_registry(config_dir: Path | None = None) -> Registry:
         hardware=_index("GPU", _load_dir(root / "hardware", HardwareSpec)),
         recipes=_index("recipe", _load_dir(root / "finetune", RecipeSpec)),
         claim_sources=[spec for _, spec in claim_files],
+        claim_slugs={spec.source: path.stem for path, spec in claim_files},
     )
     _check_claim_references(claim_files, registry)
     return registry

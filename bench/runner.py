@@ -59,7 +59,7 @@ def prepare_weights(model: ResolvedModel, weights: str | None) -> Weights:
         from bench import synthetic
 
         return Weights(str(synthetic.build(spec, with_weights=spec.synthetic)), "synthetic", spec.repo,
-                       spec.revision, None)
+                       spec.revision if spec.repo else None, None)
     if spec.synthetic or spec.repo is None:
         why = "is built by bench" if spec.synthetic else "has no public weights"
         raise UserError(f"{spec.id} {why}: run it with --weights synthetic")

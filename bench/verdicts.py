@@ -97,7 +97,8 @@ def _memory_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Ver
         return _verdict(claim, UNTESTED, "a fine-tune claim needs a recipe to estimate")
     context = cond.context or (recipe.sequence_length if recipe else
                                min(DEFAULT_CONTEXT, model.architecture.max_position_embeddings))
-    unstated = [] if cond.context else [f"context {context} tokens (bench's default; the quote states none)"]
+    default = "the recipe's sequence length" if recipe else "bench's default context"
+    unstated = [] if cond.context else [f"{context} tokens ({default}; the quote states none)"]
     batch = cond.batch or 1
 
     recipes = {}
@@ -291,7 +292,7 @@ def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
         unstated.append(f"{'holds' if best.status == 'ok' else 'measured'} at {quant}; the quote states no quant")
     conditions = {**arithmetic.conditions, "quant": quant, "emulated": bool(best.hardware.get("emulated")),
                   "weights": best.model.weights, "unstated": unstated + [u for u in arithmetic.conditions.get(
-                      "unstated", []) if u.startswith("context")]}
+                      "unstated", []) if "the quote states none" in u]}
     peak = best.metrics.get("peak_memory_bytes")
     peak_text = f", peak {_gib(peak.value)}" if peak and peak.value else ""
     how = RANK_LABELS[rank(best)]

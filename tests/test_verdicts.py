@@ -52,7 +52,7 @@ def test_fits_only_under_an_unstated_condition(registry):
     assert v.verdict == "plausible"
     assert v.conditions["quant"] == "nf4"
     assert any("fits only at nf4" in u for u in v.conditions["unstated"])
-    assert any("context 4096" in u for u in v.conditions["unstated"])
+    assert any("4096 tokens (bench's default context" in u for u in v.conditions["unstated"])
 
 
 def test_a_stated_quant_that_fits_has_no_quant_condition(registry):

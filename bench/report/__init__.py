@@ -1,0 +1,1 @@
+"""Reports: verdicts, measured tables, plots and provenance as static Markdown and HTML."""

@@ -1,0 +1,189 @@
+"""`bench report`: the index, one page per seed comparison, plots, and the records they cite.
+
+Records are read once into memory (and once into one pandas frame for the leaderboard);
+verdicts are computed once; every page is rendered from that. Templates autoescape, so
+text quoted from review pages is shown as text, never markup. Every record a page cites
+is copied under `records/`, so each number links to its source and the site works offline.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader
+
+from bench.registry import Registry
+from bench.report import plots
+from bench.report.regressions import Thresholds, describe_key, history_changes
+from bench.results import RunRecord, iter_records, load_frame, record_row
+from bench.evidence import engine_quant
+from bench.verdicts import Verdict, all_verdicts
+
+PROVENANCE_LIBS = ("torch", "transformers", "vllm", "peft", "trl", "lm_eval", "bitsandbytes")
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    out_dir: Path
+    pages: list[Path]
+    records: int
+    regressions: int
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("bench.report", "templates"),
+                      autoescape=lambda name: name is None or ".html" in name, trim_blocks=True, lstrip_blocks=True)
+    env.filters["md"] = markdown_text
+    env.filters["gib"] = lambda n: "-" if n is None else f"{n / 2**30:,.1f} GiB"
+    env.filters["num"] = lambda n, digits=3: "-" if n is None else f"{n:,.{digits}g}"
+    return env
+
+
+def markdown_text(value: Any) -> str:
+    """Quoted text as inert Markdown: no HTML (a quote may hold `<script>`), no table breaks."""
+    text = " ".join(str(value).split())
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def _provenance(record: RunRecord) -> dict[str, Any]:
+    hw, sw = record.hardware, record.software
+    return {"id": record.id, "device": hw.get("device_name") or hw.get("cpu_model"), "target": hw.get("target"),
+            "emulated": hw.get("emulated"), "driver": hw.get("driver"), "cuda": hw.get("cuda_runtime"),
+            "libs": ", ".join(f"{k} {sw[k]}" for k in PROVENANCE_LIBS if sw.get(k)),
+            "revision": record.model.resolved_revision or record.model.revision, "weights": record.model.weights,
+            "commit": (sw.get("bench_commit") or "")[:12], "started_at": record.started_at}
+
+
+def _memory_rows(verdicts: list[Verdict], records: dict[str, RunRecord], registry: Registry) -> list[dict]:
+    rows = []
+    for v in verdicts:
+        if v.kind not in ("inference-memory", "finetune-memory") or not v.conditions.get("gpu"):
+            continue
+        estimates = v.evidence.get("estimates") or (v.evidence.get("estimate") or {}).get("estimates") or {}
+        quant = v.conditions.get("quant")
+        estimate = estimates.get(quant) or next(iter(estimates.values()), None)
+        if estimate is None:
+            continue
+        decisive = records.get(v.evidence.get("decisive_record", ""))
+        peak = decisive.metrics.get("peak_memory_bytes") if decisive else None
+        rows.append({"label": f"{v.claim_id} ({quant})", "estimate": estimate["total_bytes"],
+                     "budget": registry.gpu(v.conditions["gpu"]).budget_bytes,
+                     "measured": peak.value if peak else None})
+    return rows
+
+
+def _latest_by(records: list[RunRecord], key) -> list[RunRecord]:
+    """The latest ok record of each key, so a plot has one bar per configuration, not per run."""
+    latest: dict[Any, RunRecord] = {}
+    for record in sorted((r for r in records if r.status == "ok"), key=lambda r: r.started_at):
+        latest[key(record)] = record
+    return [latest[k] for k in sorted(latest, key=str)]
+
+
+def _speed_rows(records: list[RunRecord]) -> list[dict]:
+    runs = _latest_by([r for r in records if r.kind == "inference" and "decode_tokens_per_s" in r.metrics],
+                      lambda r: (r.model.id, r.hardware.get("target") or r.hardware.get("device_name"),
+                                 engine_quant(r), r.config.get("scenario", {}).get("backend")))
+    rows = []
+    for r in runs:
+        bound = r.metrics.get("roofline_decode_tokens_per_s")
+        card = r.hardware.get("target") or r.hardware.get("device_name") or r.hardware.get("cpu_model")
+        rows.append({"label": f"{r.model.id} {engine_quant(r)} on {card}",
+                     "measured": r.metrics["decode_tokens_per_s"].value, "roofline": bound.value if bound else None})
+    return rows
+
+
+def _score_rows(records: list[RunRecord]) -> list[dict]:
+    rows = []
+    for r in _latest_by([r for r in records if r.kind == "eval"], lambda r: (r.model.id, r.model.weights)):
+        for task, values in r.metrics["scores"].value.items():
+            for name, value in values.items():
+                if not name.endswith("_stderr") and f"{name}_stderr" in values:
+                    rows.append({"label": f"{r.model.id} {task} {name}", "value": value,
+                                 "stderr": values[f"{name}_stderr"]})
+    return rows
+
+
+def _measured_tables(records: list[RunRecord]) -> dict[str, list[dict]]:
+    tables: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        tables[r.kind].append({**record_row(r), "record": r})
+    return tables
+
+
+def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_dir: Path) -> ReportSummary:
+    records = list(iter_records(results_dir))
+    by_id = {r.id: r for r in records}
+    verdicts = all_verdicts(registry, records)
+    changes = history_changes(records, Thresholds.from_config(config_dir))
+    env = _environment()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "records").mkdir(exist_ok=True)
+    for record in records:
+        shutil.copyfile(results_dir / f"{record.id}.json", out_dir / "records" / f"{record.id}.json")
+
+    pages, page_links = [], {}
+    by_source: dict[str, list[Verdict]] = defaultdict(list)
+    for v in verdicts:
+        by_source[v.source].append(v)
+    for source in registry.claim_sources:
+        slug = registry.claim_slugs[source.source]
+        page_links[source.source] = slug
+        subjects = sorted({c.subject for c in source.claims})
+        page_records = [r for r in records if r.model.id in subjects]
+        page_verdicts = by_source[source.source]
+        plot_dir = out_dir / "plots"
+        images = {
+            "memory": plots.memory_vs_budget(_memory_rows(page_verdicts, by_id, registry),
+                                             plot_dir / f"{slug}-memory.png", "Memory: estimate and measured peak"),
+            "speed": plots.speed_vs_roofline(_speed_rows(page_records), plot_dir / f"{slug}-speed.png",
+                                             "Decode speed against the roofline"),
+            "scores": plots.scores_with_errors(_score_rows(page_records), plot_dir / f"{slug}-scores.png",
+                                               "Eval scores"),
+        }
+        context = {
+            "source": source, "slug": slug,
+            "products": [{"name": p, "verdicts": [v for v in page_verdicts
+                                                  if registry.claim(v.claim_id).product == p]}
+                         for p in source.products],
+            "models": [registry.model(m) for m in subjects],
+            "tables": _measured_tables(page_records),
+            "images": {k: f"plots/{v.name}" for k, v in images.items() if v},
+            "provenance": [_provenance(r) for r in page_records],
+        }
+        for ext in ("html", "md"):
+            path = out_dir / f"{slug}.{ext}"
+            path.write_text(env.get_template(f"page.{ext}.j2").render(**context))
+        pages.append(out_dir / f"{slug}.html")
+
+    frame = load_frame(results_dir) if records else None
+    index = {
+        "verdicts": verdicts, "page_links": page_links, "sources": registry.claim_sources,
+        "leaderboard": _leaderboard(frame), "changes": [
+            {"key": describe_key(c.key), "change": c} for c in changes],
+        "regressions": sum(c.regression for c in changes), "record_count": len(records),
+    }
+    for ext in ("html", "md"):
+        (out_dir / f"index.{ext}").write_text(env.get_template(f"index.{ext}.j2").render(**index))
+    return ReportSummary(out_dir, pages, len(records), index["regressions"])
+
+
+def _leaderboard(frame) -> list[dict[str, Any]]:
+    """One row per measured model and card: best decode speed, lowest peak memory, from ok runs."""
+    if frame is None or frame.empty:
+        return []
+    ok = frame[frame["status"] == "ok"]
+    columns = [c for c in ("decode_tokens_per_s", "throughput_tokens_per_s", "peak_memory_bytes",
+                           "roofline_fraction") if c in ok.columns]
+    if not columns:
+        return []
+    ok = ok.assign(card=ok["target"].fillna(ok["device_name"]))
+    aggregations = {c: ("min" if c == "peak_memory_bytes" else "max") for c in columns}
+    grouped = ok.groupby(["model", "kind", "card"], dropna=False).agg({**aggregations, "id": "count"})
+    grouped = grouped.rename(columns={"id": "runs"}).reset_index()
+    grouped = grouped.astype(object).where(grouped.notna(), None)
+    return grouped.to_dict(orient="records")

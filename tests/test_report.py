@@ -1,0 +1,112 @@
+"""`bench report`, `bench cite` and `bench compare` on constructed GPU records and a real CPU run,
+and the HTML checked in headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.report_records import gpu_inference, write_all
+
+SCRIPT_QUOTE = "<script>alert('owned')</script> fits any card"
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory):
+    """The project's configs with one quote that carries markup, as a hostile page might."""
+    target = tmp_path_factory.mktemp("cfg") / "configs"
+    shutil.copytree(ROOT / "configs", target)
+    path = target / "claims" / "maverick-toolkit-vs-mistral-small-24b.yaml"
+    text = path.read_text()
+    old = next(line for line in text.splitlines() if line.strip().startswith("quote:"))
+    path.write_text(text.replace(old, old.split("quote:")[0] + f'quote: "{SCRIPT_QUOTE}"', 1))
+    return target
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, configs):
+    import os
+
+    results = write_all(tmp_path_factory.mktemp("records"), [
+        gpu_inference("night-1", decode=60.0, peak_gib=17.0, started="2026-11-21T03:00:00+00:00"),
+        gpu_inference("night-2", decode=48.0, peak_gib=17.1, started="2026-11-22T03:00:00+00:00"),
+    ])
+    env = {**os.environ, "BENCH_CONFIG_DIR": str(configs)}
+    subprocess.run([sys.executable, "-m", "bench.cli", "run", "tiny-llama", "--device", "cpu", "--backend",
+                    "transformers", "--iterations", "2", "--min-duration", "0.1", "--batch", "2", "--output-len",
+                    "4", "--prompt-len", "8", "--results-dir", str(results)], check=True, cwd=ROOT, env=env,
+                   capture_output=True, timeout=300)
+    out = results.parent / "site"
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "report", "--out", str(out), "--results-dir",
+                           str(results)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return results, out, env
+
+
+def test_report_files_and_links(built):
+    _, out, _ = built
+    assert (out / "index.html").exists() and (out / "index.md").exists()
+    assert len(list(out.glob("*.html"))) == 6 and len(list(out.glob("*.md"))) == 6  # index + five pages
+    index = (out / "index.html").read_text()
+    assert "scout-toolkit-qlora-24gb" in index and "refuted-by-arithmetic" in index
+    assert (out / "records" / "night-2.json").exists()
+
+
+def test_measured_record_decides_and_is_linked(built):
+    _, out, _ = built
+    page = (out / "maverick-toolkit-vs-mistral-small-24b.html").read_text()
+    assert 'href="records/night-2.json"' in page
+    assert "measured under a cap emulating the claimed card" in page
+    assert (out / "plots" / "maverick-toolkit-vs-mistral-small-24b-speed.png").exists()
+    assert "NVIDIA H100 80GB HBM3" in page and "580.65" in page  # provenance
+
+
+def test_regression_is_flagged(built):
+    _, out, _ = built
+    index = (out / "index.html").read_text()
+    assert "1 regression(s)" in index and "-20.0%" in index
+
+
+def test_quotes_are_text_not_markup(built):
+    _, out, _ = built
+    html = (out / "maverick-toolkit-vs-mistral-small-24b.html").read_text()
+    assert "<script>" not in html and "&lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt;" in html
+    md = (out / "maverick-toolkit-vs-mistral-small-24b.md").read_text()
+    assert "<script>" not in md and "&lt;script&gt;" in md
+
+
+def test_pages_open_in_chromium_without_errors(built):
+    pytest.importorskip("playwright")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.fail("Debian's chromium is missing: scripts/setup-cpu.sh installs it")
+    _, out, _ = built
+    proc = subprocess.run([sys.executable, "scripts/check_report_browser.py", str(out), "--expect-text",
+                           SCRIPT_QUOTE], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(list((out / "screenshots").glob("*.png"))) == 6
+
+
+def test_cite_a_record_and_a_claim(built, run_bench):
+    results, _, env = built
+    record = run_bench("cite", "night-2", "--results-dir", str(results), env=env)
+    assert record.returncode == 0
+    for text in ("48 tokens/s", "NVIDIA H100 80GB HBM3, memory capped to rtx-4090", "vllm 0.32.0", "`night-2`",
+                 "2026-11-22"):
+        assert text in record.stdout
+    claim = run_bench("cite", "scout-toolkit-qlora-24gb", "--results-dir", str(results), env=env)
+    assert "**Verdict: refuted-by-arithmetic.**" in claim.stdout and "rtx-4090" in claim.stdout
+    assert run_bench("cite", "no-such-thing", env=env).returncode == 2
+
+
+def test_compare_exits_1_on_regression(tmp_path, run_bench):
+    before = write_all(tmp_path / "a", [gpu_inference("a1", 60.0, 17.0, "2026-11-21T03:00:00+00:00")])
+    slower = write_all(tmp_path / "b", [gpu_inference("b1", 50.0, 17.0, "2026-11-22T03:00:00+00:00")])
+    steady = write_all(tmp_path / "c", [gpu_inference("c1", 58.0, 17.5, "2026-11-22T03:00:00+00:00")])
+    proc = run_bench("compare", str(before), str(slower))
+    assert proc.returncode == 1 and "YES" in proc.stdout and "-16.7%" in proc.stdout
+    assert run_bench("compare", str(before), str(steady)).returncode == 0  # -3.3% speed, +2.9% memory
