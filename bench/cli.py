@@ -292,6 +292,33 @@ def compare(
         raise typer.Exit(1)
 
 
+@app.command()
+def sweep(
+    file: Annotated[Path, typer.Argument(help="A sweep file, e.g. configs/sweeps/smoke.yaml.")],
+    executor: Annotated[str, typer.Option(help="local (one cell at a time) or ray (RAY_ADDRESS, else local Ray).")]
+    = "local",
+    force: Annotated[bool, typer.Option("--force", help="Re-run cells that already have a record.")] = False,
+    only_gpu: Annotated[Optional[str], typer.Option(help="Run only the cells for this card (one runner per card).")]
+    = None,
+    results_dir: ResultsDirOpt = None,
+) -> None:
+    """Many runs, each isolated; a failed cell is a failed record and the sweep goes on."""
+    from bench.results import results_dir as resolve_results_dir
+    from bench.sweep import expand, load_sweep, run_sweep
+
+    _check_choice("executor", executor, ("local", "ray"))
+    registry = _registry()
+    spec = load_sweep(file, registry)
+    cells = expand(spec, registry)
+    if only_gpu is not None:
+        wanted = registry.gpu(only_gpu).id
+        cells = [c for c in cells if c.gpu == wanted]
+    progress = run_sweep(cells, resolve_results_dir(results_dir), executor, force)
+    print(f"{spec.id}: {progress.done} ok, {progress.failed} failed, {progress.skipped} skipped of {progress.total}")
+    if progress.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     # torch and NVML must number devices the same way (PCI bus order).
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")

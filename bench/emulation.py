@@ -11,7 +11,11 @@ from typing import Any
 
 
 def memory_cap(device: str, target_budget_bytes: int | None) -> tuple[float | None, dict[str, Any]]:
-    """Return (fraction of the real card to allow, what to record about it)."""
+    """Return (fraction of each real card to allow, what to record about it).
+
+    `target_budget_bytes` is the memory of one target card; a multi-card target caps
+    each of its cards the same way.
+    """
     if device != "cuda" or target_budget_bytes is None:
         return None, {"emulated": False}
     import torch

@@ -27,7 +27,7 @@ def expand_tasks(registry_dir: Path, names: list[str]) -> list[str]:
 
 def run_eval(registry: Registry, config_dir: Path, model_name: str, *, tasks: list[str], limit: int | None,
              num_fewshot: int | None, backend: str, weights: str | None, device: str, results_dir: Path,
-             timeout_s: float):
+             timeout_s: float, labels: dict[str, str] | None = None):
     model = resolve_model(registry, model_name)
     if weights == "synthetic" and not (model.spec and model.spec.synthetic):
         raise UserError("evals need trained weights: --weights synthetic gives random weights, whose scores "
@@ -45,4 +45,4 @@ def run_eval(registry: Registry, config_dir: Path, model_name: str, *, tasks: li
         kv_cache_bytes=max(int(kv_cache_bytes(cfg, max_len, 8) * 1.25), 64 * 2**20) if device == "cpu" else None)
     return execute("eval", "bench.scenarios.eval:measure", asdict(settings), model=model, weights=spec_weights,
                    device=device, gpu=None, config={"eval": asdict(settings), "suites": tasks},
-                   results_dir=results_dir, timeout_s=timeout_s)
+                   results_dir=results_dir, timeout_s=timeout_s, labels=labels)

@@ -15,7 +15,8 @@ from bench.scenarios.finetune import FinetuneSettings
 
 
 def run_finetune(registry: Registry, model_name: str, *, recipe_name: str, gpu: str | None, steps: int | None,
-                 learning_rate: float | None, weights: str | None, dataset: str | None, device: str, results_dir: Path, timeout_s: float):
+                 learning_rate: float | None, weights: str | None, dataset: str | None, device: str, results_dir: Path, timeout_s: float,
+                 labels: dict[str, str] | None = None):
     model = resolve_model(registry, model_name)
     recipe = registry.recipe(recipe_name)
     if learning_rate is not None:
@@ -37,12 +38,12 @@ def run_finetune(registry: Registry, model_name: str, *, recipe_name: str, gpu: 
     settings = FinetuneSettings(
         model_path=spec_weights.path, recipe=recipe.model_dump(), device=device, steps=steps or recipe.steps,
         dataset=dataset or recipe.dataset, adapter_dir=str(adapter_dir),
-        target_budget_bytes=target.budget_bytes if target else None)
+        target_budget_bytes=int(target.memory_gib * 2**30) if target else None)
     return execute("finetune", "bench.scenarios.finetune:measure", asdict(settings), model=model,
                    weights=spec_weights, device=device, gpu=target,
                    config={"recipe": recipe.model_dump(), "steps": settings.steps, "dataset": settings.dataset,
                            "device": device},
-                   results_dir=results_dir, timeout_s=timeout_s,
+                   results_dir=results_dir, timeout_s=timeout_s, labels=labels,
                    estimate={"training_memory_bytes": estimate.total_bytes,
                              "lower_bound_bytes": estimate.lower_bound_bytes,
                              "breakdown": {"weights": estimate.weights_bytes, "trainable": estimate.trainable_bytes,

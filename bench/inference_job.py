@@ -7,6 +7,9 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.estimate.memory import kv_cache_bytes
+from bench.estimate.params import count_params
+from bench.estimate.quant import weight_format
+from bench.estimate.roofline import roofline
 from bench.registry import Registry
 from bench.runner import check_device, execute, prepare_weights, resolve_model
 from bench.scenarios.inference import InferenceSettings
@@ -19,7 +22,7 @@ DTYPE_OF_QUANT = {"fp16": "float16"}
 def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backend: str, quant: str,
                   weights: str | None, device: str, batch: int, prompt_len: int, output_len: int,
                   context: int | None, min_iterations: int, min_duration_s: float, results_dir: Path,
-                  timeout_s: float):
+                  timeout_s: float, labels: dict[str, str] | None = None):
     model = resolve_model(registry, model_name)
     target = registry.gpu(gpu) if gpu else None
     check_device(device, target, model.id)
@@ -40,11 +43,26 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
         enforce_eager=device == "cpu",  # CPU graph compilation costs more start-up than it saves here
         trust_remote_code=bool(model.spec and model.spec.trust_remote_code),
         revision=None,
+        tensor_parallel_size=target.device_count if target and device == "cuda" else 1,
     )
     settings = InferenceSettings(
+        roofline_decode_tokens_per_s=_roofline_bound(registry, model, device, quant, prompt_len),
         backend=backend, engine=engine, vocab_size=cfg.vocab_size, prompt_len=prompt_len, output_len=output_len,
         batch=batch, context=context, min_iterations=min_iterations, min_duration_s=min_duration_s,
-        target_budget_bytes=target.budget_bytes if target else None)
+        target_budget_bytes=int(target.memory_gib * 2**30) if target else None)
     return execute("inference", "bench.scenarios.inference:measure", asdict(settings), model=model,
                    weights=spec_weights, device=device, gpu=target, config={"scenario": asdict(settings)},
-                   results_dir=results_dir, timeout_s=timeout_s)
+                   results_dir=results_dir, timeout_s=timeout_s, labels=labels)
+
+
+def _roofline_bound(registry: Registry, model, device: str, quant: str, context: int) -> float | None:
+    """Batch-1 decode bound of the card this run uses; None on a CPU or an unknown card."""
+    if device != "cuda":
+        return None
+    import torch
+
+    profile = registry.gpu_for_device(torch.cuda.get_device_name(torch.cuda.current_device()))
+    if profile is None:
+        return None
+    params = count_params(model.architecture, model.spec.extra_params if model.spec else 0)
+    return roofline(model.architecture, params, weight_format(quant), profile, context, 1).decode_tokens_per_s

@@ -72,6 +72,13 @@ class Registry:
     def gpu(self, name: str) -> HardwareSpec:
         return _lookup("GPU", name, self.hardware)
 
+    def gpu_for_device(self, device_name: str) -> HardwareSpec | None:
+        """The single-card profile of an observed device (for its roofline), if the registry has one."""
+        for spec in self.hardware.values():
+            if spec.device_count == 1 and device_name.lower() in (n.lower() for n in spec.device_names):
+                return spec
+        return None
+
     def recipe(self, name: str) -> RecipeSpec:
         return _lookup("recipe", name, self.recipes)
 

@@ -89,7 +89,7 @@ def cuda_available() -> bool:
 
 def execute(kind: str, target: str, settings: dict[str, Any], *, model: ResolvedModel, weights: Weights,
             device: str, gpu: HardwareSpec | None, config: dict[str, Any], results_dir: Path,
-            timeout_s: float, estimate: dict[str, Any] | None = None):
+            timeout_s: float, estimate: dict[str, Any] | None = None, labels: dict[str, str] | None = None):
     """Run `target` isolated and write its record. Returns the written RunRecord."""
     from bench.environment import observed_hardware, software_versions
     from bench.isolate import run_isolated
@@ -118,7 +118,8 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
         hardware=hardware,
         software=value.get("software") or software_versions(),
         metrics=value.get("metrics", {}),
-        details={"engine": value.get("engine"), "memory": value.get("memory"), "estimate": estimate},
+        details={"engine": value.get("engine"), "memory": value.get("memory"), "estimate": estimate,
+                 "labels": labels or {}},
         started_at=started.isoformat(),
         duration_s=time.perf_counter() - clock,
         notes=notes + list(value.get("notes", [])),

@@ -82,6 +82,8 @@ class HardwareSpec(Strict):
     bf16_tflops: float = Field(gt=0, description="Dense (not sparse) bf16 tensor TFLOP/s per device")
     device_count: int = Field(1, ge=1)
     device_class: Literal["consumer", "datacenter", "edge"]
+    device_names: list[str] = Field(
+        [], description="Names torch reports for this card: how a run finds the profile of the card it ran on")
     runtime_overhead_gib: float = Field(
         1.0, ge=0, description="Per device: CUDA context, library workspaces, allocator slack"
     )

@@ -152,3 +152,9 @@ def test_transformers_still_stores_moe_experts_as_fused_parameters(registry):
         expert_params = [n for n, _ in model.named_parameters() if ".experts." in n]
         assert expert_params, model_id
         assert not any(n.rsplit(".", 1)[0] in linear_names for n in expert_params), model_id
+
+
+def test_observed_device_names_find_their_profile(registry):
+    assert registry.gpu_for_device("NVIDIA H100 80GB HBM3").id == "h100-80gb"
+    assert registry.gpu_for_device("nvidia geforce rtx 4090").id == "rtx-4090"
+    assert registry.gpu_for_device("AMD EPYC 7B13") is None

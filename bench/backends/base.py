@@ -22,12 +22,13 @@ class EngineSettings:
     synthetic_weights: bool = False  # the engine makes random weights from the config (no checkpoint)
     max_model_len: int = 2048
     max_batch: int = 1
-    memory_fraction: float | None = None  # cap on the card's memory (emulating a smaller card)
+    memory_fraction: float | None = None  # cap on each card's memory (emulating a smaller card)
     kv_cache_bytes: int | None = None  # CPU engines: the KV budget to reserve
     seed: int = 0
     enforce_eager: bool = False
     trust_remote_code: bool = False
     revision: str | None = None
+    tensor_parallel_size: int = 1  # vLLM: split the model over this many GPUs (multi-card targets)
 
 
 @dataclass

@@ -39,7 +39,7 @@ class VLLMBackend:
             model=s.model_path, dtype=s.dtype, max_model_len=s.max_model_len, max_num_seqs=max(s.max_batch, 1),
             enable_prefix_caching=False, seed=s.seed, enforce_eager=s.enforce_eager,
             trust_remote_code=s.trust_remote_code, revision=s.revision, disable_log_stats=True,
-            quantization=QUANTIZATION[s.quant])
+            quantization=QUANTIZATION[s.quant], tensor_parallel_size=s.tensor_parallel_size)
         if s.synthetic_weights:
             kwargs["load_format"] = "dummy"
         if s.device == "cpu":

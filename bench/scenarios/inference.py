@@ -46,6 +46,7 @@ class InferenceSettings:
     min_duration_s: float = 2.0
     throughput_runs: int = 3
     target_budget_bytes: int | None = None  # the claimed card's memory, when emulating it
+    roofline_decode_tokens_per_s: float | None = None  # bound of the card the run uses (None on a CPU)
     seed: int = 0
 
 
@@ -138,6 +139,10 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
     }
     if memory.get("peak_allocated_bytes") is not None:
         metrics["peak_allocated_bytes"] = metric(memory["peak_allocated_bytes"], "bytes")
+    if s.roofline_decode_tokens_per_s:
+        bound = s.roofline_decode_tokens_per_s
+        metrics["roofline_decode_tokens_per_s"] = metric(bound, "tokens/s")
+        metrics["roofline_fraction"] = metric(metrics["decode_tokens_per_s"]["value"] / bound, "ratio")
     if context is not None:
         metrics["context_tokens"] = metric(s.context, "tokens")
         metrics["context_ttft_s"] = metric(context.token_times[0], "s")
