@@ -35,7 +35,7 @@ class _Stamps(BaseStreamer):
         self.times.append(time.perf_counter() - self.start)
 
     def end(self) -> None:
-        pass
+        """Nothing to flush: the stamps are complete when generation returns."""
 
 
 class TransformersBackend:

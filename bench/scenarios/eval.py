@@ -34,7 +34,7 @@ class EvalSettings:
 
 
 class TaskDataUnavailable(RuntimeError):
-    pass
+    """A task's data set cannot be loaded (offline, gated, or unknown): raised before any model loads."""
 
 
 def _task_manager(tasks_dir: Path):

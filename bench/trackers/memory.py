@@ -111,7 +111,7 @@ class _TorchDevice:
         return 0
 
     def close(self) -> None:
-        pass
+        """torch holds no handle to release (NVML's counterpart shuts NVML down)."""
 
 
 class PeakMemoryTracker:
