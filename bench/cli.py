@@ -302,7 +302,11 @@ def sweep(
     = None,
     results_dir: ResultsDirOpt = None,
 ) -> None:
-    """Many runs, each isolated; a failed cell is a failed record and the sweep goes on."""
+    """Many runs, each isolated; a failed cell is a failed record and the sweep goes on.
+
+    Exit 1 when a cell crashed or timed out; an out-of-memory is a measured result (the
+    configuration does not fit), not a failure of the sweep.
+    """
     from bench.results import results_dir as resolve_results_dir
     from bench.sweep import expand, load_sweep, run_sweep
 
@@ -314,7 +318,8 @@ def sweep(
         wanted = registry.gpu(only_gpu).id
         cells = [c for c in cells if c.gpu == wanted]
     progress = run_sweep(cells, resolve_results_dir(results_dir), executor, force)
-    print(f"{spec.id}: {progress.done} ok, {progress.failed} failed, {progress.skipped} skipped of {progress.total}")
+    print(f"{spec.id}: {progress.done} ok, {progress.oom} out of memory, {progress.failed} failed, "
+          f"{progress.skipped} skipped of {progress.total}")
     if progress.failed:
         raise typer.Exit(1)
 

@@ -220,19 +220,25 @@ def _ray_cell(cell_fields: dict[str, Any]) -> str:
 
 @dataclass
 class Progress:
+    """Cells done (ok), out of memory (a result: the configuration does not fit), failed, skipped."""
+
     total: int
     done: int = 0
+    oom: int = 0
     failed: int = 0
     skipped: int = 0
 
     def show(self, running: int, last: str = "") -> None:
-        print(f"[{self.done + self.failed + self.skipped}/{self.total}] done {self.done}, running {running}, "
+        finished = self.done + self.oom + self.failed + self.skipped
+        print(f"[{finished}/{self.total}] done {self.done}, out of memory {self.oom}, running {running}, "
               f"failed {self.failed}, skipped {self.skipped}" + (f"  {last}" if last else ""), file=sys.stderr,
               flush=True)
 
     def count(self, record: RunRecord) -> None:
         if record.status == "ok":
             self.done += 1
+        elif record.status == "oom":
+            self.oom += 1
         else:
             self.failed += 1
 
