@@ -11,11 +11,15 @@ expose. On CUDA the memory cap is `gpu_memory_utilization`; on a CPU (the
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from typing import Any
 
-from vllm import LLM, SamplingParams
-from vllm.sampling_params import RequestOutputKind
+# vLLM reads this when imported: its INFO lines would drown bench's own output (set INFO to see them).
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+from vllm import LLM, SamplingParams  # noqa: E402
+from vllm.sampling_params import RequestOutputKind  # noqa: E402
 
 from bench.backends.base import EngineSettings, Generation
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from lm_eval.api.model import LM
-from vllm import LLM, SamplingParams
+
+from bench.backends.vllm import LLM, SamplingParams  # imported through bench's backend for its log settings
 
 
 class BenchVLLM(LM):
