@@ -125,14 +125,13 @@ def training_memory(
         base = ParamCounts(**{**params.__dict__, "lm_head": 0})
     if recipe.method == "full":
         trainable = base.total
-        weights = floor = 0
-        trainable_bytes = trainable * (4 + 4 + optimizer)
+        weights = floor = 0  # every weight is trainable state
     else:
         score_head = cfg.hidden_size if recipe.method == "reward" else 0
         trainable = lora_params(cfg, recipe) + score_head
         fmt = weight_format(recipe.quant, recipe.double_quant)
         weights, floor = weight_bytes(base, fmt), weight_floor_bytes(base, fmt)
-        trainable_bytes = trainable * (4 + 4 + optimizer)
+    trainable_bytes = trainable * (4 + 4 + optimizer)  # fp32 weights and gradients, plus optimizer state
 
     per_token_layer = layer_activation_bytes_per_token(cfg)
     if recipe.gradient_checkpointing:
