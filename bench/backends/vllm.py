@@ -60,9 +60,10 @@ class VLLMBackend:
         start = time.perf_counter()
         results: dict[str, Generation] = {}
         order = []
-        for prompt in prompts:
+        rendered = engine.renderer.render_cmpl([{"prompt_token_ids": p} for p in prompts])
+        for engine_input in rendered:
             request_id = f"bench-{next(self._ids)}"
-            engine.add_request(request_id, {"prompt_token_ids": prompt}, params)
+            engine.add_request(request_id, engine_input, params)
             results[request_id] = Generation(output_tokens=0)
             order.append(request_id)
         while engine.has_unfinished_requests():
