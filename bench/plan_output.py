@@ -49,7 +49,7 @@ def render_plan(plan: dict[str, Any]) -> str:
              ["runtime overhead", output.gib(mem["overhead_bytes"])], ["total", output.gib(mem["total_bytes"])]]
     if mem["budget_bytes"] is not None:
         rows.append(["budget", output.gib(mem["budget_bytes"])])
-    lines += ["  " + line for line in output.table(["memory", ""], rows).splitlines()]
+    lines += ["  " + line for line in output.table(["memory", "GiB"], rows).splitlines()]
     if plan["gpu"]:
         lines.append(f"  fits: {'yes' if plan['fits'] else 'no'}; largest context that fits: "
                      f"{plan['max_context_that_fits']:,} tokens")
