@@ -146,12 +146,13 @@ def run(
     _check_choice("backend", backend, ("vllm", "transformers"))
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
+    directory = resolve_results_dir(results_dir)
     record = run_inference(
         _registry(), model, gpu=gpu, backend=backend, quant=quant, weights=weights, device=device, batch=batch,
         prompt_len=prompt_len, output_len=output_len, context=context, min_iterations=iterations,
-        min_duration_s=min_duration, results_dir=resolve_results_dir(results_dir),
+        min_duration_s=min_duration, results_dir=directory,
         timeout_s=timeout or (1800 if device == "cuda" else 900))
-    _finish(record, resolve_results_dir(results_dir))
+    _finish(record, directory)
 
 
 @app.command()
@@ -179,11 +180,12 @@ def finetune(
 
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
+    directory = resolve_results_dir(results_dir)
     record = run_finetune(_registry(), model, recipe_name=recipe, gpu=gpu, steps=steps,
                           learning_rate=learning_rate, weights=weights,
-                          dataset=dataset, device=device, results_dir=resolve_results_dir(results_dir),
+                          dataset=dataset, device=device, results_dir=directory,
                           timeout_s=timeout or (3600 if device == "cuda" else 900))
-    _finish(record, resolve_results_dir(results_dir))
+    _finish(record, directory)
 
 
 @app.command(name="eval")
@@ -208,10 +210,11 @@ def eval_(
     _check_choice("backend", backend, ("vllm", "transformers"))
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
+    directory = resolve_results_dir(results_dir)
     record = run_eval(_registry(), default_config_dir(), model, tasks=tasks, limit=limit, num_fewshot=num_fewshot,
-                      backend=backend, weights=weights, device=device, results_dir=resolve_results_dir(results_dir),
+                      backend=backend, weights=weights, device=device, results_dir=directory,
                       timeout_s=timeout or (7200 if device == "cuda" else 900))
-    _finish(record, resolve_results_dir(results_dir))
+    _finish(record, directory)
 
 
 def _check_choice(option: str, value: Optional[str], allowed: tuple) -> None:

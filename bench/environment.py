@@ -10,6 +10,7 @@ through it.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 from importlib import metadata
@@ -79,12 +80,10 @@ def software_versions() -> dict[str, str | None]:
 
 
 def _cpu_model() -> str:
-    try:
+    with contextlib.suppress(OSError):  # not Linux: fall back to platform's answer
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or "unknown"
 
 

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.estimate.memory import kv_cache_bytes
+from bench.inference_job import cpu_kv_budget
 from bench.registry import Registry, read_yaml
 from bench.runner import check_device, execute, prepare_weights, resolve_model
 from bench.scenarios.eval import EvalSettings
@@ -42,7 +42,7 @@ def run_eval(registry: Registry, config_dir: Path, model_name: str, *, tasks: li
     settings = EvalSettings(
         model_path=spec_weights.path, backend=backend, device=device, tasks=expanded, limit=limit,
         num_fewshot=num_fewshot, max_model_len=max_len,
-        kv_cache_bytes=max(int(kv_cache_bytes(cfg, max_len, 8) * 1.25), 64 * 2**20) if device == "cpu" else None)
+        kv_cache_bytes=cpu_kv_budget(cfg, max_len, EvalSettings.batch_size) if device == "cpu" else None)
     return execute("eval", "bench.scenarios.eval:measure", asdict(settings), model=model, weights=spec_weights,
                    device=device, gpu=None, config={"eval": asdict(settings), "suites": tasks},
                    results_dir=results_dir, timeout_s=timeout_s, labels=labels)

@@ -35,11 +35,11 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
     if max_len > cfg.max_position_embeddings:
         raise UserError(f"{max_len} tokens exceed {model.id}'s maximum of {cfg.max_position_embeddings}")
     spec_weights = prepare_weights(model, weights)
-    kv_budget = max(int(kv_cache_bytes(cfg, max_len, batch) * 1.25), CPU_KV_FLOOR_BYTES)
     engine = dict(
         model_path=spec_weights.path, device=device, dtype=DTYPE_OF_QUANT.get(quant, "bfloat16"), quant=quant,
         synthetic_weights=spec_weights.kind == "synthetic" and not (model.spec and model.spec.synthetic),
-        max_model_len=max_len, max_batch=batch, kv_cache_bytes=kv_budget if device == "cpu" else None,
+        max_model_len=max_len, max_batch=batch,
+        kv_cache_bytes=cpu_kv_budget(cfg, max_len, batch) if device == "cpu" else None,
         enforce_eager=device == "cpu",  # CPU graph compilation costs more start-up than it saves here
         trust_remote_code=bool(model.spec and model.spec.trust_remote_code),
         revision=None,
@@ -53,6 +53,11 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
     return execute("inference", "bench.scenarios.inference:measure", asdict(settings), model=model,
                    weights=spec_weights, device=device, gpu=target, config={"scenario": asdict(settings)},
                    results_dir=results_dir, timeout_s=timeout_s, labels=labels)
+
+
+def cpu_kv_budget(cfg, max_len: int, batch: int) -> int:
+    """The KV budget a CPU vLLM engine reserves: what `batch` sequences of `max_len` need, plus slack."""
+    return max(int(kv_cache_bytes(cfg, max_len, batch) * 1.25), CPU_KV_FLOOR_BYTES)
 
 
 def _roofline_bound(registry: Registry, model, device: str, quant: str, context: int) -> float | None:

@@ -14,6 +14,7 @@ measurement also gives clean peak-memory numbers.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -74,24 +75,18 @@ def kill_tree(root: psutil.Process) -> None:
     a pid that was reused since.
     """
     procs: dict[int, psutil.Process] = {root.pid: root}
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):  # already gone: its group is searched below
         procs.update((p.pid, p) for p in root.children(recursive=True))
-    except psutil.NoSuchProcess:
-        pass
     session = os.getsid(0)
     for proc in psutil.process_iter():
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # exited meanwhile, or not ours
             if os.getpgid(proc.pid) == root.pid and os.getsid(proc.pid) == session:
                 procs.setdefault(proc.pid, proc)
-        except (ProcessLookupError, PermissionError):
-            pass
     alive = list(procs.values())
     for how in ("terminate", "kill"):
         for proc in alive:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):  # already ended
                 getattr(proc, how)()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
         alive = _still_running(alive, KILL_GRACE_S)
 
 

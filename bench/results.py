@@ -9,6 +9,7 @@ refuses any text that contains one (from the environment or `huggingface-cli log
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -85,10 +86,8 @@ def _known_tokens() -> dict[str, str]:
     tokens = {name: os.environ.get(name, "") for name in TOKEN_VARIABLES}
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     stored = Path(os.environ.get("HF_TOKEN_PATH") or Path(os.environ.get("HF_HOME") or cache / "huggingface") / "token")
-    try:
+    with contextlib.suppress(OSError, UnicodeDecodeError):  # no stored token: nothing to guard against
         tokens[str(stored)] = stored.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        pass
     return tokens
 
 

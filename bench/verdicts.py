@@ -61,14 +61,14 @@ class Verdict:
 
 def verdict_for(registry: Registry, source: ClaimSource, claim: ClaimSpec,
                 records: Sequence[RunRecord] = ()) -> Verdict:
-    model = registry.model(claim.subject)
-    verdict = _DECIDERS[claim.kind](registry, model, claim)
+    if claim.kind == "eval":  # arithmetic has nothing to say about quality: records alone decide
+        verdict = _eval_comparison(registry, claim, list(records))
+    else:
+        verdict = _DECIDERS[claim.kind](registry, registry.model(claim.subject), claim)
     if claim.kind in ("inference-memory", "finetune-memory"):
         verdict = _measured_memory(registry, claim, verdict, list(records))
     elif claim.kind == "speed":
         verdict = _measured_speed(claim, verdict, list(records))
-    elif claim.kind == "eval":
-        verdict = _eval_comparison(registry, claim, list(records))
     verdict.source = source.source
     return verdict
 
@@ -234,11 +234,6 @@ def _speed_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verd
                     evidence=evidence, conditions=conditions, would_change="a measured run on the card")
 
 
-def _eval_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdict:
-    """Arithmetic has nothing to say about quality; :func:`_eval_comparison` decides with records."""
-    return _eval_comparison(registry, claim, [])
-
-
 def _eval_comparison(registry: Registry, claim: ClaimSpec, records: list[RunRecord]) -> Verdict:
     cond = claim.conditions
     conditions = {"tasks": cond.tasks, "compare_to": cond.compare_to}
@@ -325,5 +320,4 @@ _DECIDERS = {
     "open-weights": _fact_claim,
     "context": _fact_claim,
     "speed": _speed_claim,
-    "eval": _eval_claim,
 }

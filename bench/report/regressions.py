@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.evidence import engine_quant
 from bench.registry import read_yaml
 from bench.results import RunRecord
 
@@ -49,11 +50,10 @@ class Change:
 
 def config_key(record: RunRecord) -> str:
     scenario = record.config.get("scenario", {})
-    engine = scenario.get("engine", {})
     shape = {
         "kind": record.kind, "model": record.model.id, "weights": record.model.weights,
         "backend": scenario.get("backend") or (record.details.get("engine") or {}).get("engine"),
-        "quant": engine.get("quant") or record.config.get("recipe", {}).get("quant"),
+        "quant": engine_quant(record),
         "target": record.hardware.get("target"), "device": record.hardware.get("device_name")
         or record.hardware.get("cpu_model"), "batch": scenario.get("batch"), "prompt_len": scenario.get("prompt_len"),
         "output_len": scenario.get("output_len"), "recipe": record.config.get("recipe", {}).get("id"),
