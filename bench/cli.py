@@ -72,10 +72,12 @@ def gpus(json_out: JsonOpt = False) -> None:
     registry = _registry()
     specs = list(registry.hardware.values())
     if json_out:
-        return output.emit_json([{**s.model_dump(), "budget_bytes": s.budget_bytes} for s in specs])
+        return output.emit_json([{**s.model_dump(), "budget_bytes": s.budget_bytes,
+                                  "cuda_memory_bytes": s.cuda_memory_bytes} for s in specs])
     print(output.table(
-        ["id", "aliases", "memory", "bandwidth GB/s", "bf16 TFLOP/s", "class"],
+        ["id", "aliases", "memory", "CUDA offers", "bandwidth GB/s", "bf16 TFLOP/s", "class"],
         [[s.id, ",".join(s.aliases), (f"{s.device_count} x " if s.device_count > 1 else "") + f"{s.memory_gib:g} GiB",
+          f"{s.cuda_memory_gib:g} GiB" if s.cuda_memory_gib else "-",
           f"{s.memory_bandwidth_gbs:g}", f"{s.bf16_tflops:g}", s.device_class] for s in specs]))
 
 
@@ -122,8 +124,10 @@ def verdicts(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> No
 def run(
     model: Annotated[str, typer.Argument(help="Model id or alias, or a local model directory.")],
     gpu: GpuOpt = None,
-    backend: Annotated[str, typer.Option(help="vllm or transformers.")] = "vllm",
-    quant: Annotated[str, typer.Option(help="bf16, fp16; on CUDA also fp8 and nf4.")] = "bf16",
+    backend: Annotated[Optional[str], typer.Option(
+        help="vllm or transformers (default: vllm; transformers for the bitsandbytes quants nf4 and int8).")] = None,
+    quant: Annotated[str, typer.Option(help="bf16, fp16; fp8 and int4 (an AWQ/GPTQ repository) on vLLM; "
+                                            "nf4 and int8 (bitsandbytes) on transformers.")] = "bf16",
     weights: WeightsOpt = None,
     device: DeviceOpt = "cuda",
     batch: Annotated[int, typer.Option(min=1, help="Requests submitted together for the throughput figure.")] = 8,
@@ -143,7 +147,7 @@ def run(
     from bench.inference_job import run_inference
     from bench.results import results_dir as resolve_results_dir
 
-    _check_choice("backend", backend, ("vllm", "transformers"))
+    _check_choice("backend", backend, (None, "vllm", "transformers"))
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
     directory = resolve_results_dir(results_dir)
@@ -311,18 +315,22 @@ def sweep(
     configuration does not fit), not a failure of the sweep.
     """
     from bench.results import results_dir as resolve_results_dir
-    from bench.sweep import expand, load_sweep, run_sweep
+    from bench.sweep import expand, load_sweep, run_sweep, select_runner_cells
 
     _check_choice("executor", executor, ("local", "ray"))
     registry = _registry()
+    if not file.is_file():
+        raise UserError(f"{file}: no such sweep file")
     spec = load_sweep(file, registry)
     cells = expand(spec, registry)
     if only_gpu is not None:
-        wanted = registry.gpu(only_gpu).id
-        cells = [c for c in cells if c.gpu == wanted]
+        cells, left_out = select_runner_cells(spec, cells, registry.gpu(only_gpu).id)
+        if left_out:
+            print(f"--only-gpu leaves out {left_out} cell(s) that name no card (set unpinned_runner in {file})",
+                  file=sys.stderr)
     progress = run_sweep(cells, resolve_results_dir(results_dir), executor, force)
     print(f"{spec.id}: {progress.done} ok, {progress.oom} out of memory, {progress.failed} failed, "
-          f"{progress.skipped} skipped of {progress.total}")
+          f"{progress.skipped} skipped, {progress.refuted} refuted by arithmetic (not run) of {progress.total}")
     if progress.failed:
         raise typer.Exit(1)
 

@@ -96,6 +96,21 @@ def observed_hardware(device: str) -> dict[str, Any]:
     return info
 
 
+def parent_view_of_hardware(device: str) -> dict[str, Any]:
+    """The machine as the parent sees it when the child reported nothing (it failed early).
+
+    Cards come from NVML, never from torch: the parent must not create a CUDA context.
+    """
+    from bench.gpu_inventory import visible_cards
+
+    info = observed_hardware("cpu")
+    info["device"] = device
+    if device == "cuda" and (cards := visible_cards()):
+        info.update(device_name=cards[0].name, device_memory_bytes_nvml=cards[0].total_bytes,
+                    device_count=len(cards), driver=_driver_version())
+    return info
+
+
 def _cuda_info() -> dict[str, Any]:
     """torch's current device; the driver version from NVML, None when nvidia-ml-py is not installed."""
     import torch

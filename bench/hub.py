@@ -9,6 +9,8 @@ huggingface_hub from `HF_TOKEN` and never passed through bench's own records.
 
 from __future__ import annotations
 
+import errno
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,34 @@ class Checkout:
     repo: str
     revision: str  # what the registry asked for
     commit: str  # what was downloaded
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE: only the local cache is read, so nothing is downloaded."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def cache_dir() -> Path:
+    """Where downloads go (HF_HUB_CACHE, else HF_HOME/hub)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def cached_bytes(repo: str) -> int:
+    """Bytes of `repo` already in the cache (its blobs, every revision): a resumed download skips them."""
+    blobs = cache_dir() / f"models--{repo.replace('/', '--')}" / "blobs"
+    return sum(f.stat().st_size for f in blobs.iterdir() if f.is_file()) if blobs.is_dir() else 0
+
+
+def free_bytes() -> int:
+    """Free space on the disk of the cache (its nearest existing parent when it does not exist yet)."""
+    path = cache_dir()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def resolve_commit(repo: str, revision: str) -> str:
@@ -44,12 +74,27 @@ def download(repo: str, revision: str) -> Checkout:
                                                                          allow_patterns=ALLOW_PATTERNS)))
         commit = path.name
     else:
+        from huggingface_hub import HfApi
+
         commit = resolve_commit(repo, revision)
-        path = Path(_hub_call(repo, revision, lambda: snapshot_download(repo, revision=commit,
-                                                                         allow_patterns=ALLOW_PATTERNS)))
+        files = _hub_call(repo, revision, lambda: HfApi().list_repo_files(repo, revision=commit))
+        path = Path(_hub_call(repo, revision, lambda: snapshot_download(
+            repo, revision=commit, allow_patterns=ALLOW_PATTERNS, ignore_patterns=duplicate_weights(files))))
     if not any(path.glob("*.safetensors")):
         raise UserError(f"{repo}@{commit[:12]} has no safetensors weights; bench does not load pickled weights")
     return Checkout(path, repo, revision, commit)
+
+
+def duplicate_weights(files: list[str]) -> list[str]:
+    """Patterns of weight files that repeat weights the repository also ships in Hugging Face's layout.
+
+    Mistral's repositories carry a `consolidated.safetensors` (their own inference format)
+    beside the sharded `model-*.safetensors` the engines load: the same weights twice
+    (94 GB instead of 47 for Mistral Small 3). Only where both are present is one left out.
+    """
+    weights = [f for f in files if f.endswith(".safetensors")]
+    consolidated = [f for f in weights if Path(f).name.startswith("consolidated")]
+    return ["consolidated*.safetensors"] if consolidated and len(consolidated) < len(weights) else []
 
 
 def _hub_call(repo: str, revision: str, call):
@@ -69,9 +114,25 @@ def _hub_call(repo: str, revision: str, call):
         raise UserError(f"{repo}@{revision}: not in the local hub cache and the hub is not reachable "
                         "(offline mode or no network)") from None
     except Exception as err:
+        if _is_disk_full(err):
+            raise UserError(f"{repo}: the disk filled up while downloading into {cache_dir()} "
+                            f"({free_bytes() / 1e9:.1f} GB free now): free space or set HF_HOME to a larger disk"
+                            ) from None
         if not _is_network_error(err):
             raise
         raise UserError(f"{repo}: the hub is unreachable ({type(err).__name__}: {err})") from None
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    """ENOSPC here or in the chain of causes (a full disk is an OSError, like a dropped connection)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _is_network_error(err: Exception) -> bool:

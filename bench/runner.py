@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.hfconfig import TextConfig, load_hf_config
+from bench.preflight import CapPlan
 from bench.registry import Registry
 from bench.specs import HardwareSpec, ModelSpec
 
@@ -46,52 +47,84 @@ def resolve_model(registry: Registry, name: str) -> ResolvedModel:
     return ResolvedModel(id=spec.id, architecture=spec.architecture, spec=spec)
 
 
-def prepare_weights(model: ResolvedModel, weights: str | None) -> Weights:
-    """Where the engine loads from; downloads real weights at the registry's pinned revision."""
+def prepare_weights(model: ResolvedModel, weights: str | None, quant: str = "bf16") -> Weights:
+    """Where the engine loads from; downloads real weights at the registry's pinned revision.
+
+    The repository is the one whose stored format serves `quant` (an AWQ copy for int4, the
+    bf16 copy of an FP8 repository for bf16), checked against the free disk before downloading.
+    """
     if model.local_path is not None:
         if weights == "synthetic":
             raise UserError("--weights synthetic applies to registry models; a local path is loaded as it is")
         return Weights(str(model.local_path), "real", None, None, None)
     spec = model.spec
     assert spec is not None
-    kind = weights or ("synthetic" if spec.synthetic else "real")
-    if kind == "synthetic":
+    if weights_kind(model, weights) == "synthetic":
         from bench import synthetic
 
         return Weights(str(synthetic.build(spec, with_weights=spec.synthetic)), "synthetic", spec.repo,
                        spec.revision if spec.repo else None, None)
-    if spec.synthetic or spec.repo is None:
-        why = "is built by bench" if spec.synthetic else "has no public weights"
-        raise UserError(f"{spec.id} {why}: run it with --weights synthetic")
+    if spec.synthetic:
+        raise UserError(f"{spec.id} is built by bench: run it with --weights synthetic")
     from bench import hub
+    from bench.preflight import download_bytes, free_disk_needed, select_checkpoint
 
-    checkout = hub.download(spec.repo, spec.revision)
-    return Weights(str(checkout.path), "real", spec.repo, spec.revision, checkout.commit)
+    checkpoint = select_checkpoint(spec, quant)
+    if not hub.offline():
+        missing = download_bytes(spec, checkpoint) - hub.cached_bytes(checkpoint.repo)
+        free_disk_needed(missing, hub.free_bytes(), str(hub.cache_dir()))
+    checkout = hub.download(checkpoint.repo, checkpoint.revision)
+    return Weights(str(checkout.path), "real", checkpoint.repo, checkpoint.revision, checkout.commit)
 
 
-def check_device(device: str, gpu: HardwareSpec | None, model_id: str) -> None:
+def weights_kind(model: ResolvedModel, weights: str | None) -> str:
+    """real or synthetic: as asked, else synthetic for bench's tiny models and real for the rest."""
+    if weights is not None or model.spec is None:
+        return weights or "real"
+    return "synthetic" if model.spec.synthetic else "real"
+
+
+def installed_engines() -> frozenset[str]:
+    """Which optional engines and kernels are importable here, found without importing them."""
+    from importlib.util import find_spec
+
+    return frozenset(name for name in ("vllm", "bitsandbytes") if find_spec(name) is not None)
+
+
+def check_device(device: str, gpu: HardwareSpec | None, model_id: str) -> CapPlan:
+    """Refuse a device this machine lacks; decide whether the run is the claimed card or emulates it.
+
+    Runs in the parent, so it creates no CUDA context (see `bench.gpu_inventory`).
+    """
+    from bench.gpu_inventory import cuda_card_count, visible_cards
+    from bench.preflight import check_cards, plan_cap
+
     if device == "cpu":
         if gpu is not None:
             raise UserError(f"--gpu {gpu.id} caps CUDA memory to emulate that card; it does not apply to "
                             "--device cpu")
-        return
-    if not cuda_available():
+        return plan_cap(None, device, None, None)
+    count = cuda_card_count()
+    if count == 0:
         target = f" --gpu {gpu.id}" if gpu else ""
         raise UserError(f"no CUDA GPU on this machine: `bench plan {model_id}{target}` gives the arithmetic answer, "
                         "and --device cpu runs on the CPU")
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    check_cards(gpu, count)
+    cards = visible_cards()
+    card = cards[0] if cards else None
+    return plan_cap(gpu, device, card.name if card else None, card.total_bytes if card else None)
 
 
 def execute(kind: str, target: str, settings: dict[str, Any], *, model: ResolvedModel, weights: Weights,
             device: str, gpu: HardwareSpec | None, config: dict[str, Any], results_dir: Path,
-            timeout_s: float, estimate: dict[str, Any] | None = None, labels: dict[str, str] | None = None):
-    """Run `target` isolated and write its record. Returns the written RunRecord."""
-    from bench.environment import observed_hardware, software_versions
+            timeout_s: float, cap: CapPlan | None = None, estimate: dict[str, Any] | None = None,
+            labels: dict[str, str] | None = None):
+    """Run `target` isolated and write its record. Returns the written RunRecord.
+
+    Whether the run emulates the target comes from the child's report when it got that far,
+    else from the parent's `cap` plan: a run that failed under a cap is still a capped run.
+    """
+    from bench.environment import parent_view_of_hardware, software_versions
     from bench.isolate import run_isolated
     from bench.results import ModelRef, RunRecord, new_record_id, write_record
 
@@ -99,8 +132,9 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
     clock = time.perf_counter()
     outcome = run_isolated(target, {"settings": settings}, timeout_s)
     value = outcome.value or {}
-    hardware = dict(value.get("hardware") or observed_hardware(device))
-    emulation = value.get("emulation", {"emulated": False})
+    hardware = dict(value.get("hardware") or parent_view_of_hardware(device))
+    emulation = value.get("emulation") or {"emulated": bool(cap and cap.emulated),
+                                           "reason": cap.reason if cap else "no target card"}
     hardware.update(target=gpu.id if gpu else None, emulated=bool(emulation.get("emulated")),
                     emulation=emulation)
     notes = []

@@ -32,6 +32,21 @@ class Finding(Strict):
     source: str = Field(description="Where the fact comes from")
 
 
+class CheckpointVariant(Strict):
+    """Another repository of the same model: a pre-quantized (AWQ/GPTQ) or other-precision copy.
+
+    A run picks the repository whose stored format serves the asked quant, so that an int4 cell
+    never downloads a 16-bit checkpoint it cannot use, and a bf16 cell of a model whose main
+    repository ships FP8 loads real bf16 weights.
+    """
+
+    quant: Quant = Field(description="The bench quant this repository serves")
+    repo: str
+    revision: str = "main"
+    format: Literal["bf16", "fp8", "awq", "gptq"] = Field(description="How the repository stores its weights")
+    source: str = Field(description="Where the repository and its format were seen")
+
+
 class ModelSpec(Strict):
     """One model of the registry: identity, provenance and architecture."""
 
@@ -48,6 +63,9 @@ class ModelSpec(Strict):
         None, description="Set when the architecture is a stand-in shape, with the reason (no public weights)"
     )
     trust_remote_code: bool = False
+    checkpoint_format: Literal["bf16", "fp8"] = Field(
+        "bf16", description="How `repo` stores its weights (an FP8 repository serves fp8 runs only)")
+    variants: list[CheckpointVariant] = Field([], description="Other repositories, one per quant they serve")
     architecture: TextConfig
     extra_params: int = Field(
         0, description="Parameters outside the text model (vision tower, projector), counted in total only"
@@ -87,12 +105,29 @@ class HardwareSpec(Strict):
     runtime_overhead_gib: float = Field(
         1.0, ge=0, description="Per device: CUDA context, library workspaces, allocator slack"
     )
+    cuda_memory_gib: float | None = Field(
+        None, gt=0, description="Per device: the memory CUDA offers a process (cudaMemGetInfo's total, what "
+                                "torch reports as total capacity), below the datasheet's; what an emulated run "
+                                "is capped to, less the CUDA context. Source in `sources`.")
     sources: dict[str, str]
     notes: str = ""
 
     @property
     def budget_bytes(self) -> int:
         return int(self.memory_gib * 2**30 * self.device_count)
+
+    @property
+    def cuda_memory_bytes(self) -> int:
+        """Per device; the datasheet memory where no CUDA total was recorded (edge budgets)."""
+        return int((self.cuda_memory_gib or self.memory_gib) * 2**30)
+
+    @model_validator(mode="after")
+    def _cuda_memory_sourced(self) -> HardwareSpec:
+        if self.cuda_memory_gib is not None and "cuda_memory_gib" not in self.sources:
+            raise ValueError("cuda_memory_gib needs its source in `sources`")
+        if self.cuda_memory_gib is not None and self.cuda_memory_gib > self.memory_gib:
+            raise ValueError("cuda_memory_gib cannot exceed memory_gib")
+        return self
 
 
 class RecipeSpec(Strict):

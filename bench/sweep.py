@@ -29,8 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.errors import UserError
 from bench.hfconfig import describe_validation_error
+from bench.preflight import BITSANDBYTES_QUANTS, check_engine, choose_backend
 from bench.registry import Registry, read_yaml
 from bench.results import RunRecord, iter_records, write_record
+
+
+# Sweep files are checked against every engine bench knows; what this machine has installed is
+# checked when a cell runs.
+ALL_ENGINES = frozenset({"vllm", "bitsandbytes"})
 
 
 class _Strict(BaseModel):
@@ -67,6 +73,9 @@ class SweepSpec(_Strict):
     id: str
     description: str = ""
     device: Literal["cuda", "cpu"] = "cuda"
+    # With one runner per card (`--only-gpu`), the card whose runner also takes the cells that
+    # name no card (evals, uncapped runs); without it `--only-gpu` leaves those cells out.
+    unpinned_runner: str | None = None
     matrix: list[SweepBlock]
 
 
@@ -76,7 +85,7 @@ class Cell:
     model: str
     device: str
     gpu: str | None = None
-    backend: str = "vllm"
+    backend: str | None = "vllm"  # None: bench's choice for the quant (bench.preflight.choose_backend)
     quant: str = "bf16"
     recipe: str | None = None
     tasks: tuple[str, ...] = ()
@@ -90,7 +99,7 @@ class Cell:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def label(self) -> str:
-        what = self.recipe or ",".join(self.tasks) or f"{self.backend}/{self.quant}"
+        what = self.recipe or ",".join(self.tasks) or f"{self.backend or 'auto'}/{self.quant}"
         return f"{self.kind} {self.model} {what}" + (f" on {self.gpu}" if self.gpu else "")
 
 
@@ -113,6 +122,18 @@ def load_sweep(path: Path, registry: Registry) -> SweepSpec:
             raise UserError(f"{path}: matrix.{i}.recipes: a finetune block needs at least one recipe")
         if block.kind == "eval" and not block.tasks and not block.from_claims:
             raise UserError(f"{path}: matrix.{i}.tasks: an eval block needs at least one task or suite")
+        if block.kind == "inference" and not block.from_claims:
+            for backend in block.backends:
+                for quant in block.quants:
+                    try:
+                        check_engine(backend, quant, spec.device, block.weights or "real", ALL_ENGINES)
+                    except UserError as err:
+                        raise UserError(f"{path}: matrix.{i}: {err}") from None
+    if spec.unpinned_runner is not None:
+        try:
+            registry.gpu(spec.unpinned_runner)
+        except UserError as err:
+            raise UserError(f"{path}: unpinned_runner: {err}") from None
     return spec
 
 
@@ -165,8 +186,9 @@ def _claim_cells(block: SweepBlock, device: str, registry: Registry) -> list[Cel
         needed = _gpus_needed(registry, gpu, device)
         if claim.kind == "inference-memory" and gpu and registry.gpu(gpu).device_class != "edge":
             quant = claim.conditions.quant or verdict.conditions.get("quant") or "bf16"
+            backend = choose_backend(None, quant) if quant in BITSANDBYTES_QUANTS else block.backends[0]
             cell_options = {**options, **({"context": claim.conditions.context} if claim.conditions.context else {})}
-            cells.append(Cell("inference", spec.id, device, gpu, block.backends[0], quant, weights=block.weights,
+            cells.append(Cell("inference", spec.id, device, gpu, backend, quant, weights=block.weights,
                               options=cell_options, gpus_needed=needed))
         elif claim.kind == "finetune-memory" and gpu and claim.conditions.recipe and block.weights != "synthetic":
             # (fine-tuning needs a checkpoint on disk: random weights of a 100B shape are not written out)
@@ -179,6 +201,63 @@ def _claim_cells(block: SweepBlock, device: str, registry: Registry) -> list[Cel
                                       backend=block.backends[0], options=options, gpus_needed=1 if device == "cuda"
                                       else 0))
     return cells
+
+
+def arithmetic_refutation(cell: Cell, registry: Registry) -> str | None:
+    """Why a cell's card cannot hold it whatever the engine does, or None.
+
+    The exact lower bound (packed weights and the KV cache of one sequence at the run's
+    length, or a fine-tune's frozen base and trainable state) already above the card's
+    memory: measuring would download the checkpoint (hundreds of GB for the largest
+    models) to learn what arithmetic already says.
+    """
+    from bench.plan import PlanRequest, Subject, memory_for
+
+    if cell.gpu is None or cell.kind == "eval":
+        return None
+    gpu, spec = registry.gpu(cell.gpu), registry.model(cell.model)
+    subject = Subject.from_spec(spec)
+    if cell.kind == "finetune":
+        recipe = registry.recipe(cell.recipe or "")
+        memory = memory_for(PlanRequest(subject, gpu, recipe=recipe), recipe.quant, recipe.sequence_length, gpu)
+    else:
+        o = cell.options
+        length = max(o.get("prompt_len", 128) + o.get("output_len", 64), o.get("context") or 0)
+        memory = memory_for(PlanRequest(subject, gpu), cell.quant, length, gpu)
+    if memory.lower_bound_bytes <= gpu.budget_bytes:
+        return None
+    return (f"lower bound {memory.lower_bound_bytes / 2**30:.1f} GiB > {gpu.id}'s "
+            f"{gpu.budget_bytes / 2**30:.1f} GiB")
+
+
+def preflight_cell(cell: Cell, registry: Registry, installed: frozenset[str], visible_cards: int) -> None:
+    """Every check a cell's run makes before it downloads or starts an engine, without doing either.
+
+    Raises the run's own one-line UserError. `installed` and `visible_cards` describe the
+    machine the cell is meant for (the GPU battery's: one card, no vLLM).
+    """
+    from bench.preflight import check_cards, select_checkpoint
+
+    spec = registry.model(cell.model)
+    target = registry.gpu(cell.gpu) if cell.gpu else None
+    weights = cell.weights or ("synthetic" if spec.synthetic else "real")
+    if cell.kind == "finetune":
+        quant, backend = registry.recipe(cell.recipe or "").quant, "transformers"
+    else:
+        quant, backend = cell.quant, choose_backend(cell.backend, cell.quant)
+    check_engine(backend, quant, cell.device, weights, installed)
+    if cell.device == "cuda":
+        check_cards(target, visible_cards)
+    if weights == "real":
+        select_checkpoint(spec, quant)
+
+
+def select_runner_cells(spec: SweepSpec, cells: list[Cell], card: str) -> tuple[list[Cell], int]:
+    """The cells one card's runner takes: its own, plus the card-less ones when it is the unpinned
+    runner. Returns them and how many card-less cells no runner of this call takes."""
+    unpinned = [c for c in cells if c.gpu is None]
+    mine = [c for c in cells if c.gpu == card or (c.gpu is None and spec.unpinned_runner == card)]
+    return mine, 0 if spec.unpinned_runner else len(unpinned)
 
 
 def run_cell(cell: Cell, results_dir: Path, registry: Registry | None = None) -> RunRecord:
@@ -220,19 +299,21 @@ def _ray_cell(cell_fields: dict[str, Any]) -> str:
 
 @dataclass
 class Progress:
-    """Cells done (ok), out of memory (a result: the configuration does not fit), failed, skipped."""
+    """Cells done (ok), out of memory (a result: the configuration does not fit), failed, skipped
+    (a record from this commit exists), refuted (arithmetic already decides them: not run)."""
 
     total: int
     done: int = 0
     oom: int = 0
     failed: int = 0
     skipped: int = 0
+    refuted: int = 0
 
     def show(self, running: int, last: str = "") -> None:
-        finished = self.done + self.oom + self.failed + self.skipped
+        finished = self.done + self.oom + self.failed + self.skipped + self.refuted
         print(f"[{finished}/{self.total}] done {self.done}, out of memory {self.oom}, running {running}, "
-              f"failed {self.failed}, skipped {self.skipped}" + (f"  {last}" if last else ""), file=sys.stderr,
-              flush=True)
+              f"failed {self.failed}, skipped {self.skipped}, refuted {self.refuted}" + (f"  {last}" if last else ""),
+              file=sys.stderr, flush=True)
 
     def count(self, record: RunRecord) -> None:
         if record.status == "ok":
@@ -252,14 +333,22 @@ def done_cells(results_dir: Path, commit: str | None) -> set[str]:
 def run_sweep(cells: list[Cell], results_dir: Path, executor: str, force: bool) -> Progress:
     from bench.environment import harness_commit
 
+    from bench.registry import load_registry
+
+    registry = load_registry()
     done = set() if force else done_cells(results_dir, harness_commit())
     todo = [c for c in cells if c.key not in done]
     progress = Progress(total=len(cells), skipped=len(cells) - len(todo))
+    measurable = []
+    for cell in todo:
+        if reason := arithmetic_refutation(cell, registry):
+            progress.refuted += 1
+            print(f"not run, refuted by arithmetic: {cell.label()} ({reason})", file=sys.stderr)
+        else:
+            measurable.append(cell)
+    todo = measurable
     progress.show(0)
     if executor == "local":
-        from bench.registry import load_registry
-
-        registry = load_registry()
         for cell in todo:
             progress.show(1, cell.label())
             progress.count(_safe_run(cell, results_dir, registry))

@@ -29,9 +29,23 @@ def test_model_without_public_weights(run_bench):
 
 
 def test_cpu_refuses_cuda_only_quants_and_gpu_caps(run_bench):
-    assert "needs CUDA" in run_bench("run", "tiny-llama", "--device", "cpu", "--quant", "nf4").stderr
+    assert "on --device cpu runs bf16, fp16, not fp8" in run_bench("run", "tiny-llama", "--device", "cpu", "--quant",
+                                                                   "fp8").stderr
     assert "does not apply to --device cpu" in run_bench("run", "tiny-llama", "--device", "cpu",
                                                          "--gpu", "4090").stderr
+
+
+def test_nf4_on_a_4090_without_a_gpu_stops_before_any_download(run_bench, tmp_path):
+    proc = run_bench("run", "mistral-3-small", "--gpu", "4090", "--quant", "nf4", "--results-dir", str(tmp_path),
+                     env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "no CUDA GPU" in proc.stderr  # the hub cache was never asked (it would say "not in the local hub cache")
+    assert not (tmp_path / "hf").exists() and not list(tmp_path.glob("*.json"))
+
+
+def test_vllm_is_never_asked_for_bitsandbytes(run_bench):
+    proc = run_bench("run", "tiny-llama", "--device", "cpu", "--backend", "vllm", "--quant", "nf4")
+    assert proc.returncode == 2 and "vLLM does not offer" in proc.stderr
 
 
 def test_timeout_becomes_a_record(run_bench, tmp_path):

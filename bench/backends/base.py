@@ -28,7 +28,8 @@ class EngineSettings:
     enforce_eager: bool = False
     trust_remote_code: bool = False
     revision: str | None = None
-    tensor_parallel_size: int = 1  # vLLM: split the model over this many GPUs (multi-card targets)
+    tensor_parallel_size: int = 1  # split the model over this many GPUs (multi-card targets)
+    max_num_batched_tokens: int | None = None  # vLLM: the target card's class default (None: vLLM's own)
 
 
 @dataclass

@@ -45,7 +45,7 @@ class InferenceSettings:
     min_iterations: int = 5
     min_duration_s: float = 2.0
     throughput_runs: int = 3
-    target_budget_bytes: int | None = None  # the claimed card's memory, when emulating it
+    target_budget_bytes: int | None = None  # the claimed card's CUDA memory, when emulating it (see emulation)
     roofline_decode_tokens_per_s: float | None = None  # bound of the card the run uses (None on a CPU)
     seed: int = 0
 

@@ -60,7 +60,7 @@ def _self_maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
-class _Nvml:
+class NvmlCard:
     """NVML's view of the card torch calls `index`, matched by PCI bus id (NVML numbers cards its own way)."""
 
     def __init__(self, index: int) -> None:
@@ -132,7 +132,7 @@ class PeakMemoryTracker:
         self._samples = self._errors = 0
         self._last_error: str | None = None
         self._peak_rss = self._baseline_rss = self._maxrss_at_enter = 0
-        self._gpu: _Nvml | _TorchDevice | None = None
+        self._gpu: NvmlCard | _TorchDevice | None = None
         self._torch: Any = None
         self._gpu_index = 0
         self._nvml_unavailable: str | None = None
@@ -167,7 +167,7 @@ class PeakMemoryTracker:
         self._gpu_index = torch.cuda.current_device()
         torch.cuda.reset_peak_memory_stats(self._gpu_index)
         try:
-            self._gpu = _Nvml(self._gpu_index)
+            self._gpu = NvmlCard(self._gpu_index)
         except Exception as exc:  # no nvidia-ml-py, no NVML library, or no card matched: the runtime's view
             self._nvml_unavailable = f"{type(exc).__name__}: {exc}"
             self._gpu = _TorchDevice(self._gpu_index)

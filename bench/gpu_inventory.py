@@ -1,0 +1,75 @@
+"""The CUDA cards this process may use, seen without creating a CUDA context.
+
+The parent process decides a run's cap and checks its cards before the measurement
+starts, and must hold no CUDA context while the child measures (a context costs a few
+hundred MiB of the very card being measured). NVML answers without one; torch's
+device count, the fallback where nvidia-ml-py is missing, does not create one either,
+but gives no names or sizes. `CUDA_VISIBLE_DEVICES` is applied as CUDA applies it
+(indices or UUIDs, in the PCI order bench sets), since NVML itself ignores it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Card:
+    name: str
+    total_bytes: int  # NVML's total: the board's memory, a little above what CUDA offers
+
+
+def visible_selection(value: str | None, count: int) -> list[int | str]:
+    """NVML indices or UUID prefixes of the cards `CUDA_VISIBLE_DEVICES=value` leaves visible.
+
+    CUDA stops at the first entry it cannot parse; an unset variable shows every card.
+    """
+    if value is None:
+        return list(range(count))
+    chosen: list[int | str] = []
+    for entry in (e.strip() for e in value.split(",")):
+        if entry.isdigit() and int(entry) < count:
+            chosen.append(int(entry))
+        elif entry.startswith(("GPU-", "MIG-")):
+            chosen.append(entry)
+        else:
+            break
+    return chosen
+
+
+def visible_cards() -> list[Card] | None:
+    """The visible cards through NVML; None when NVML is not available (no nvidia-ml-py or no driver)."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    try:
+        handles = []
+        for entry in visible_selection(os.environ.get("CUDA_VISIBLE_DEVICES"), pynvml.nvmlDeviceGetCount()):
+            if isinstance(entry, int):
+                handles.append(pynvml.nvmlDeviceGetHandleByIndex(entry))
+            else:
+                handles.append(pynvml.nvmlDeviceGetHandleByUUID(entry))
+        return [Card(_text(pynvml.nvmlDeviceGetName(h)), int(pynvml.nvmlDeviceGetMemoryInfo(h).total))
+                for h in handles]
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def cuda_card_count() -> int:
+    """How many CUDA cards are visible: NVML's view, else torch's (0 without a CUDA build or driver)."""
+    cards = visible_cards()
+    if cards is not None:
+        return len(cards)
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -1,0 +1,163 @@
+"""Decisions made before a run touches a GPU or the network: each a pure function of its inputs.
+
+A run that cannot work must say so in one line before it downloads anything: a 4-bit
+cell that asks vLLM for bitsandbytes, an int4 cell of a model with no AWQ/GPTQ
+repository, a bf16 cell of a model whose repository ships FP8, a two-card target on a
+one-card machine, a checkpoint larger than the free disk. Each rule here takes plain
+values (specs, names, byte counts) and either returns the decision or raises
+:class:`UserError`, so every rule is unit-tested without a GPU, a hub or an engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.errors import UserError
+from bench.specs import HardwareSpec, ModelSpec
+
+BACKENDS = ("vllm", "transformers")
+# Quants each engine can run, and on which devices. vLLM 0.32 has no bitsandbytes method in
+# QuantizationMethods; transformers has no AWQ/GPTQ kernels without extra packages, and its fp8
+# path needs an FP8 checkpoint and fp8-capable kernels, so bench sends fp8 to vLLM only.
+ENGINE_QUANTS = {
+    "vllm": {"cuda": ("bf16", "fp16", "fp8", "int4"), "cpu": ("bf16", "fp16")},
+    "transformers": {"cuda": ("bf16", "fp16", "nf4", "int8"), "cpu": ("bf16", "fp16", "nf4", "int8")},
+}
+# Quants that random weights can be made in: 16-bit, and NF4 quantized layer by layer as it is made.
+SYNTHETIC_QUANTS = {"vllm": ("bf16", "fp16", "fp8"), "transformers": ("bf16", "fp16", "nf4")}
+BITSANDBYTES_QUANTS = ("nf4", "int8")
+# Quants served from a 16-bit repository: loaded as stored, cast, or quantized while loading.
+FROM_16_BIT = ("bf16", "fp16", "nf4", "int8")
+
+
+def choose_backend(requested: str | None, quant: str) -> str:
+    """The engine for a run: the one asked for, else vLLM, except for bitsandbytes quants."""
+    if requested is not None:
+        if requested not in BACKENDS:
+            raise UserError(f"unknown backend {requested!r}; choose {', '.join(BACKENDS)}")
+        return requested
+    return "transformers" if quant in BITSANDBYTES_QUANTS else "vllm"
+
+
+def check_engine(backend: str, quant: str, device: str, weights: str, installed: frozenset[str]) -> None:
+    """Refuse an engine x quant x device x weights combination that cannot run."""
+    if backend == "vllm" and "vllm" not in installed:
+        raise UserError("vLLM is not installed here: use --backend transformers (or install bench[gpu])")
+    if quant not in ENGINE_QUANTS[backend][device]:
+        if backend == "vllm" and quant in BITSANDBYTES_QUANTS:
+            raise UserError(f"--quant {quant} is bitsandbytes, which vLLM does not offer: use --backend "
+                            "transformers")
+        allowed = ", ".join(ENGINE_QUANTS[backend][device])
+        raise UserError(f"--backend {backend} on --device {device} runs {allowed}, not {quant}")
+    if quant in BITSANDBYTES_QUANTS and "bitsandbytes" not in installed:
+        raise UserError(f"--quant {quant} needs bitsandbytes, which is not installed here")
+    if weights == "synthetic" and quant not in SYNTHETIC_QUANTS[backend]:
+        raise UserError(f"random weights in {quant} are not made by --backend {backend} (it makes "
+                        f"{', '.join(SYNTHETIC_QUANTS[backend])}): use --weights real")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The repository a real-weight run downloads and the format it stores."""
+
+    repo: str
+    revision: str
+    format: str  # bf16 | fp8 | awq | gptq
+
+
+def select_checkpoint(spec: ModelSpec, quant: str) -> Checkpoint:
+    """The repository whose stored format serves `quant`, or one line saying none does."""
+    for variant in spec.variants:
+        if variant.quant == quant:
+            return Checkpoint(variant.repo, variant.revision, variant.format)
+    if spec.repo is None:
+        raise UserError(f"{spec.id} has no public weights: run it with --weights synthetic")
+    if quant == "int4":
+        raise UserError(f"{spec.id}: int4 runs a pre-quantized AWQ/GPTQ repository and the registry names none "
+                        f"for it (add one under `variants`); --quant nf4 quantizes {spec.repo} while loading")
+    if spec.checkpoint_format == "fp8" and quant in FROM_16_BIT:
+        for variant in spec.variants:
+            if variant.format == "bf16":
+                return Checkpoint(variant.repo, variant.revision, variant.format)
+        raise UserError(f"{spec.repo} stores FP8 weights and the registry names no bf16 copy: use --quant fp8")
+    return Checkpoint(spec.repo, spec.revision, spec.checkpoint_format)
+
+
+def check_cards(target: HardwareSpec | None, visible: int) -> None:
+    """A multi-card target needs that many cards here: one card cannot measure two."""
+    needed = target.device_count if target else 1
+    if visible < needed:
+        name = target.id if target else "this run"
+        raise UserError(f"{name} needs {needed} CUDA cards and this machine shows {visible}")
+
+
+@dataclass(frozen=True)
+class CapPlan:
+    """How a run on the card at hand stands for the claimed card.
+
+    `emulated` runs are capped: each card gets the target's CUDA memory less the CUDA
+    context the target would also hold, measured in the run (`cap_for_context`).
+    """
+
+    emulated: bool
+    target_cuda_bytes: int | None
+    reason: str
+
+    def cap_for_context(self, context_bytes: int) -> int | None:
+        """The allocator cap on each card, given the context this process holds outside it."""
+        if not self.emulated or self.target_cuda_bytes is None:
+            return None
+        return self.target_cuda_bytes - context_bytes
+
+
+def plan_cap(target: HardwareSpec | None, device: str, card_name: str | None,
+             card_total_bytes: int | None) -> CapPlan:
+    """Whether the run is the claimed card itself, an emulation of it, or cannot stand for it.
+
+    The card at hand is the claimed card when its name is one of the profile's device
+    names; then nothing is capped and the record says measured on the claimed card. A
+    larger card is capped; a smaller one cannot show that a larger card fits anything.
+    """
+    if device != "cuda" or target is None:
+        return CapPlan(False, None, "no target card")
+    if card_name is not None and card_name.lower() in (n.lower() for n in target.device_names):
+        return CapPlan(False, None, f"the card is a {target.id}")
+    if card_total_bytes is not None and card_total_bytes < target.cuda_memory_bytes:
+        raise UserError(f"this card ({card_name}, {card_total_bytes / 2**30:.2f} GiB) is smaller than "
+                        f"{target.id}'s {target.cuda_memory_bytes / 2**30:.2f} GiB: it cannot emulate it")
+    return CapPlan(True, target.cuda_memory_bytes, f"capped to {target.id}'s CUDA memory less the CUDA context")
+
+
+def vllm_batch_tokens(target: HardwareSpec) -> int:
+    """vLLM's default `max_num_batched_tokens` for its offline engine on the target's class of card.
+
+    vLLM (engine/arg_utils.py, `get_batch_defaults`) gives cards of 70 GiB or more by NVML,
+    A100s excepted, 16384 tokens per step and the rest 8192. It reads the card it runs on, so
+    an H100 emulating a 4090 would prefill in chunks twice the 4090's: bench passes the
+    target's value instead.
+    """
+    large = target.memory_gib >= 70 and "a100" not in target.id
+    return 16384 if large else 8192
+
+
+def free_disk_needed(download_bytes: int, free_bytes: int, where: str) -> None:
+    """Refuse a download that the disk cannot hold (with 5% slack for metadata and partial files)."""
+    needed = int(download_bytes * 1.05)
+    if needed > free_bytes:
+        raise UserError(f"the download needs {needed / 1e9:.1f} GB and {where} has {free_bytes / 1e9:.1f} GB free: "
+                        "free space or set HF_HOME to a larger disk")
+
+
+# Stored formats -> the quant whose weight layout they have on disk.
+STORED_AS = {"bf16": "bf16", "fp8": "fp8", "awq": "int4", "gptq": "int4"}
+
+
+def download_bytes(spec: ModelSpec, checkpoint: Checkpoint) -> int:
+    """What downloading `checkpoint` writes, from the architecture: the stored format's bytes, with
+    embeddings, norms and any vision tower at 16 bits."""
+    from bench.estimate.memory import weight_bytes
+    from bench.estimate.params import count_params
+    from bench.estimate.quant import weight_format
+
+    params = count_params(spec.architecture, spec.extra_params)
+    return weight_bytes(params, weight_format(STORED_AS[checkpoint.format]))
