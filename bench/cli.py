@@ -311,8 +311,9 @@ def sweep(
 ) -> None:
     """Many runs, each isolated; a failed cell is a failed record and the sweep goes on.
 
-    Exit 1 when a cell crashed or timed out; an out-of-memory is a measured result (the
-    configuration does not fit), not a failure of the sweep.
+    Exit 1 when a cell crashed or timed out, or ended other than its block's `expect`; an
+    out-of-memory is a measured result (the configuration does not fit), not a failure of the
+    sweep. Cells whose card arithmetic already rules out are listed and not run.
     """
     from bench.results import results_dir as resolve_results_dir
     from bench.sweep import expand, load_sweep, run_sweep, select_runner_cells
@@ -331,7 +332,9 @@ def sweep(
     progress = run_sweep(cells, resolve_results_dir(results_dir), executor, force)
     print(f"{spec.id}: {progress.done} ok, {progress.oom} out of memory, {progress.failed} failed, "
           f"{progress.skipped} skipped, {progress.refuted} refuted by arithmetic (not run) of {progress.total}")
-    if progress.failed:
+    for line in progress.unexpected:
+        print(f"unexpected: {line}", file=sys.stderr)
+    if progress.failed or progress.unexpected:
         raise typer.Exit(1)
 
 

@@ -66,6 +66,9 @@ class SweepBlock(_Strict):
     recipes: list[str] = []
     tasks: list[str] = []
     weights: Literal["real", "synthetic"] | None = None
+    # The status every cell of the block must end with (a battery's check: a model that must not fit
+    # a card expects oom); a cell that ends otherwise fails the sweep.
+    expect: Literal["ok", "oom"] | None = None
     options: RunOptions = RunOptions()
 
 
@@ -85,17 +88,20 @@ class Cell:
     model: str
     device: str
     gpu: str | None = None
-    backend: str | None = "vllm"  # None: bench's choice for the quant (bench.preflight.choose_backend)
+    backend: str | None = None  # None: bench's choice for the quant (bench.preflight.choose_backend); fine-tunes: trl
     quant: str = "bf16"
     recipe: str | None = None
     tasks: tuple[str, ...] = ()
     weights: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     gpus_needed: int = 0
+    expect: str | None = None
 
     @property
     def key(self) -> str:
-        blob = json.dumps({k: v for k, v in asdict(self).items() if k != "gpus_needed"}, sort_keys=True)
+        """What identifies the measurement: the run's settings, not the sweep's bookkeeping."""
+        blob = json.dumps({k: v for k, v in asdict(self).items() if k not in ("gpus_needed", "expect")},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -161,7 +167,7 @@ def _block_cells(block: SweepBlock, device: str, registry: Registry) -> list[Cel
         for gpu in block.gpus:
             gpu_id = registry.gpu(gpu).id if gpu else None
             common = dict(kind=block.kind, model=model_id, device=device, gpu=gpu_id, weights=block.weights,
-                          options=options, gpus_needed=_gpus_needed(registry, gpu_id, device))
+                          options=options, gpus_needed=_gpus_needed(registry, gpu_id, device), expect=block.expect)
             if block.kind == "inference":
                 cells += [Cell(backend=b, quant=q, **common) for b in block.backends for q in block.quants]
             elif block.kind == "finetune":
@@ -209,13 +215,16 @@ def arithmetic_refutation(cell: Cell, registry: Registry) -> str | None:
     The exact lower bound (packed weights and the KV cache of one sequence at the run's
     length, or a fine-tune's frozen base and trainable state) already above the card's
     memory: measuring would download the checkpoint (hundreds of GB for the largest
-    models) to learn what arithmetic already says.
+    models) to learn what arithmetic already says. Random-weight cells download nothing,
+    and their out-of-memory checks the cap itself, so they always run.
     """
     from bench.plan import PlanRequest, Subject, memory_for
 
     if cell.gpu is None or cell.kind == "eval":
         return None
     gpu, spec = registry.gpu(cell.gpu), registry.model(cell.model)
+    if cell.weights == "synthetic" or spec.synthetic:
+        return None
     subject = Subject.from_spec(spec)
     if cell.kind == "finetune":
         recipe = registry.recipe(cell.recipe or "")
@@ -308,6 +317,7 @@ class Progress:
     failed: int = 0
     skipped: int = 0
     refuted: int = 0
+    unexpected: list[str] = field(default_factory=list)  # cells that ended other than their block expects
 
     def show(self, running: int, last: str = "") -> None:
         finished = self.done + self.oom + self.failed + self.skipped + self.refuted
@@ -315,7 +325,9 @@ class Progress:
               f"failed {self.failed}, skipped {self.skipped}, refuted {self.refuted}" + (f"  {last}" if last else ""),
               file=sys.stderr, flush=True)
 
-    def count(self, record: RunRecord) -> None:
+    def count(self, record: RunRecord, cell: Cell) -> None:
+        if cell.expect is not None and record.status != cell.expect:
+            self.unexpected.append(f"{cell.label()}: expected {cell.expect}, got {record.status} ({record.id})")
         if record.status == "ok":
             self.done += 1
         elif record.status == "oom":
@@ -351,7 +363,7 @@ def run_sweep(cells: list[Cell], results_dir: Path, executor: str, force: bool) 
     if executor == "local":
         for cell in todo:
             progress.show(1, cell.label())
-            progress.count(_safe_run(cell, results_dir, registry))
+            progress.count(_safe_run(cell, results_dir, registry), cell)
     else:
         _run_on_ray(todo, results_dir, progress)
     progress.show(0, "finished")
@@ -401,5 +413,5 @@ def _run_on_ray(cells: list[Cell], results_dir: Path, progress: Progress) -> Non
         except Exception as err:  # the task itself died (worker lost, UserError in the cell): keep going
             reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
             record = _refused_record(cell, reason, results_dir)
-        progress.count(record)
+        progress.count(record, cell)
         progress.show(len(pending), cell.label())
