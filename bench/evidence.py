@@ -25,6 +25,11 @@ def rank(record: RunRecord) -> int:
 
 
 def engine_quant(record: RunRecord) -> str | None:
+    """The weight format the engine ran: its own report where it made one (an FP8 checkpoint runs FP8
+    whatever was asked), else what the run asked for."""
+    ran = (record.details.get("engine") or {}).get("weights_format")
+    if ran:
+        return ran
     if record.kind == "inference":
         return record.config.get("scenario", {}).get("engine", {}).get("quant")
     if record.kind == "finetune":

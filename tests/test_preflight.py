@@ -144,3 +144,17 @@ def test_a_full_disk_is_reported_as_such():
         raise ConnectionError("connection reset")
 
     assert "the hub is unreachable" in refusal(_hub_call, "org/model", "main", drop_connection)
+
+
+def test_a_run_that_fails_under_a_cap_is_still_recorded_as_capped(registry, tmp_path):
+    """The child died before reporting its cap: the parent's plan says the run was capped."""
+    from bench.runner import Weights, execute, resolve_model
+
+    rtx = registry.gpu("4090")
+    cap = plan_cap(rtx, "cuda", "NVIDIA H100 80GB HBM3", 85_520_809_984)
+    record = execute("inference", "tests.isolate_targets:raises", {}, model=resolve_model(registry, "tiny-llama"),
+                     weights=Weights("unused", "synthetic", None, None, None), device="cuda", gpu=rtx, config={},
+                     results_dir=tmp_path, timeout_s=60, cap=cap)
+    assert record.status == "error" and "unexpected keyword argument 'settings'" in record.error
+    assert record.hardware["emulated"] is True and record.hardware["target"] == "rtx-4090"
+    assert record.hardware["emulation"]["reason"].startswith("capped to rtx-4090")
