@@ -104,7 +104,7 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
     fraction, emulation = memory_cap(device, s.target_budget_bytes)
     engine = EngineSettings(**{**s.engine, "memory_fraction": fraction})
     backend = create_backend(s.backend, engine)
-    with PeakMemoryTracker(device=device) as tracker:
+    with PeakMemoryTracker(device=device, cards=engine.tensor_parallel_size) as tracker:
         start = time.perf_counter()
         backend.load()
         load_s = time.perf_counter() - start

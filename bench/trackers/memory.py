@@ -114,17 +114,37 @@ class _TorchDevice:
         """torch holds no handle to release (NVML's counterpart shuts NVML down)."""
 
 
+class _Cards:
+    """Several cards read as one: a run spread over a multi-card target uses all of them."""
+
+    def __init__(self, cards: list[NvmlCard | _TorchDevice]) -> None:
+        self.cards = cards
+
+    def device_used(self) -> int:
+        return sum(card.device_used() for card in self.cards)
+
+    def process_used(self, pids: set[int]) -> int:
+        return sum(card.process_used(pids) for card in self.cards)
+
+    def close(self) -> None:
+        for card in self.cards:
+            card.close()
+
+
 class PeakMemoryTracker:
     """``with PeakMemoryTracker("cuda") as tracker: ...`` then ``tracker.result()``.
 
     `pids` adds processes (and their descendants) that are not this process's
     descendants, e.g. an engine started by a launcher; this process's tree is always counted.
+    `cards` is how many CUDA cards the run uses (from the current one on, as a multi-card
+    target spreads over them); their figures are summed.
     """
 
-    def __init__(self, device: str = "cpu", pids: Iterable[int] | None = None) -> None:
+    def __init__(self, device: str = "cpu", pids: Iterable[int] | None = None, cards: int = 1) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
         self.device = device
+        self._cards = cards
         self._roots = [os.getpid(), *(pids or ())]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,9 +152,9 @@ class PeakMemoryTracker:
         self._samples = self._errors = 0
         self._last_error: str | None = None
         self._peak_rss = self._baseline_rss = self._maxrss_at_enter = 0
-        self._gpu: NvmlCard | _TorchDevice | None = None
+        self._gpu: _Cards | None = None
         self._torch: Any = None
-        self._gpu_index = 0
+        self._gpu_indices: list[int] = []
         self._nvml_unavailable: str | None = None
         self._peak_gpu_process = self._peak_gpu_device = self._baseline_gpu = 0
         self._result: dict[str, Any] | None = None
@@ -164,13 +184,17 @@ class PeakMemoryTracker:
         import torch
 
         self._torch = torch
-        self._gpu_index = torch.cuda.current_device()
-        torch.cuda.reset_peak_memory_stats(self._gpu_index)
-        try:
-            self._gpu = NvmlCard(self._gpu_index)
-        except Exception as exc:  # no nvidia-ml-py, no NVML library, or no card matched: the runtime's view
-            self._nvml_unavailable = f"{type(exc).__name__}: {exc}"
-            self._gpu = _TorchDevice(self._gpu_index)
+        first = torch.cuda.current_device()
+        self._gpu_indices = list(range(first, first + self._cards))
+        cards: list[NvmlCard | _TorchDevice] = []
+        for index in self._gpu_indices:
+            torch.cuda.reset_peak_memory_stats(index)
+            try:
+                cards.append(NvmlCard(index))
+            except Exception as exc:  # no nvidia-ml-py, no NVML library, or no card matched: the runtime's view
+                self._nvml_unavailable = f"{type(exc).__name__}: {exc}"
+                cards.append(_TorchDevice(index))
+        self._gpu = _Cards(cards)
         self._baseline_gpu = self._gpu.device_used()
 
     def _run(self) -> None:
@@ -208,7 +232,7 @@ class PeakMemoryTracker:
     def _summarise_cuda(self) -> dict[str, Any]:
         result: dict[str, Any] = {"baseline_bytes": self._baseline_gpu, "rss_baseline_bytes": self._baseline_rss,
                                   "peak_device_used_bytes": self._peak_gpu_device}
-        if isinstance(self._gpu, _TorchDevice):
+        if self._nvml_unavailable is not None:
             source = "torch-mem-get-info-minus-baseline"
             result["nvml_unavailable"] = self._nvml_unavailable
         elif self._peak_gpu_process > 0:
@@ -217,8 +241,9 @@ class PeakMemoryTracker:
             source = "nvml-device-minus-baseline"
         peak = self._peak_gpu_process if source == "nvml-process" else self._peak_gpu_device - self._baseline_gpu
         result.update(peak_memory_bytes=max(peak, 0), peak_memory_source=source,
-                      peak_allocated_bytes=self._torch.cuda.max_memory_allocated(self._gpu_index),
-                      peak_reserved_bytes=self._torch.cuda.max_memory_reserved(self._gpu_index))
+                      peak_allocated_bytes=sum(self._torch.cuda.max_memory_allocated(i) for i in self._gpu_indices),
+                      peak_reserved_bytes=sum(self._torch.cuda.max_memory_reserved(i) for i in self._gpu_indices),
+                      cards=len(self._gpu_indices))
         return result
 
     def result(self) -> dict[str, Any]:
