@@ -6,6 +6,12 @@ the harness (or a sweep) down with it. The child imports its target by name
 its result dict or the formatted traceback. The parent turns every ending into an
 :class:`Outcome`: ok, oom, error or timeout, with the error text.
 
+The child's stdout and stderr go to a log file, at the file-descriptor level so that
+the processes it starts (vLLM's engine core and workers) write there too. An engine
+that fails in such a process raises its real reason there and leaves the child only a
+wrapper ("See root cause above"); the parent then takes the root cause from the log,
+so that an out-of-memory in the engine core is recorded as one (`bench.failures`).
+
 The child leads its own process group, so that engine workers it started are found
 and killed even after the child itself has crashed: a leftover worker would hold
 device memory and spoil the next measurement of a sweep. A fresh process per
@@ -19,15 +25,21 @@ import importlib
 import multiprocessing
 import os
 import signal
+import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Any
 
 import psutil
 
+from bench import failures
+
 ERROR_TAIL_CHARS = 4000
+LOG_TAIL_BYTES = 256 * 2**10  # the engine's closing tracebacks, with room to spare
 KILL_GRACE_S = 3.0
 
 
@@ -37,23 +49,13 @@ class Outcome:
     value: dict[str, Any] | None
     error: str | None
     duration_s: float
+    log_path: str | None = None  # the child's output, when the caller asked to keep it
 
 
-def _is_oom(exc: BaseException) -> bool:
-    """torch's OutOfMemoryError, or any error saying "out of memory", here or in its causes."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if type(current).__name__ == "OutOfMemoryError" or "out of memory" in str(current).lower():
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _child(target: str, kwargs: dict[str, Any], conn: Any) -> None:
+def _child(target: str, kwargs: dict[str, Any], conn: Any, log_path: str) -> None:
     os.setpgrp()  # see the module docstring: the parent kills this group when it is done
     os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # torch and NVML number devices alike
+    _redirect_output(log_path)
     try:
         module, name = target.split(":")
         value = getattr(importlib.import_module(module), name)(**kwargs)
@@ -61,9 +63,21 @@ def _child(target: str, kwargs: dict[str, Any], conn: Any) -> None:
             raise TypeError(f"{target} returned {type(value).__name__}, not a dict")
         conn.send(("ok", value))
     except BaseException as exc:  # everything, including KeyboardInterrupt in the child, is reported
-        conn.send(("oom" if _is_oom(exc) else "error", traceback.format_exc()[-ERROR_TAIL_CHARS:]))
+        status = "oom" if failures.chain_is_oom(exc) else "error"
+        conn.send((status, traceback.format_exc()[-ERROR_TAIL_CHARS:]))
     finally:
         conn.close()
+
+
+def _redirect_output(log_path: str) -> None:
+    """Point file descriptors 1 and 2 at the log, so that every process started from here inherits it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout.reconfigure(line_buffering=True)  # a crash loses nothing already printed
 
 
 def kill_tree(root: psutil.Process) -> None:
@@ -111,11 +125,57 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
-def run_isolated(target: str, kwargs: dict[str, Any], timeout_s: float) -> Outcome:
-    """Call ``target(**kwargs)`` in a fresh spawned process; every ending is an Outcome."""
+def run_isolated(target: str, kwargs: dict[str, Any], timeout_s: float,
+                 log_path: str | os.PathLike[str] | None = None) -> Outcome:
+    """Call ``target(**kwargs)`` in a fresh spawned process; every ending is an Outcome.
+
+    The child's output (and its descendants') goes to `log_path`, appended; without
+    one, to a temporary file that is read for a failure's cause and then removed.
+    """
+    kept = str(log_path) if log_path is not None else None
+    log = Path(kept) if kept else _temporary_log()
+    try:
+        status, payload, elapsed = _run_child(target, kwargs, timeout_s, str(log))
+        if status == "ok":
+            return Outcome("ok", payload, None, elapsed, kept)
+        status, error = _explain(status, payload, log)
+        return Outcome(status, None, error, elapsed, kept)
+    finally:
+        if kept is None:
+            log.unlink(missing_ok=True)
+
+
+def _explain(status: str, error: str, log: Path) -> tuple[str, str]:
+    """The failure's status and text; when the child's error points to a cause elsewhere, the log's cause."""
+    if status == "timeout" or not failures.points_elsewhere(error):
+        return status, error
+    cause = failures.root_cause(_tail(log))
+    if cause is None:
+        return status, error
+    return ("oom" if failures.is_oom(cause) else status), failures.with_cause(cause, error, ERROR_TAIL_CHARS)
+
+
+def _temporary_log() -> Path:
+    fd, path = tempfile.mkstemp(prefix="bench-", suffix=".log")
+    os.close(fd)
+    return Path(path)
+
+
+def _tail(log: Path) -> str:
+    """The end of the log; empty when the child died before it opened the log."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(max(handle.seek(0, os.SEEK_END) - LOG_TAIL_BYTES, 0))
+            return handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _run_child(target: str, kwargs: dict[str, Any], timeout_s: float, log_path: str) -> tuple[str, Any, float]:
+    """(status, value or error text, seconds) of one child run; the child's whole tree is gone on return."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(target, kwargs, sender), daemon=False)
+    process = context.Process(target=_child, args=(target, kwargs, sender, log_path), daemon=False)
     start = time.perf_counter()
     root: psutil.Process | None = None
     try:
@@ -125,10 +185,7 @@ def run_isolated(target: str, kwargs: dict[str, Any], timeout_s: float) -> Outco
         status, payload = _wait_for_ending(receiver, process, timeout_s)
         if status != "timeout":
             process.join(KILL_GRACE_S)  # a child that sent its result but hangs on exit is stopped below
-        elapsed = time.perf_counter() - start
-        if status == "ok":
-            return Outcome("ok", payload, None, elapsed)
-        return Outcome(status, None, payload, elapsed)
+        return status, payload, time.perf_counter() - start
     finally:
         sender.close()
         if root is not None:

@@ -89,3 +89,23 @@ def returns_what_the_parent_cannot_read() -> dict:
 
 def returns_a_list() -> list:
     return [1, 2]
+
+
+def allocates_beyond_memory() -> dict:
+    """Ask torch's CPU allocator for 4 EiB: it refuses with its own words, in this process."""
+    import torch
+
+    torch.empty(2**62, dtype=torch.uint8)
+    return {}
+
+
+def fails_like_an_engine_core(code: str) -> dict:
+    """Run `code` in a grandchild, as vLLM runs its engine core, and raise vLLM's wrapper when it fails.
+
+    The grandchild's traceback reaches only the stderr it inherited; the child itself
+    knows no more than the exit code.
+    """
+    print("the child's own output", flush=True)
+    exitcode = subprocess.run([sys.executable, "-c", code]).returncode
+    raise RuntimeError(f"Engine core initialization failed. See root cause above. Failed core proc(s): "
+                       f"{{'EngineCore': {exitcode}}}")

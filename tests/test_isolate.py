@@ -6,6 +6,7 @@ Each test starts real child processes; the targets are in tests/isolate_targets.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 import psutil
@@ -79,3 +80,31 @@ def test_the_parent_goes_on_after_every_failure():
     for target in ("raises", "segfaults", "is_killed"):
         run_isolated(f"{T}:{target}", {}, timeout_s=30)
     assert run_isolated(f"{T}:returns", {"x": 1}, timeout_s=30).value["double"] == 2
+
+
+def test_torch_running_out_of_cpu_memory_is_an_oom():
+    out = run_isolated(f"{T}:allocates_beyond_memory", {}, timeout_s=60)
+    assert out.status == "oom" and "DefaultCPUAllocator: can't allocate memory" in out.error
+
+
+@pytest.mark.parametrize(("code", "status", "cause"), [
+    ("import torch; torch.empty(2**62, dtype=torch.uint8)", "oom",
+     "RuntimeError: [enforce fail at alloc_cpu.cpp"),
+    ("raise ValueError('the checkpoint has no weights')", "error", "ValueError: the checkpoint has no weights"),
+])
+def test_a_grandchild_s_root_cause_reaches_the_outcome_through_the_log(tmp_path, code, status, cause):
+    log = tmp_path / "run.log"
+    out = run_isolated(f"{T}:fails_like_an_engine_core", {"code": code}, timeout_s=60, log_path=log)
+    assert out.status == status and out.log_path == str(log)
+    assert out.error.startswith(cause) and "Engine core initialization failed" in out.error
+    assert len(out.error) <= isolate.ERROR_TAIL_CHARS
+    text = log.read_text()
+    assert "the child's own output" in text and "Traceback" in text and cause in text
+
+
+def test_without_a_log_path_the_log_is_temporary_and_the_cause_still_arrives(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this test's own temporary directory
+    code = "import torch; torch.empty(2**62, dtype=torch.uint8)"
+    out = run_isolated(f"{T}:fails_like_an_engine_core", {"code": code}, timeout_s=60)
+    assert out.status == "oom" and out.log_path is None and "DefaultCPUAllocator" in out.error
+    assert list(tmp_path.iterdir()) == []
