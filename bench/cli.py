@@ -233,6 +233,8 @@ def _finish(record, results_dir: Path) -> None:
 
     print(render_record(record))
     print(f"record: {results_dir / (record.id + '.json')}")
+    if record.details.get("log"):
+        print(f"engine log: {record.details['log']}")
     if record.status != "ok":
         print(f"error: run {record.status}: {error_line(record)}", file=sys.stderr)
         raise typer.Exit(1)

@@ -129,8 +129,11 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
     from bench.results import ModelRef, RunRecord, new_record_id, write_record
 
     started = datetime.now(timezone.utc)
+    record_id = new_record_id(kind, model.id, started)
     clock = time.perf_counter()
-    outcome = run_isolated(target, {"settings": settings}, timeout_s)
+    # The engines' own output goes to a log beside the record; a failure's root cause is read from it.
+    log_path = _log_path(results_dir, record_id)
+    outcome = run_isolated(target, {"settings": settings}, timeout_s, log_path=log_path)
     value = outcome.value or {}
     hardware = dict(value.get("hardware") or parent_view_of_hardware(device))
     emulation = value.get("emulation") or {"emulated": bool(cap and cap.emulated),
@@ -142,7 +145,7 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
         notes.append(f"memory capped to {gpu.id}'s; speed figures belong to {hardware.get('device_name')}")
     record = RunRecord(
         schema_version=1,
-        id=new_record_id(kind, model.id, started),
+        id=record_id,
         kind=kind,
         status=outcome.status,
         error=outcome.error,
@@ -153,7 +156,7 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
         software=value.get("software") or software_versions(),
         metrics=value.get("metrics", {}),
         details={"engine": value.get("engine"), "memory": value.get("memory"), "estimate": estimate,
-                 "labels": labels or {}},
+                 "labels": labels or {}, "log": outcome.log_path},
         started_at=started.isoformat(),
         duration_s=time.perf_counter() - clock,
         notes=notes + list(value.get("notes", [])),
@@ -161,3 +164,12 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
     write_record(record, results_dir)
     return record
 
+
+
+def _log_path(results_dir: Path, record_id: str) -> Path | None:
+    """`<results>/<record id>.log`, or None (a temporary log, removed) when the folder cannot take it."""
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return results_dir / f"{record_id}.log"
