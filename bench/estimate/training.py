@@ -2,8 +2,18 @@
 
 Conventions, stated because published tables disagree on them:
 
-* LoRA adapters are held in fp32 (peft casts adapters up by default): 4 bytes of
-  weights and 4 of gradients per adapter parameter, plus the optimizer's state.
+* The run is what trl's users run: the model loaded (in 4 bits for QLoRA) and the
+  LoRA config handed to the trainer. Frozen tensors stay as loaded: the quantized
+  linear layers in their format, everything else (embeddings, norms, lm_head) in 16
+  bits. Nothing calls peft's `prepare_model_for_kbit_training`, which would cast
+  those to fp32.
+* LoRA adapters over a 16-bit base are fp32 (peft's `get_peft_model` casts adapters
+  up by default): 4 bytes of weights and 4 of gradients per parameter. Over a 4-bit
+  base trl's trainers cast every trainable tensor back to bf16 (QLoRA's recipe):
+  2 + 2 bytes. Gradients take the parameter's dtype.
+* Optimizer state per trainable parameter: torch's AdamW keeps two moments in the
+  parameter's dtype (8 bytes for fp32, 4 for bf16); bitsandbytes' 32-bit AdamW two
+  fp32 moments (8) and its 8-bit AdamW two 8-bit ones (2), whatever the parameter.
 * Full fine-tuning keeps fp32 master weights and gradients (4 + 4 bytes/param)
   plus the optimizer state: 16 bytes/param with AdamW.
 * Activations are 16-bit. With gradient checkpointing only each layer's input is
@@ -25,13 +35,14 @@ from bench.estimate.quant import weight_format
 from bench.hfconfig import TextConfig
 from bench.specs import RecipeSpec
 
-OPTIMIZER_STATE_BYTES = {  # per trainable parameter
-    "adamw_torch": 8,  # fp32 exp_avg and exp_avg_sq
-    "paged_adamw_32bit": 8,
+OPTIMIZER_STATE_BYTES = {  # per trainable parameter; None: two moments in the parameter's own dtype
+    "adamw_torch": None,  # torch's exp_avg and exp_avg_sq are zeros_like(param)
+    "paged_adamw_32bit": 8,  # fp32 moments (bitsandbytes)
     "adamw_8bit": 2,  # 8-bit blockwise states (bitsandbytes)
     "paged_adamw_8bit": 2,
     "sgd": 0,  # no momentum
 }
+BITSANDBYTES_QUANTS = ("nf4", "int8")
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 
@@ -44,6 +55,12 @@ def _module_shapes(cfg: TextConfig, width: int) -> dict[str, tuple[int, int]]:
         "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
         "gate_proj": (h, width), "up_proj": (h, width), "down_proj": (width, h),
     }
+
+
+def trainable_dtype_bytes(recipe: RecipeSpec) -> int:
+    """Bytes of one trainable parameter as the trainer holds it: fp32, except bf16 over a base
+    bitsandbytes quantized (trl casts down when the model `is_loaded_in_4bit` or `_8bit`)."""
+    return 2 if recipe.quant in BITSANDBYTES_QUANTS else 4
 
 
 def lora_params(cfg: TextConfig, recipe: RecipeSpec) -> int:
@@ -84,6 +101,7 @@ class TrainingMemory:
     weights_bytes: int  # the frozen base (0 for full fine-tuning, whose weights are trainable state)
     weights_floor_bytes: int  # the same at this bit width with every linear weight packed
     trainable_params: int
+    trainable_dtype_bytes: int  # bytes of one trainable parameter as held (fp32, or bf16 over a 4-bit base)
     trainable_bytes: int  # trainable weights, their gradients and optimizer state
     activations_bytes: int
     logits_bytes: int
@@ -121,7 +139,7 @@ def training_memory(
 
     base = params
     if recipe.method == "reward":
-        # The lm_head gives way to a score head of one output (trained in full, in fp32).
+        # The lm_head gives way to a score head of one output (trained in full, held as the adapters are).
         base = ParamCounts(**{**params.__dict__, "lm_head": 0})
     if recipe.method == "full":
         trainable = base.total
@@ -131,7 +149,9 @@ def training_memory(
         trainable = lora_params(cfg, recipe) + score_head
         fmt = weight_format(recipe.quant, recipe.double_quant)
         weights, floor = weight_bytes(base, fmt), weight_floor_bytes(base, fmt)
-    trainable_bytes = trainable * (4 + 4 + optimizer)  # fp32 weights and gradients, plus optimizer state
+    held = trainable_dtype_bytes(recipe)
+    state = 2 * held if optimizer is None else optimizer
+    trainable_bytes = trainable * (held + held + state)  # weights, gradients in their dtype, optimizer state
 
     per_token_layer = layer_activation_bytes_per_token(cfg)
     if recipe.gradient_checkpointing:
@@ -143,6 +163,7 @@ def training_memory(
         weights_bytes=weights,
         weights_floor_bytes=floor,
         trainable_params=trainable,
+        trainable_dtype_bytes=held,
         trainable_bytes=trainable_bytes,
         activations_bytes=activations,
         logits_bytes=logits,
