@@ -10,7 +10,7 @@ from bench.errors import UserError
 from bench.estimate.params import count_params
 from bench.estimate.training import training_memory
 from bench.registry import Registry
-from bench.runner import check_device, execute, prepare_weights, resolve_model
+from bench.runner import check_device, execute, installed_engines, prepare_weights, resolve_model
 from bench.scenarios.finetune import FinetuneSettings
 
 
@@ -22,14 +22,15 @@ def run_finetune(registry: Registry, model_name: str, *, recipe_name: str, gpu: 
     if learning_rate is not None:
         recipe = recipe.model_copy(update={"learning_rate": learning_rate})
     target = registry.gpu(gpu) if gpu else None
-    if recipe.quant == "nf4" and device != "cuda":
-        raise UserError(f"recipe {recipe.id} quantises the base with bitsandbytes NF4, which needs CUDA; "
-                        f"on --device cpu use lora-sft, dpo or reward")
-    check_device(device, target, model.id)
-    if weights == "synthetic" and model.spec is not None and not model.spec.synthetic:
-        raise UserError("fine-tune smoke tests load a checkpoint; --weights synthetic builds random weights only "
-                        "for bench's tiny models (use `bench plan --finetune` for the arithmetic)")
-    spec_weights = prepare_weights(model, weights)
+    if recipe.quant == "nf4" and "bitsandbytes" not in installed_engines():
+        raise UserError(f"recipe {recipe.id} quantises the base with bitsandbytes NF4, which is not installed here")
+    cap = check_device(device, target, model.id)
+    random_base = weights == "synthetic" and model.spec is not None and not model.spec.synthetic
+    if random_base and recipe.quant != "nf4":
+        raise UserError(f"--weights synthetic makes a random 4-bit base for QLoRA recipes; {recipe.id} trains a "
+                        f"{recipe.quant} base, which needs the checkpoint (use `bench plan --finetune` for the "
+                        "arithmetic)")
+    spec_weights = prepare_weights(model, weights, recipe.quant)
     cfg = model.architecture
     extra = model.spec.extra_params if model.spec else 0
     estimate = training_memory(cfg, count_params(cfg, extra), recipe, int((target.runtime_overhead_gib if target
@@ -38,9 +39,9 @@ def run_finetune(registry: Registry, model_name: str, *, recipe_name: str, gpu: 
     settings = FinetuneSettings(
         model_path=spec_weights.path, recipe=recipe.model_dump(), device=device, steps=steps or recipe.steps,
         dataset=dataset or recipe.dataset, adapter_dir=str(adapter_dir),
-        target_budget_bytes=int(target.memory_gib * 2**30) if target else None)
+        target_budget_bytes=cap.target_cuda_bytes if cap.emulated else None, synthetic_weights=random_base)
     return execute("finetune", "bench.scenarios.finetune:measure", asdict(settings), model=model,
-                   weights=spec_weights, device=device, gpu=target,
+                   weights=spec_weights, device=device, gpu=target, cap=cap,
                    config={"recipe": recipe.model_dump(), "steps": settings.steps, "dataset": settings.dataset,
                            "device": device},
                    results_dir=results_dir, timeout_s=timeout_s, labels=labels,

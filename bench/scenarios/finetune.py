@@ -5,6 +5,13 @@ through trl's trainers (SFT, DPO, reward), with the recipe's hyperparameters. Af
 training the adapter is saved, loaded back onto a freshly loaded base, and run once;
 its output is compared with the bare base's, so "the adapter reloads" means it loads
 *and* changes the model.
+
+QLoRA runs as trl's users run it: the base loaded in 4 bits (bf16 for what bitsandbytes
+leaves unquantized) and the LoRA config handed to the trainer, nothing else. The trainer
+wraps the model with peft and casts the adapters to bf16; bench records what it holds
+then (`state_census`), the numbers the training estimate must reproduce. With synthetic
+weights the 4-bit base is random, made layer by layer (`bench.synthetic_quant`), so a
+real shape needs no checkpoint.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from bench.emulation import memory_cap
 from bench.environment import observed_hardware, software_versions
 from bench.finetune_data import check_rows, formatting_report, load_rows
 from bench.scenarios.inference import metric
+from bench.synthetic_quant import nf4_config, random_model
 from bench.trackers.memory import PeakMemoryTracker
 
 # bench's optimizer names -> transformers' `optim` values.
@@ -39,28 +47,34 @@ class FinetuneSettings:
     adapter_dir: str
     seed: int = 0
     target_budget_bytes: int | None = None
+    synthetic_weights: bool = False  # random base weights from the config (no checkpoint)
 
 
 def _load_base(s: FinetuneSettings, reward: bool):
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    """The tokenizer and the base model, from the checkpoint or random (synthetic weights).
+
+    A 4-bit base is bf16 wherever bitsandbytes does not quantize, on a CPU too: the dtype a
+    QLoRA user loads in, and the one its compute dtype expects.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     recipe = s.recipe
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if s.device == "cuda" else torch.float32}
-    if recipe["method"] == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=recipe["double_quant"],
-            bnb_4bit_compute_dtype=torch.bfloat16)
-    if s.device == "cuda":
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    four_bit = recipe["quant"] == "nf4"
+    dtype = torch.bfloat16 if s.device == "cuda" or four_bit else torch.float32
+    quantization = nf4_config(double_quant=recipe["double_quant"]) if four_bit else None
+    device = torch.device("cuda", torch.cuda.current_device()) if s.device == "cuda" else torch.device("cpu")
+    device_map = {"": device.index} if s.device == "cuda" else None
+    auto_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
     tokenizer = AutoTokenizer.from_pretrained(s.model_path)
-    if reward:
-        model = AutoModelForSequenceClassification.from_pretrained(s.model_path, num_labels=1, use_safetensors=True,
-                                                                   **kwargs)
-        model.config.pad_token_id = tokenizer.pad_token_id
+    config = AutoConfig.from_pretrained(s.model_path, **({"num_labels": 1} if reward else {}))
+    if s.synthetic_weights:
+        model = random_model(config, auto_class=auto_class, dtype=dtype, device=device, device_map=device_map,
+                             quantization_config=quantization, seed=s.seed)
     else:
-        model = AutoModelForCausalLM.from_pretrained(s.model_path, use_safetensors=True, **kwargs)
+        model = auto_class.from_pretrained(s.model_path, config=config, use_safetensors=True, dtype=dtype,
+                                           quantization_config=quantization, device_map=device_map)
+    if reward:
+        model.config.pad_token_id = tokenizer.pad_token_id
     return tokenizer, model
 
 
@@ -72,6 +86,34 @@ def _lora_config(recipe: dict[str, Any], model: Any, reward: bool):
     targets = [t for t in recipe["target_modules"] if t in names]
     return LoraConfig(r=recipe["rank"], lora_alpha=recipe["alpha"], lora_dropout=recipe["dropout"],
                       target_modules=targets, task_type="SEQ_CLS" if reward else "CAUSAL_LM"), targets
+
+
+def state_census(model: Any) -> dict[str, dict[str, int]]:
+    """Bytes the model holds, by role and dtype, each tensor once: 4-bit frozen weights, other frozen
+    parameters, trainable parameters.
+
+    A 4-bit weight counts its packed codes and its quantization state (absmax, nested absmax and
+    scale, the lookup tables), which bitsandbytes keeps beside the parameter, not in it.
+    """
+    census: dict[str, dict[str, int]] = {"frozen_4bit": {}, "frozen": {}, "trainable": {}}
+    seen: set[int] = set()
+
+    def add(role: str, tensor: torch.Tensor | None) -> None:
+        if tensor is None or tensor.data_ptr() in seen:
+            return
+        seen.add(tensor.data_ptr())
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        census[role][dtype] = census[role].get(dtype, 0) + tensor.numel() * tensor.element_size()
+
+    for param in model.parameters():
+        state = getattr(param, "quant_state", None)
+        role = "trainable" if param.requires_grad else "frozen_4bit" if state is not None else "frozen"
+        add(role, param)
+        if state is not None:
+            for tensor in (state.absmax, state.code, state.offset, *(
+                    (state.state2.absmax, state.state2.code) if state.state2 is not None else ())):
+                add(role, tensor)
+    return census
 
 
 class _StepLog:
@@ -177,12 +219,9 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
     log = _StepLog()
     with PeakMemoryTracker(device=s.device) as tracker:
         tokenizer, model = _load_base(s, reward)
-        if recipe["method"] == "qlora":
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe["gradient_checkpointing"])
         peft_config, targets = _lora_config(recipe, model, reward)
         trainer = _trainer(s, model, tokenizer, rows, peft_config, log)
+        census = state_census(trainer.model)
         formatting = (formatting_report(tokenizer, trainer.data_collator, rows[0], trainer.train_dataset[0])
                       if recipe["method"] in ("lora", "qlora") else None)
         start = time.perf_counter()
@@ -217,7 +256,7 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
         "engine": {"engine": "trl+peft", "trainer": trainer_name,
                    "lora_targets": targets, "moe_targets": recipe["moe_targets"],
                    "router_trainable": any(r in n for n in trainable for r in ROUTER_NAMES),
-                   "formatting": formatting, "reload": reload},
+                   "formatting": formatting, "reload": reload, "state_census": census},
         "emulation": emulation,
         "hardware": observed_hardware(s.device),
         "software": software_versions(),
