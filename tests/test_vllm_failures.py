@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
@@ -120,7 +121,7 @@ def test_bitsandbytes_is_not_offered_to_vllm(vllm_backend):
 
 def test_checkpoint_quant_method_is_read_where_vllm_reads_it(vllm_backend, tmp_path):
     assert vllm_backend.checkpoint_quant_method(str(tmp_path)) is None
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "text_config": None}))
     assert vllm_backend.checkpoint_quant_method(str(tmp_path)) is None
     (tmp_path / "config.json").write_text(json.dumps({"text_config": {"quantization_config": {
         "quant_method": "fp8", "activation_scheme": "dynamic"}}}))
@@ -166,6 +167,8 @@ def test_a_kv_budget_too_small_for_one_sequence_is_an_oom_record_with_vllm_s_rea
     assert "Engine core initialization failed" in record.error  # the child's own error follows the cause
     (on_disk,) = list(iter_records(results))
     assert on_disk.id == record.id and on_disk.status == "oom" and on_disk.error == record.error
+    log = Path(record.details["log"]).read_text()  # the engine core's own traceback, kept beside the record
+    assert "EngineCore" in log and "_check_enough_kv_cache_memory" in log
 
 
 def test_the_oom_record_fails_a_memory_claim_it_matches(registry, oom_record):

@@ -45,7 +45,7 @@ def checkpoint_quant_method(model_path: str) -> str | None:
     if not path.is_file():
         return None
     config = json.loads(path.read_text())
-    quant = (config.get("quantization_config") or config.get("text_config", {}).get("quantization_config")
+    quant = (config.get("quantization_config") or (config.get("text_config") or {}).get("quantization_config")
              or config.get("compression_config"))
     return quant.get("quant_method") if quant else None
 
