@@ -91,6 +91,23 @@ def test_records_keep_the_engine_and_memory_reports(runs):
     assert out[("tiny-llama", "transformers")][1].details["engine"]["engine"] == "transformers"
 
 
+def test_vllm_records_keep_vllms_own_memory_accounting(runs):
+    """What vLLM says it holds, beside the reservation: weights as loaded, KV reserved vs what the run needs."""
+    from pathlib import Path
+
+    _, out = runs
+    for model in ("tiny-llama", "tiny-mixtral"):
+        record = out[(model, "vllm")][1]
+        acc = record.details["engine"]["memory_accounting"]
+        checkpoint = sum(f.stat().st_size for f in Path(record.model.path).glob("*.safetensors"))
+        assert abs(acc["weights_bytes"] - checkpoint) <= 0.02 * checkpoint
+        per_token = acc["kv_cache_bytes_per_token"]
+        assert acc["kv_cache_reserved_bytes"] >= acc["kv_cache_needed_bytes"] >= 4 * (32 + 16) * per_token > 0
+        assert acc["kv_cache_reserved_bytes"] <= record.config["scenario"]["engine"]["kv_cache_bytes"]
+        assert acc["model_load_bytes"] is None  # the CPU worker keeps no such figure: recorded as missing
+        assert record.details["engine"]["weights_format"] == "bf16"
+
+
 def test_results_lists_the_records(runs, run_bench):
     results, _ = runs
     proc = run_bench("results", "--results-dir", str(results))

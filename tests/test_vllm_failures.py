@@ -105,17 +105,24 @@ def vllm_backend():
 
 @pytest.mark.parametrize(("quant", "checkpoint", "arg"), [
     ("bf16", None, None), ("fp16", None, None), ("fp8", None, "fp8_per_tensor"),
-    ("fp8", "fp8", None), ("bf16", "fp8", None), ("bf16", "awq", None),
+    ("fp8", "fp8", None), ("bf16", "fp8", None), ("bf16", "awq", None), ("int4", "awq", None),
+    ("int4", "gptq", None),
 ])
 def test_fp8_quantises_on_load_unless_the_checkpoint_names_its_own_method(vllm_backend, quant, checkpoint, arg):
     assert vllm_backend.quantization_arg(quant, checkpoint) == arg
+
+
+def test_int4_needs_a_prequantized_checkpoint(vllm_backend):
+    for method in (None, "fp8"):
+        with pytest.raises(ValueError, match="int4 runs an AWQ/GPTQ checkpoint"):
+            vllm_backend.quantization_arg("int4", method)
 
 
 def test_bitsandbytes_is_not_offered_to_vllm(vllm_backend):
     from vllm.model_executor.layers.quantization import DEPRECATED_QUANTIZATION_METHODS, QUANTIZATION_METHODS
 
     methods = [m for m in vllm_backend.QUANTIZATION.values() if m]
-    assert set(vllm_backend.QUANTIZATION) == {"bf16", "fp16", "fp8"}
+    assert set(vllm_backend.QUANTIZATION) == {"bf16", "fp16", "fp8", "int4"}
     assert all(m in QUANTIZATION_METHODS and m not in DEPRECATED_QUANTIZATION_METHODS for m in methods)
 
 
@@ -130,7 +137,8 @@ def test_checkpoint_quant_method_is_read_where_vllm_reads_it(vllm_backend, tmp_p
 
 @pytest.mark.parametrize(("quantization", "dtype", "ran"), [
     (None, "torch.bfloat16", "bf16"), (None, "torch.float16", "fp16"), ("fp8", "torch.bfloat16", "fp8"),
-    ("fp8_per_tensor", "torch.bfloat16", "fp8"), ("awq_marlin", "torch.float16", "awq_marlin"),
+    ("fp8_per_tensor", "torch.bfloat16", "fp8"), ("awq_marlin", "torch.float16", "int4"),
+    ("gptq", "torch.float16", "int4"), ("compressed-tensors", "torch.bfloat16", "compressed-tensors"),
 ])
 def test_weights_format_names_what_ran(vllm_backend, quantization, dtype, ran):
     assert vllm_backend.weights_format(quantization, dtype) == ran

@@ -32,7 +32,9 @@ from bench.backends.base import EngineSettings, Generation
 # bench's weight formats -> vLLM's `quantization` for a 16-bit checkpoint. fp8 quantises it on load, which
 # vLLM 0.32 calls "fp8_per_tensor" (plain "fp8" is deprecated for that). bitsandbytes (nf4, int8) is no
 # vLLM 0.32 quantization method: those run on the transformers backend.
-QUANTIZATION = {"bf16": None, "fp16": None, "fp8": "fp8_per_tensor"}
+QUANTIZATION = {"bf16": None, "fp16": None, "fp8": "fp8_per_tensor", "int4": None}
+# Pre-quantized 4-bit checkpoints (bench's int4): vLLM reads their method from the checkpoint.
+INT4_METHODS = {"awq", "awq_marlin", "gptq", "gptq_marlin"}
 # vLLM quantization methods whose weights are 8-bit floats, whatever their scaling.
 FP8_METHODS = {"fp8", "fp8_per_tensor", "fp8_per_block", "fp8_per_channel", "fbgemm_fp8", "modelopt",
                "deepseek_v4_fp8"}
@@ -56,6 +58,8 @@ def quantization_arg(quant: str, checkpoint_method: str | None) -> str | None:
     None for a pre-quantized checkpoint: vLLM reads its config, and naming another
     method beside it is an error in vLLM. What ran is reported by `weights_format`.
     """
+    if quant == "int4" and checkpoint_method not in INT4_METHODS:
+        raise ValueError(f"int4 runs an AWQ/GPTQ checkpoint; this one has quantization {checkpoint_method!r}")
     return None if checkpoint_method else QUANTIZATION[quant]
 
 
@@ -63,6 +67,8 @@ def weights_format(quantization: str | None, dtype: Any) -> str:
     """The weight format the engine ran: "fp8" for any FP8 method, another method's name, or the dtype's."""
     if quantization in FP8_METHODS:
         return "fp8"
+    if quantization in INT4_METHODS:
+        return "int4"
     return quantization or DTYPE_NAMES.get(str(dtype), str(dtype))
 
 
