@@ -47,7 +47,8 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
         trust_remote_code=bool(model.spec and model.spec.trust_remote_code),
         revision=None,
         tensor_parallel_size=target.device_count if target and device == "cuda" else 1,
-        max_num_batched_tokens=vllm_batch_tokens(target) if cap.emulated else None,
+        # vLLM caps its own default at max_num_seqs x max_model_len; the target's default is capped the same way.
+        max_num_batched_tokens=min(vllm_batch_tokens(target), batch * max_len) if cap.emulated else None,
     )
     settings = InferenceSettings(
         roofline_decode_tokens_per_s=_roofline_bound(registry, model, device, quant, prompt_len),

@@ -274,6 +274,25 @@ def _shots(record: RunRecord) -> Any:
     return record.metrics["num_fewshot"].value if "num_fewshot" in record.metrics else None
 
 
+def _vllm_need_text(record: RunRecord) -> str | None:
+    """For a vLLM run: what the model needed by vLLM's own accounting, not its reservation.
+
+    vLLM's KV cache grows to fill its budget, so its peak says nothing about the model; the
+    run fits on what it needed (weights, activation peak, CUDA graphs, the KV cache of the
+    run's sequences), and that sum is what the verdict names.
+    """
+    acc = (record.details.get("engine") or {}).get("memory_accounting") or {}
+    parts = {"weights": acc.get("weights_bytes"), "activations": acc.get("activation_peak_bytes"),
+             "CUDA graphs": acc.get("cudagraph_estimate_bytes"), "KV for the run": acc.get("kv_cache_needed_bytes")}
+    known = {name: value for name, value in parts.items() if value is not None}
+    if "weights" not in known or "KV for the run" not in known:
+        return None
+    terms = " + ".join(f"{name} {_gib(value)}" for name, value in known.items())
+    reserved = acc.get("kv_cache_reserved_bytes")
+    kept = f"; vLLM reserved {_gib(reserved)} of KV cache" if reserved is not None else ""
+    return f", needing {_gib(sum(known.values()))} by vLLM's accounting ({terms}){kept}"
+
+
 def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
                      records: list[RunRecord]) -> Verdict:
     recipe = registry.recipe(claim.conditions.recipe) if claim.conditions.recipe else None
@@ -289,7 +308,7 @@ def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
                   "weights": best.model.weights, "unstated": unstated + [u for u in arithmetic.conditions.get(
                       "unstated", []) if "the quote states none" in u]}
     peak = best.metrics.get("peak_memory_bytes")
-    peak_text = f", peak {_gib(peak.value)}" if peak and peak.value else ""
+    peak_text = _vllm_need_text(best) or (f", peak {_gib(peak.value)}" if peak and peak.value else "")
     how = RANK_LABELS[rank(best)]
     evidence = {"records": [r.id for r in found], "decisive_record": best.id, "estimate": arithmetic.evidence}
     if best.status == "ok":

@@ -123,3 +123,22 @@ def test_eval_missing_or_unusable_evidence_is_untested(registry):
     assert check(registry, synthetic, **EVAL).verdict == "untested"
     unknown = dict(EVAL, conditions={"tasks": ["arc_challenge"], "compare_to": ["mistral-7b"]})
     assert "not in the registry" in check(registry, [], **unknown).reason
+
+
+def test_a_vllm_run_holds_on_what_it_needed_not_on_its_reservation(registry):
+    """vLLM fills its budget with KV cache: the verdict names the need by vLLM's accounting."""
+    r = record(quant="fp8", metrics={"peak_memory_bytes": Metric(value=22 * 2**30, unit="bytes")})
+    accounting = {"weights_bytes": 13 * 2**30, "activation_peak_bytes": 2**30, "cudagraph_estimate_bytes": None,
+                  "kv_cache_needed_bytes": 2 * 2**30, "kv_cache_reserved_bytes": 6 * 2**30}
+    r = r.model_copy(update={"details": {"engine": {"engine": "vllm", "memory_accounting": accounting}}})
+    v = check(registry, [r], **FITS_4090)
+    assert v.verdict == "holds"
+    assert "needing 16.0 GiB by vLLM's accounting (weights 13.0 GiB + activations 1.0 GiB + KV for the run 2.0 GiB)" \
+        in v.reason
+    assert "reserved 6.0 GiB of KV cache" in v.reason and "22.0 GiB" not in v.reason
+
+
+def test_the_format_the_engine_ran_decides_the_quant(registry):
+    """An FP8 checkpoint runs FP8 whatever was asked: the verdict names what ran."""
+    r = record(quant="bf16").model_copy(update={"details": {"engine": {"weights_format": "fp8"}}})
+    assert check(registry, [r], **FITS_4090).conditions["quant"] == "fp8"
