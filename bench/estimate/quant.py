@@ -17,7 +17,6 @@ class WeightFormat:
     name: str
     bits_per_weight: float  # for the linear layers it quantises, scales included
     description: str
-    needs_cuda: bool = False
     # transformers 5 stores MoE experts as fused 3-D parameters, not nn.Linear, and its
     # bitsandbytes integration (integrations/bitsandbytes.py, replace_with_bnb_linear) swaps
     # nn.Linear only: under bitsandbytes the routed experts stay 16-bit.
@@ -31,14 +30,13 @@ class WeightFormat:
 BF16 = WeightFormat("bf16", 16.0, "bfloat16 weights")
 FP16 = WeightFormat("fp16", 16.0, "float16 weights")
 FP8 = WeightFormat("fp8", 8.0, "fp8 e4m3 linear weights, per-channel scales (vLLM fp8)")
-INT8 = WeightFormat("int8", 8.0, "bitsandbytes LLM.int8 linear weights, per-row scales", needs_cuda=True,
+INT8 = WeightFormat("int8", 8.0, "bitsandbytes LLM.int8 linear weights, per-row scales",
                     packs_fused_experts=False)
 # NF4: 4-bit codes plus one fp32 absmax per block of 64 weights = 4 + 32/64 bits.
-NF4 = WeightFormat("nf4", 4.5, "bitsandbytes NF4, blocks of 64 with fp32 absmax", needs_cuda=True,
-                   packs_fused_experts=False)
+NF4 = WeightFormat("nf4", 4.5, "bitsandbytes NF4, blocks of 64 with fp32 absmax", packs_fused_experts=False)
 # Double quantisation stores the absmax in 8 bits, with one fp32 scale per 256 absmax: 4 + 8/64 + 32/(64*256).
 NF4_DOUBLE = WeightFormat("nf4", 4 + 8 / 64 + 32 / (64 * 256), "bitsandbytes NF4 with double quantisation",
-                          needs_cuda=True, packs_fused_experts=False)
+                          packs_fused_experts=False)
 # AWQ/GPTQ: packed 4-bit weights, per group of 128 an fp16 scale and a 4-bit zero point: 4 + 20/128.
 INT4 = WeightFormat("int4", 4 + 20 / 128, "AWQ/GPTQ 4-bit, group size 128, fp16 scale + 4-bit zero")
 
