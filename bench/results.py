@@ -126,12 +126,13 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def iter_records(directory: Path) -> Iterator[RunRecord]:
-    """Every valid record in `directory`, by name; corrupt files are skipped with a warning."""
+    """Every valid record in `directory` and its subfolders (the published results/gpu/, results/cpu/),
+    by path; corrupt files are skipped with a warning."""
     if not directory.is_dir():
         return
-    for path in sorted(directory.glob("*.json")):
-        if path.name.startswith("."):  # a write in progress, or an editor's or a file system's litter
-            continue
+    for path in sorted(directory.rglob("*.json")):
+        if any(part.startswith(".") for part in path.relative_to(directory).parts):
+            continue  # a write in progress, or an editor's or a file system's litter
         try:
             record = RunRecord.model_validate(json.loads(path.read_text()))
         except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, bad UTF-8, invalid

@@ -2,7 +2,8 @@
 
     python scripts/gpu_cap_check.py --gpu rtx-4090 --gpu edge-4gb --out results/gpu/checks
 
-Each check runs in its own process (bench.cap_check) and writes a JSON file; the table compares what
+Each check runs in its own process (bench.cap_check) and appends a JSON line to cap-checks.jsonl (JSON
+Lines, so that record readers, which take *.json, pass it by); the table compares what
 the capped card offered (allocator reserve at the refusal + the CUDA context) with the target's CUDA
 memory. Exit 1 when one is off by more than 2%.
 """
@@ -36,7 +37,8 @@ def main() -> int:
         result = {"check": "emulation-cap", "target": target.id, "status": outcome.status, "error": outcome.error,
                   "at": datetime.now(timezone.utc).isoformat(), "result": outcome.value,
                   "hardware": parent_view_of_hardware("cuda"), "software": software_versions()}
-        (args.out / f"cap-{target.id}.json").write_text(json.dumps(result, indent=2))
+        with open(args.out / "cap-checks.jsonl", "a") as log:
+            log.write(json.dumps(result) + "\n")
         if outcome.status != "ok":
             print(f"{target.id:<12} {outcome.status}: {(outcome.error or '').strip().splitlines()[-1:]}")
             failed = True

@@ -133,3 +133,15 @@ def test_results_dir_precedence(monkeypatch, tmp_path):
     assert results_dir(None) == tmp_path / "env"
     monkeypatch.delenv("BENCH_RESULTS_DIR")
     assert str(results_dir(None)) == "results"
+
+
+def test_published_subfolders_are_read_and_hidden_ones_are_not(tmp_path, capsys):
+    """A fresh checkout's report shows results/gpu/ and results/cpu/; a check's JSON Lines are not records."""
+    top, gpu = make_record(id="r-top"), make_record(id="r-gpu")
+    write_record(top, tmp_path)
+    write_record(gpu, tmp_path / "gpu")
+    write_record(make_record(id="r-hidden"), tmp_path / ".partial")
+    (tmp_path / "gpu" / "checks").mkdir()
+    (tmp_path / "gpu" / "checks" / "cap-checks.jsonl").write_text('{"check": "emulation-cap"}\n')
+    assert sorted(r.id for r in iter_records(tmp_path)) == ["r-gpu", "r-top"]
+    assert "warning" not in capsys.readouterr().err
