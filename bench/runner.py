@@ -150,8 +150,9 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
         status=outcome.status,
         error=outcome.error,
         model=ModelRef(id=model.id, repo=weights.repo, revision=weights.revision,
-                       resolved_revision=weights.resolved_revision, weights=weights.kind, path=weights.path),
-        config=config,
+                       resolved_revision=weights.resolved_revision, weights=weights.kind,
+                       path=home_as_tilde(weights.path)),
+        config=home_as_tilde(config),
         hardware=hardware,
         software=value.get("software") or software_versions(),
         metrics=value.get("metrics", {}),
@@ -164,6 +165,19 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
     write_record(record, results_dir)
     return record
 
+
+
+def home_as_tilde(value: Any) -> Any:
+    """`value` with every string under the home directory written from `~`: records are published,
+    and a home directory's name says who ran them, not what ran."""
+    home = str(Path.home())
+    if isinstance(value, str) and (value == home or value.startswith(home + "/")):
+        return "~" + value[len(home):]
+    if isinstance(value, dict):
+        return {k: home_as_tilde(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [home_as_tilde(v) for v in value]
+    return value
 
 
 def _log_path(results_dir: Path, record_id: str) -> Path | None:

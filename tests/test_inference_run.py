@@ -99,7 +99,7 @@ def test_vllm_records_keep_vllms_own_memory_accounting(runs):
     for model in ("tiny-llama", "tiny-mixtral"):
         record = out[(model, "vllm")][1]
         acc = record.details["engine"]["memory_accounting"]
-        checkpoint = sum(f.stat().st_size for f in Path(record.model.path).glob("*.safetensors"))
+        checkpoint = sum(f.stat().st_size for f in Path(record.model.path).expanduser().glob("*.safetensors"))
         assert abs(acc["weights_bytes"] - checkpoint) <= 0.02 * checkpoint
         per_token = acc["kv_cache_bytes_per_token"]
         assert acc["kv_cache_reserved_bytes"] >= acc["kv_cache_needed_bytes"] >= 4 * (32 + 16) * per_token > 0

@@ -158,3 +158,14 @@ def test_a_run_that_fails_under_a_cap_is_still_recorded_as_capped(registry, tmp_
     assert record.status == "error" and "unexpected keyword argument 'settings'" in record.error
     assert record.hardware["emulated"] is True and record.hardware["target"] == "rtx-4090"
     assert record.hardware["emulation"]["reason"].startswith("capped to rtx-4090")
+
+
+def test_records_write_home_paths_from_tilde():
+    from pathlib import Path
+
+    from bench.runner import home_as_tilde
+
+    home = str(Path.home())
+    config = {"engine": {"model_path": f"{home}/.cache/bench/m", "other": "/opt/x"}, "list": [home]}
+    assert home_as_tilde(config) == {"engine": {"model_path": "~/.cache/bench/m", "other": "/opt/x"}, "list": ["~"]}
+    assert home_as_tilde(home + "x/y") == home + "x/y"  # a sibling directory that merely starts alike

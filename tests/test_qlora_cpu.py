@@ -49,7 +49,7 @@ def test_qlora_trains_and_leaves_an_adapter_that_changes_the_model(runs, model):
     record = runs[model]
     m = {k: v.value for k, v in record.metrics.items()}
     assert record.status == "ok" and record.model.weights == "synthetic"
-    checkpoint = list(Path(record.model.path).glob("*.safetensors"))
+    checkpoint = list(Path(record.model.path).expanduser().glob("*.safetensors"))
     assert checkpoint if model == "tiny-llama" else not checkpoint  # tiny-hub's base exists only in memory
     assert m["steps"] == int(STEPS) and m["loss_last"] < m["loss_first"], record.metrics["loss_last"].samples
     assert m["adapter_reloaded"] is True and m["adapter_changes_output"] is True and m["adapter_bytes"] > 0

@@ -4,6 +4,7 @@ a failed record and exit 1 for a run that fails."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from bench.results import iter_records
 
@@ -68,4 +69,4 @@ def test_local_model_directory(run_bench, tmp_path, registry):
                      "--results-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     (record,) = list(iter_records(tmp_path))
-    assert record.model.path == str(path) and record.model.weights == "real"
+    assert Path(record.model.path).expanduser() == path and record.model.weights == "real"
