@@ -15,8 +15,8 @@ from bench.scenarios.finetune import FinetuneSettings
 
 
 def run_finetune(registry: Registry, model_name: str, *, recipe_name: str, gpu: str | None, steps: int | None,
-                 learning_rate: float | None, weights: str | None, dataset: str | None, device: str, results_dir: Path, timeout_s: float,
-                 labels: dict[str, str] | None = None):
+                 learning_rate: float | None, weights: str | None, dataset: str | None, device: str,
+                 results_dir: Path, timeout_s: float, labels: dict[str, str] | None = None):
     model = resolve_model(registry, model_name)
     recipe = registry.recipe(recipe_name)
     if learning_rate is not None:
