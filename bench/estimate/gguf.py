@@ -1,0 +1,269 @@
+"""GGUF files as llama.cpp's quantizer (`llama-quantize`) writes them: every tensor's name,
+shape, ggml type and bytes, from the architecture alone.
+
+Pure arithmetic, no llama.cpp import. The facts below are read from llama.cpp's own
+source, the copy vendored by llama-cpp-python 0.3.36 (commit of 2026-10-01):
+
+- block sizes and bytes per block: ggml/src/ggml.c `type_traits` (QK4_0 = QK8_0 = 32,
+  QK_K = 256; block_q4_0 is 2 + 16 bytes, block_q8_0 2 + 32, block_q4_K 2+2+12+128 = 144,
+  block_q5_K 2+2+12+32+128 = 176, block_q6_K 128+64+16+2 = 210, ...);
+- which tensors are quantized at all: src/llama-quant.cpp `tensor_allows_quantization`
+  (2-D and 3-D tensors whose name ends in "weight", never `*_norm.weight`, never the
+  MoE router `ffn_gate_inp.weight`); the rest keep the type the converter gave them,
+  which for norms, 1-D tensors, biases and routers is F32 (conversion/base.py);
+- the per-tensor type of the `_M`/`_S` mixes: src/llama-quant.cpp
+  `llama_tensor_get_type_impl` (output / tied token_embd to Q6_K, attn_v and ffn_down
+  on "use_more_bits" layers to Q6_K for Q4_K_M and Q5_K_M, the first attn_v and first
+  eighth of ffn_down to Q5_K for Q4_K_S, 8-expert models' attn_k/attn_v at Q8_0 and
+  attn_output at Q5_K, the 70B attn_v bump);
+- the fallback when a row is not a whole number of blocks: `tensor_type_fallback`
+  (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16);
+- tensors are visited in the loader's order (src/llama-model-loader.h
+  `weight_name_comparer`: by block number, then by name), so the quantizer's attn_v and
+  ffn_down counters are the layer index.
+
+Every tensor's data starts at a multiple of the file's alignment (32 bytes,
+GGUF_DEFAULT_ALIGNMENT); `tensor_data_bytes` includes that padding. The file adds a
+header (metadata and the vocabulary) of a few MB, which is not counted here.
+
+Imatrix-only choices (Q4_0/Q5_0 ffn_down bumped to Q4_1/Q5_1 in the first eighth of
+layers when an importance matrix is given) are modelled with `imatrix=True`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+from bench.hfconfig import TextConfig
+
+GGUF_ALIGNMENT = 32
+
+
+@dataclass(frozen=True)
+class GgmlType:
+    name: str
+    block_size: int  # weights per block
+    type_size: int  # bytes per block
+
+    def row_bytes(self, n: int) -> int:
+        assert n % self.block_size == 0, (self.name, n)
+        return n // self.block_size * self.type_size
+
+
+GGML_TYPES: dict[str, GgmlType] = {t.name: t for t in (
+    GgmlType("F32", 1, 4),
+    GgmlType("F16", 1, 2),
+    GgmlType("BF16", 1, 2),
+    GgmlType("Q4_0", 32, 18),  # fp16 scale + 16 bytes of nibbles
+    GgmlType("Q4_1", 32, 20),  # fp16 scale and min + 16 bytes
+    GgmlType("Q5_0", 32, 22),  # fp16 scale + 4 bytes of high bits + 16 bytes
+    GgmlType("Q5_1", 32, 24),
+    GgmlType("Q8_0", 32, 34),  # fp16 scale + 32 int8
+    GgmlType("Q2_K", 256, 84),
+    GgmlType("Q3_K", 256, 110),
+    GgmlType("Q4_K", 256, 144),
+    GgmlType("Q5_K", 256, 176),
+    GgmlType("Q6_K", 256, 210),
+)}
+
+# bench quant id -> (llama_ftype name, its default ggml type: llama_ftype_get_default_type)
+GGUF_FTYPES: dict[str, tuple[str, str]] = {
+    "f16": ("MOSTLY_F16", "F16"),
+    "bf16": ("MOSTLY_BF16", "BF16"),
+    "q8_0": ("MOSTLY_Q8_0", "Q8_0"),
+    "q6_k": ("MOSTLY_Q6_K", "Q6_K"),
+    "q5_k_m": ("MOSTLY_Q5_K_M", "Q5_K"),
+    "q5_k_s": ("MOSTLY_Q5_K_S", "Q5_K"),
+    "q4_k_m": ("MOSTLY_Q4_K_M", "Q4_K"),
+    "q4_k_s": ("MOSTLY_Q4_K_S", "Q4_K"),
+    "q4_0": ("MOSTLY_Q4_0", "Q4_0"),
+}
+GGUF_QUANTS: tuple[str, ...] = tuple(GGUF_FTYPES)
+# bench's model types that llama.cpp loads (llama and mistral convert to llama.cpp's `llama`
+# architecture, ministral3 to `mistral3`, llama4_text to `llama4`).
+LLAMA_CPP_MODEL_TYPES = frozenset({"llama", "mistral", "ministral3", "mixtral", "qwen2", "gemma", "gemma2",
+                                   "llama4_text"})
+
+
+@dataclass(frozen=True)
+class GgufTensor:
+    name: str
+    shape: tuple[int, ...]  # ggml order: ne[0] is the row (input) dimension
+    ggml_type: str
+
+    @property
+    def nbytes(self) -> int:
+        t = GGML_TYPES[self.ggml_type]
+        return t.row_bytes(self.shape[0]) * prod(self.shape[1:])
+
+
+def is_gguf_quant(quant: str) -> bool:
+    return quant in GGUF_FTYPES
+
+
+def source_tensors(cfg: TextConfig, rope_freqs: bool = False) -> list[tuple[str, tuple[int, ...]]]:
+    """The tensors convert_hf_to_gguf.py writes for the text model, in the loader's order
+    (non-block tensors first, then block by block, names sorted within a block)."""
+    h, hd = cfg.hidden_size, cfg.head_size
+    q, kv = cfg.num_attention_heads * hd, cfg.kv_heads * hd
+    top: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (h, cfg.vocab_size)),
+                                              ("output_norm.weight", (h,))]
+    if not cfg.tie_word_embeddings:
+        top.append(("output.weight", (h, cfg.vocab_size)))
+    if rope_freqs:  # llama3-style rope scaling stores its factors (head_dim / 2 floats)
+        top.append(("rope_freqs.weight", (hd // 2,)))
+    out = sorted(top)
+    moe_layers = cfg.moe_layer_indices()
+    for i in range(cfg.num_hidden_layers):
+        blk: list[tuple[str, tuple[int, ...]]] = [
+            ("attn_norm.weight", (h,)), ("ffn_norm.weight", (h,)),
+            ("attn_q.weight", (h, q)), ("attn_k.weight", (h, kv)), ("attn_v.weight", (h, kv)),
+            ("attn_output.weight", (q, h)),
+        ]
+        if cfg.model_type == "gemma2":
+            blk += [("post_attention_norm.weight", (h,)), ("post_ffw_norm.weight", (h,))]
+        if cfg.model_type == "qwen2" or cfg.attention_bias:
+            blk += [("attn_q.bias", (q,)), ("attn_k.bias", (kv,)), ("attn_v.bias", (kv,))]
+            if cfg.model_type != "qwen2":
+                blk.append(("attn_output.bias", (h,)))
+        if i in moe_layers:
+            n, ff = cfg.num_local_experts or 0, cfg.intermediate_size
+            blk += [("ffn_gate_inp.weight", (h, n)), ("ffn_gate_exps.weight", (h, ff, n)),
+                    ("ffn_up_exps.weight", (h, ff, n)), ("ffn_down_exps.weight", (ff, h, n))]
+            if cfg.shared_experts:
+                sff = ff * cfg.shared_experts
+                blk += [("ffn_gate_shexp.weight", (h, sff)), ("ffn_up_shexp.weight", (h, sff)),
+                        ("ffn_down_shexp.weight", (sff, h))]
+        else:
+            ff = (cfg.intermediate_size_mlp or cfg.intermediate_size) if cfg.model_type == "llama4_text" \
+                else cfg.intermediate_size
+            blk += [("ffn_gate.weight", (h, ff)), ("ffn_up.weight", (h, ff)), ("ffn_down.weight", (ff, h))]
+            if cfg.mlp_bias:
+                blk += [("ffn_gate.bias", (ff,)), ("ffn_up.bias", (ff,)), ("ffn_down.bias", (h,))]
+        out += sorted((f"blk.{i}.{name}", shape) for name, shape in blk)
+    return out
+
+
+def _source_type(name: str, shape: tuple[int, ...], quant: str) -> str:
+    """The type convert_hf_to_gguf.py gives a tensor in the F16/BF16 file the quantizer reads."""
+    if len(shape) <= 1 or name.endswith("_norm.weight") or "ffn_gate_inp" in name or not name.endswith(".weight"):
+        return "F32"
+    return "BF16" if quant == "bf16" else "F16"
+
+
+def _allows_quantization(name: str, shape: tuple[int, ...]) -> bool:
+    return (len(shape) >= 2 and name.endswith("weight") and "_norm.weight" not in name
+            and "ffn_gate_inp.weight" not in name)
+
+
+def _use_more_bits(i: int, n: int) -> bool:
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def _fallback(t: str, ncols: int) -> str:
+    """Row length not a whole number of blocks: the quantizer's fallback type, then F16."""
+    if ncols % GGML_TYPES[t].block_size == 0:
+        return t
+    t2 = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}.get(t, t)
+    return t2 if ncols % GGML_TYPES[t2].block_size == 0 else "F16"
+
+
+def _is_70b(cfg: TextConfig) -> bool:
+    """llama.cpp's LLM_TYPE_70B: 80 layers with grouped KV heads (llama), or 80 layers (qwen2)."""
+    if cfg.num_hidden_layers != 80:
+        return False
+    return cfg.model_type == "qwen2" or (cfg.model_type in ("llama", "mistral")
+                                         and cfg.kv_heads != cfg.num_attention_heads)
+
+
+def gguf_tensors(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix: bool = False) -> list[GgufTensor]:
+    """Every tensor of the GGUF file `llama-quantize` writes for `quant` from an F16/BF16 GGUF."""
+    ftype, default = GGUF_FTYPES[quant]
+    tensors = source_tensors(cfg, rope_freqs)
+    n_layer = cfg.num_hidden_layers
+    n_expert = cfg.num_local_experts if cfg.is_moe else 0
+    tied = not any(name == "output.weight" for name, _ in tensors)
+    n_attn_v = sum(1 for name, _ in tensors if "attn_v.weight" in name)
+    i_attn_v = i_ffn_down = 0
+    out: list[GgufTensor] = []
+    for name, shape in tensors:
+        src = _source_type(name, shape, quant)
+        if not _allows_quantization(name, shape):
+            out.append(GgufTensor(name, shape, src))
+            continue
+        t = default
+        if default in ("F16", "BF16"):  # not a quantized type: every allowed tensor takes it as is
+            out.append(GgufTensor(name, shape, t))
+            continue
+        layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
+        if name == "output.weight" or (tied and name == "token_embd.weight"):
+            if shape[0] % GGML_TYPES[t].block_size != 0:
+                t = "Q8_0"
+            elif t != "Q8_0":
+                t = "Q6_K"
+        elif "attn_v.weight" in name:
+            if ftype in ("MOSTLY_Q4_K_M", "MOSTLY_Q5_K_M") and _use_more_bits(i_attn_v, n_attn_v):
+                t = "Q6_K"
+            elif ftype == "MOSTLY_Q4_K_S" and i_attn_v < 4:
+                t = "Q5_K"
+            if _is_70b(cfg) and t in ("Q3_K", "Q4_K"):
+                t = "Q5_K"
+            if n_expert == 8:
+                t = "Q8_0"
+            i_attn_v += 1
+        elif "attn_k.weight" in name:
+            if n_expert == 8:
+                t = "Q8_0"
+        elif "ffn_down" in name:
+            # MoE models take the layer from the name; dense ones count ffn_down tensors (the same number).
+            i_layer = layer if n_expert > 1 else i_ffn_down
+            if ftype == "MOSTLY_Q4_K_M" and _use_more_bits(i_layer, n_layer):
+                t = "Q6_K"
+            elif ftype == "MOSTLY_Q5_K_M" and _use_more_bits(i_layer, n_layer):
+                t = "Q6_K"
+            elif ftype == "MOSTLY_Q4_K_S" and i_layer < n_layer // 8:
+                t = "Q5_K"
+            elif ftype == "MOSTLY_Q4_0" and imatrix and i_layer < n_layer // 8:
+                t = "Q4_1"
+            i_ffn_down += 1
+        elif "attn_output.weight" in name:
+            if n_expert == 8 and ftype in ("MOSTLY_Q4_K_S", "MOSTLY_Q4_K_M"):
+                t = "Q5_K"
+        out.append(GgufTensor(name, shape, _fallback(t, shape[0])))
+    return out
+
+
+def _padded(n: int) -> int:
+    return -(-n // GGUF_ALIGNMENT) * GGUF_ALIGNMENT
+
+
+def tensor_data_bytes(tensors: list[GgufTensor]) -> int:
+    """The file's tensor data section: every tensor's bytes, each padded to the alignment."""
+    return sum(_padded(t.nbytes) for t in tensors)
+
+
+def gguf_weight_bytes(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix: bool = False) -> int:
+    return tensor_data_bytes(gguf_tensors(cfg, quant, rope_freqs, imatrix))
+
+
+def gguf_read_bytes_per_token(cfg: TextConfig, quant: str) -> float:
+    """Weight bytes one decode step reads: every tensor, routed experts at k of n, and one row
+    of the token embedding (a lookup) unless it is tied to the output."""
+    read = 0.0
+    for t in gguf_tensors(cfg, quant):
+        if "_exps." in t.name:
+            read += t.nbytes * (cfg.num_experts_per_tok or 1) / (cfg.num_local_experts or 1)
+        elif t.name == "token_embd.weight" and not cfg.tie_word_embeddings:
+            read += t.nbytes / cfg.vocab_size
+        else:
+            read += t.nbytes
+    return read
+
+
+def type_counts(tensors: list[GgufTensor]) -> dict[str, int]:
+    """How many tensors of each ggml type (llama-quantize prints the same summary)."""
+    counts: dict[str, int] = {}
+    for t in tensors:
+        counts[t.ggml_type] = counts.get(t.ggml_type, 0) + 1
+    return counts
