@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import UserError
+from bench.estimate.gguf import LLAMA_CPP_MODEL_TYPES
 from bench.estimate.memory import KV_DTYPE_BYTES, InferenceMemory, inference_memory, kv_bytes_per_token
 from bench.estimate.params import ParamCounts, count_params
-from bench.estimate.quant import weight_format
+from bench.estimate.quant import FORMATS, weight_format
 from bench.estimate.roofline import roofline, train_tokens_per_s
 from bench.estimate.training import TrainingMemory, training_memory
 from bench.hfconfig import TextConfig
@@ -41,6 +42,11 @@ class Subject:
     def params(self) -> ParamCounts:
         return count_params(self.config, self.extra_params)
 
+    def accepts_gguf(self, quant: str) -> bool:
+        """A GGUF type asked for by name applies to every architecture llama.cpp loads."""
+        fmt = FORMATS.get(quant)
+        return fmt is not None and fmt.gguf and self.config.model_type in LLAMA_CPP_MODEL_TYPES
+
 
 @dataclass(frozen=True)
 class PlanRequest:
@@ -59,6 +65,8 @@ class PlanRequest:
                 raise UserError(f"--quant {self.quant} conflicts with recipe {self.recipe.id} ({self.recipe.quant})")
             return self.recipe.quant
         quant = self.quant or self.subject.quants[0]
+        if self.subject.accepts_gguf(quant):
+            return quant
         if quant not in self.subject.quants:
             raise UserError(f"quant {quant!r} does not apply to {self.subject.id}; applies: "
                             f"{', '.join(self.subject.quants)}")
@@ -127,7 +135,7 @@ def make_plan(req: PlanRequest) -> dict[str, Any]:
         "fastest_quant_that_fits": None,
         "highest_precision_quant_that_fits": None,
         "roofline": None,
-        "notes": list(req.notes),
+        "notes": list(req.notes) + _gguf_notes(subject, quant),
     }
     if gpu is None:
         return plan
@@ -152,6 +160,17 @@ def make_plan(req: PlanRequest) -> dict[str, Any]:
             plan["highest_precision_quant_that_fits"] = max(
                 fitting, key=lambda q: weight_format(q).bits_per_weight)
     return plan
+
+
+def _gguf_notes(subject: Subject, quant: str) -> list[str]:
+    if not weight_format(quant).gguf:
+        return []
+    notes = [f"{quant}: weights_bytes is the tensor data of the GGUF file llama.cpp's quantizer writes "
+             "(per-tensor types of llama-quantize; the file's header and vocabulary add a few MB)"]
+    if subject.extra_params:
+        notes.append(f"the GGUF holds the text model only; the {subject.extra_params:,} parameters outside it "
+                     "(vision tower, projector) go in a separate mmproj file, not counted")
+    return notes
 
 
 def _params_by_part(p: ParamCounts) -> dict[str, int]:

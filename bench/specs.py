@@ -20,7 +20,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Quant = Literal["bf16", "fp16", "fp8", "int8", "nf4", "int4"]
+Quant = Literal["bf16", "fp16", "fp8", "int8", "nf4", "int4", "f16", "q8_0", "q6_k", "q5_k_m", "q5_k_s", "q4_k_m", "q4_k_s", "q4_0"]  # noqa: E501
 Method = Literal["lora", "qlora", "full", "dpo", "reward"]
 
 

@@ -247,13 +247,15 @@ def gguf_weight_bytes(cfg: TextConfig, quant: str, rope_freqs: bool = False, ima
     return tensor_data_bytes(gguf_tensors(cfg, quant, rope_freqs, imatrix))
 
 
-def gguf_read_bytes_per_token(cfg: TextConfig, quant: str) -> float:
-    """Weight bytes one decode step reads: every tensor, routed experts at k of n, and one row
-    of the token embedding (a lookup) unless it is tied to the output."""
+def gguf_read_bytes_per_token(cfg: TextConfig, quant: str, expert_share: float | None = None) -> float:
+    """Weight bytes one decode step reads: every tensor, routed experts at `expert_share` of
+    them (k of n at batch 1), and one row of the token embedding (a lookup) unless it is tied."""
+    if expert_share is None:
+        expert_share = (cfg.num_experts_per_tok or 1) / (cfg.num_local_experts or 1)
     read = 0.0
     for t in gguf_tensors(cfg, quant):
         if "_exps." in t.name:
-            read += t.nbytes * (cfg.num_experts_per_tok or 1) / (cfg.num_local_experts or 1)
+            read += t.nbytes * expert_share
         elif t.name == "token_embd.weight" and not cfg.tie_word_embeddings:
             read += t.nbytes / cfg.vocab_size
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from bench.estimate.gguf import gguf_weight_bytes
 from bench.estimate.params import ParamCounts
 from bench.estimate.quant import WeightFormat, weight_bytes_of
 from bench.hfconfig import TextConfig
@@ -107,9 +108,13 @@ def inference_memory(
     # The engine samples from the last position of each sequence: fp32 logits plus the softmax copy.
     logits = batch * cfg.vocab_size * 4 * 2
     activations = chunk * layer_activation_bytes_per_token(cfg)
+    if fmt.gguf:  # llama.cpp: the tensors of the GGUF file, exactly (text model; a vision tower is its own file)
+        weights = floor = gguf_weight_bytes(cfg, fmt.name)
+    else:
+        weights, floor = weight_bytes(params, fmt), weight_floor_bytes(params, fmt)
     return InferenceMemory(
-        weights_bytes=weight_bytes(params, fmt),
-        weights_floor_bytes=weight_floor_bytes(params, fmt),
+        weights_bytes=weights,
+        weights_floor_bytes=floor,
         kv_cache_bytes=kv_cache_bytes(cfg, context, batch, kv_dtype_bytes),
         kv_bytes_per_token=kv_bytes_per_token(cfg, kv_dtype_bytes),
         activations_bytes=activations,

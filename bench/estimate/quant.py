@@ -21,6 +21,9 @@ class WeightFormat:
     # bitsandbytes integration (integrations/bitsandbytes.py, replace_with_bnb_linear) swaps
     # nn.Linear only: under bitsandbytes the routed experts stay 16-bit.
     packs_fused_experts: bool = True
+    # A llama.cpp GGUF type: its bytes come tensor by tensor from bench.estimate.gguf, and
+    # bits_per_weight is only the nominal width of its main block type (ranking, labels).
+    gguf: bool = False
 
     @property
     def quantises(self) -> bool:
@@ -40,7 +43,20 @@ NF4_DOUBLE = WeightFormat("nf4", 4 + 8 / 64 + 32 / (64 * 256), "bitsandbytes NF4
 # AWQ/GPTQ: packed 4-bit weights, per group of 128 an fp16 scale and a 4-bit zero point: 4 + 20/128.
 INT4 = WeightFormat("int4", 4 + 20 / 128, "AWQ/GPTQ 4-bit, group size 128, fp16 scale + 4-bit zero")
 
-FORMATS: dict[str, WeightFormat] = {f.name: f for f in (BF16, FP16, FP8, INT8, NF4, INT4)}
+# GGUF types (llama.cpp): nominal bits of the main block type (bytes per block x 8 / weights per block).
+# `bf16` stays bench's 16-bit format above: a GGUF BF16 file holds the same bytes but for its F32 norms.
+GGUF_FORMATS = (
+    WeightFormat("f16", 16.0, "GGUF F16 (llama.cpp), norms F32", gguf=True),
+    WeightFormat("q8_0", 34 * 8 / 32, "GGUF Q8_0: blocks of 32, int8 + fp16 scale", gguf=True),
+    WeightFormat("q6_k", 210 * 8 / 256, "GGUF Q6_K: super-blocks of 256, 210 bytes", gguf=True),
+    WeightFormat("q5_k_m", 176 * 8 / 256, "GGUF Q5_K_M: Q5_K with attn_v/ffn_down partly Q6_K", gguf=True),
+    WeightFormat("q5_k_s", 176 * 8 / 256, "GGUF Q5_K_S: Q5_K, output Q6_K", gguf=True),
+    WeightFormat("q4_k_m", 144 * 8 / 256, "GGUF Q4_K_M: Q4_K with attn_v/ffn_down partly Q6_K", gguf=True),
+    WeightFormat("q4_k_s", 144 * 8 / 256, "GGUF Q4_K_S: Q4_K, first layers' attn_v/ffn_down Q5_K", gguf=True),
+    WeightFormat("q4_0", 18 * 8 / 32, "GGUF Q4_0: blocks of 32, 4-bit + fp16 scale", gguf=True),
+)
+
+FORMATS: dict[str, WeightFormat] = {f.name: f for f in (BF16, FP16, FP8, INT8, NF4, INT4, *GGUF_FORMATS)}
 
 # Tensors every format above keeps in 16 bits: token embeddings, lm_head, norms, MoE routers, biases.
 HIGH_PRECISION_BITS = 16

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.estimate.memory import kv_cache_bytes
+from bench.estimate.gguf import gguf_read_bytes_per_token
 from bench.estimate.params import ParamCounts
 from bench.estimate.quant import WeightFormat, weight_bytes_of
 from bench.hfconfig import TextConfig
@@ -33,6 +34,8 @@ def decode_bytes_per_step(cfg: TextConfig, params: ParamCounts, fmt: WeightForma
         experts_read = params.experts * distinct / n
     kept = params.high_precision - params.extra - (0 if cfg.tie_word_embeddings else params.embedding)
     weights = weight_bytes_of(fmt, params.attention + params.dense_mlp, experts_read, kept)
+    if fmt.gguf:  # the GGUF tensors themselves, routed experts at the share read
+        weights = gguf_read_bytes_per_token(cfg, fmt.name, experts_read / params.experts if params.experts else 0)
     return weights + kv_cache_bytes(cfg, context, batch, kv_dtype_bytes)
 
 
