@@ -125,9 +125,11 @@ def run(
     model: Annotated[str, typer.Argument(help="Model id or alias, or a local model directory.")],
     gpu: GpuOpt = None,
     backend: Annotated[Optional[str], typer.Option(
-        help="vllm or transformers (default: vllm; transformers for the bitsandbytes quants nf4 and int8).")] = None,
+        help="vllm, transformers or llama.cpp (default: vllm; transformers for the bitsandbytes quants nf4 and "
+             "int8; llama.cpp for the GGUF types).")] = None,
     quant: Annotated[str, typer.Option(help="bf16, fp16; fp8 and int4 (an AWQ/GPTQ repository) on vLLM; "
-                                            "nf4 and int8 (bitsandbytes) on transformers.")] = "bf16",
+                                            "nf4 and int8 (bitsandbytes) on transformers; the GGUF types q4_0, "
+                                            "q4_k_m, q5_k_m, q6_k, q8_0, f16, bf16 on llama.cpp.")] = "bf16",
     weights: WeightsOpt = None,
     device: DeviceOpt = "cuda",
     batch: Annotated[int, typer.Option(min=1, help="Requests submitted together for the throughput figure.")] = 8,
@@ -142,12 +144,13 @@ def run(
     """Measured inference: load time, TTFT, inter-token latency, decode and batch throughput, peak memory.
 
     Runs in an isolated child process and writes one record. Examples:
-    `bench run mistral-3-small --gpu 4090`, `bench run tiny-llama --device cpu`.
+    `bench run mistral-3-small --gpu 4090`, `bench run tiny-llama --device cpu`,
+    `bench run mistral-3b --backend llama.cpp --quant q4_k_m --weights synthetic --device cpu`.
     """
     from bench.inference_job import run_inference
     from bench.results import results_dir as resolve_results_dir
 
-    _check_choice("backend", backend, (None, "vllm", "transformers"))
+    _check_choice("backend", backend, (None, "vllm", "transformers", "llama.cpp"))
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
     directory = resolve_results_dir(results_dir)

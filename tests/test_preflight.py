@@ -50,6 +50,18 @@ def test_possible_combinations_pass(backend, quant, device, weights):
     check_engine(backend, quant, device, weights, EVERYTHING)
 
 
+def test_gguf_types_go_to_llama_cpp_which_needs_llama_cpp_python():
+    assert choose_backend(None, "q4_k_m") == choose_backend(None, "q8_0") == choose_backend(None, "f16") == "llama.cpp"
+    assert choose_backend(None, "bf16") == "vllm"  # bf16 is also a checkpoint format
+    with_llama = EVERYTHING | {"llama_cpp"}
+    for quant in ("q4_0", "q4_k_m", "q5_k_m", "q6_k", "q8_0", "f16", "bf16"):
+        check_engine("llama.cpp", quant, "cpu", "synthetic", with_llama)
+    assert "llama-cpp-python is not installed" in refusal(check_engine, "llama.cpp", "q4_k_m", "cpu", "synthetic",
+                                                          EVERYTHING)
+    assert "not nf4" in refusal(check_engine, "llama.cpp", "nf4", "cpu", "synthetic", with_llama)
+    assert "not q4_k_m" in refusal(check_engine, "vllm", "q4_k_m", "cuda", "real", with_llama)
+
+
 def test_int4_needs_a_prequantized_repository(registry):
     small = registry.model("mistral-3-small")
     awq = select_checkpoint(small, "int4")

@@ -13,6 +13,7 @@ from bench.backends.base import Backend, EngineSettings
 BACKENDS = {
     "transformers": "bench.backends.hf:TransformersBackend",
     "vllm": "bench.backends.vllm:VLLMBackend",
+    "llama.cpp": "bench.backends.llamacpp:LlamaCppBackend",
 }
 
 

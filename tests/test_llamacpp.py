@@ -1,0 +1,161 @@
+"""llama.cpp for real on the CPU: a tiny GGUF written by bench, loaded, measured, recorded.
+
+No mock: the file goes through llama.cpp's own quantizer (Q4_K_M), is loaded by llama.cpp
+through the backend and through `bench run`, and llama.cpp's buffer account is checked
+against the KV-cache arithmetic. Broken files (truncated, an architecture llama.cpp does
+not know) end as a recorded error, never a crash of bench's own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.results import iter_records
+from tests.conftest import ROOT
+
+pytest.importorskip("llama_cpp")
+pytest.importorskip("gguf")
+
+MODEL = "tiny-llama"  # hidden 256, 2 layers, 4 heads, 2 KV heads, head_dim 64: rows divide into 256
+N_CTX = 256
+MIB = 2**20
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench-cache")
+    old = os.environ.get("BENCH_CACHE_DIR")
+    os.environ["BENCH_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("BENCH_CACHE_DIR", None)
+    else:
+        os.environ["BENCH_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(cache_dir, registry):
+    from bench import synthetic_gguf
+
+    return synthetic_gguf.ensure(registry.model(MODEL), "q4_k_m")
+
+
+def test_synthetic_gguf_has_the_real_names_shapes_and_llama_cpp_types(tiny_gguf, registry):
+    import gguf
+
+    from bench import synthetic_gguf
+
+    cfg = registry.model(MODEL).architecture
+    reader = gguf.GGUFReader(tiny_gguf)
+    types = {t.name: t.tensor_type.name for t in reader.tensors}
+    shapes = {t.name: tuple(int(d) for d in t.shape) for t in reader.tensors}
+    expected = synthetic_gguf.tensors(cfg)
+    assert set(types) == {t.name for t in expected}
+    for t in expected:  # GGUF lists dimensions contiguous-first
+        assert shapes[t.name] == tuple(reversed(t.shape)), t.name
+    assert synthetic_gguf.file_type(tiny_gguf) == "q4_k_m"
+    assert types["blk.0.attn_q.weight"] == "Q4_K"
+    assert types["output.weight"] == "Q6_K"  # the _M mix: llama.cpp's own choice
+    assert types["blk.0.attn_norm.weight"] == "F32"
+    assert reader.get_field("general.architecture").contents() == "llama"
+    assert reader.get_field("llama.block_count").contents() == cfg.num_hidden_layers
+    assert len(reader.get_field("tokenizer.ggml.tokens").contents()) == cfg.vocab_size
+    # Random, not zero: the blocks were filled after quantizing.
+    q = next(t for t in reader.tensors if t.name == "blk.1.ffn_down.weight")
+    assert int(q.data.view("uint8").astype("int64").sum()) > 0
+    # Cached: a second call returns the same file without writing it again.
+    mtime = tiny_gguf.stat().st_mtime_ns
+    assert synthetic_gguf.ensure(registry.model(MODEL), "q4_k_m") == tiny_gguf
+    assert tiny_gguf.stat().st_mtime_ns == mtime
+
+
+def test_backend_generates_exactly_n_tokens_and_reports_llama_cpp_buffers(tiny_gguf, registry):
+    from bench.backends import EngineSettings, create_backend
+
+    cfg = registry.model(MODEL).architecture
+    backend = create_backend("llama.cpp", EngineSettings(model_path=str(tiny_gguf), device="cpu", quant="q4_k_m",
+                                                          max_model_len=N_CTX, max_batch=2))
+    backend.load()
+    try:
+        gens = backend.generate([[5, 6, 7, 8, 9, 10, 11, 12], [20, 21, 22, 23, 24, 25, 26, 27]], 6)
+        assert [g.output_tokens for g in gens] == [6, 6]
+        stamps = gens[0].token_times + gens[1].token_times  # seconds since the batch was submitted
+        assert len(stamps) == 12 and all(b >= a for a, b in zip(stamps, stamps[1:])) and stamps[0] > 0
+        info = backend.engine_info()
+    finally:
+        backend.close()
+    assert info["engine"] == "llama.cpp" and info["batching"] == "sequential"
+    assert info["weights_format"] == "q4_k_m"
+    assert info["n_ctx"] == N_CTX and info["n_threads"] >= 1 and info["use_mmap"] is True
+    assert info["model_buffer_bytes"] > 0 and info["compute_buffer_bytes"] > 0
+    assert info["output_buffer_bytes"] >= 0  # logits of one token: 4 KiB here, which llama.cpp logs as 0.00 MiB
+    assert set(info["buffers"]["model"]) >= {"CPU_Mapped"}
+    # f16 K and V: 2 x layers x kv_heads x head_dim x 2 bytes per cell, n_ctx cells (llama.cpp logs MiB
+    # to two decimals, so the parsed figure is exact to 0.005 MiB).
+    formula = 2 * cfg.num_hidden_layers * cfg.kv_heads * cfg.head_size * 2 * N_CTX
+    assert abs(info["kv_buffer_bytes"] - formula) <= 0.005 * MIB
+    assert info["model_buffer_bytes"] >= info["model_tensor_bytes"] * 0.99
+    assert info["perf"]["n_eval"] >= 10  # llama.cpp's own counters saw the generated tokens
+
+
+def test_bench_run_llama_cpp_writes_an_ok_record(cache_dir, tiny_gguf, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", MODEL, "--backend", "llama.cpp", "--quant", "q4_k_m",
+         "--weights", "synthetic", "--device", "cpu", "--batch", "2", "--prompt-len", "16", "--output-len", "4",
+         "--iterations", "2", "--min-duration", "0", "--results-dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "BENCH_CACHE_DIR": str(cache_dir)},
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (record,) = list(iter_records(tmp_path))
+    assert record.status == "ok" and record.model.weights == "synthetic"
+    engine = json.loads(record.model_dump_json())["details"]["engine"]
+    assert engine["engine"] == "llama.cpp" and engine["weights_format"] == "q4_k_m"
+    assert engine["kv_buffer_bytes"] > 0 and engine["model_buffer_bytes"] > 0 and engine["compute_buffer_bytes"] > 0
+    assert record.metrics["decode_tokens_per_s"].value > 0 and record.metrics["peak_memory_bytes"].value > 0
+
+
+def test_a_context_beyond_the_model_is_one_line_exit_2(run_bench, tmp_path):
+    proc = run_bench("run", MODEL, "--backend", "llama.cpp", "--quant", "q4_k_m", "--weights", "synthetic",
+                     "--device", "cpu", "--context", "100000", "--results-dir", str(tmp_path))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "exceed" in proc.stderr
+
+
+def _measure_broken(path, tmp_path) -> "object":
+    from bench.isolate import run_isolated
+
+    settings = {"backend": "llama.cpp", "vocab_size": 1024, "prompt_len": 4, "output_len": 2, "batch": 1,
+                "warmup": 0, "min_iterations": 1, "min_duration_s": 0, "throughput_runs": 1,
+                "engine": {"model_path": str(path), "device": "cpu", "quant": "q4_k_m", "max_model_len": 64}}
+    return run_isolated("bench.scenarios.inference:measure", {"settings": settings}, 120,
+                        log_path=tmp_path / "run.log")
+
+
+def test_a_truncated_gguf_is_a_recorded_error(tiny_gguf, tmp_path):
+    broken = tmp_path / "truncated.gguf"
+    broken.write_bytes(tiny_gguf.read_bytes()[: tiny_gguf.stat().st_size // 2])
+    outcome = _measure_broken(broken, tmp_path)
+    assert outcome.status == "error"
+    assert "llama.cpp could not load truncated.gguf" in outcome.error
+
+
+def test_an_architecture_llama_cpp_does_not_know_is_a_recorded_error(tmp_path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "unknown-arch.gguf"
+    writer = gguf.GGUFWriter(path, "nonesucharch")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 8), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    outcome = _measure_broken(path, tmp_path)
+    assert outcome.status == "error"
+    assert "could not load unknown-arch.gguf" in outcome.error and "nonesucharch" in outcome.error
