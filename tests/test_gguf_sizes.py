@@ -1,0 +1,193 @@
+"""GGUF weights as llama.cpp's quantizer writes them, checked against published files.
+
+A published size is the whole file: the tensor data bench computes plus a header
+(metadata and the tokenizer's vocabulary, a few MB: about 0.1-0.2% of these files).
+The hub shows sizes in decimal GB rounded to three figures. So each check asserts that
+bench's tensor bytes are within 1% of the published size *and* not above it beyond the
+display's rounding: the header can only add bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.estimate.gguf import (GGML_TYPES, GGUF_QUANTS, gguf_tensors, gguf_weight_bytes, source_tensors,
+                                 type_counts)
+from bench.hfconfig import from_hf_dict
+from tests.conftest import ROOT
+from tests.test_cli import HEAVY, PROBE
+
+# config.json numbers of the text models (Hugging Face field names).
+LLAMA31_8B = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                  num_key_value_heads=8, intermediate_size=14336, vocab_size=128256,
+                  max_position_embeddings=131072, tie_word_embeddings=False)
+LLAMA33_70B = dict(LLAMA31_8B, hidden_size=8192, num_hidden_layers=80, num_attention_heads=64,
+                   intermediate_size=28672)
+MISTRAL_SMALL_24B = dict(model_type="mistral", hidden_size=5120, num_hidden_layers=40, num_attention_heads=32,
+                         num_key_value_heads=8, head_dim=128, intermediate_size=32768, vocab_size=131072,
+                         max_position_embeddings=32768, sliding_window=None)
+MISTRAL_SMALL_22B = dict(MISTRAL_SMALL_24B, hidden_size=6144, num_hidden_layers=56, num_attention_heads=48,
+                         intermediate_size=16384, vocab_size=32768)
+QWEN25_7B = dict(model_type="qwen2", hidden_size=3584, num_hidden_layers=28, num_attention_heads=28,
+                 num_key_value_heads=4, intermediate_size=18944, vocab_size=152064, max_position_embeddings=32768,
+                 tie_word_embeddings=False)
+GEMMA2_9B = dict(model_type="gemma2", hidden_size=3584, num_hidden_layers=42, num_attention_heads=16,
+                 num_key_value_heads=8, head_dim=256, intermediate_size=14336, vocab_size=256000,
+                 max_position_embeddings=8192, sliding_window=4096)
+MIXTRAL_8X7B = dict(model_type="mixtral", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                    num_key_value_heads=8, intermediate_size=14336, vocab_size=32000,
+                    max_position_embeddings=32768, num_local_experts=8, num_experts_per_tok=2)
+
+# (model config, rope_freqs tensor present, quant, published GB, source)
+PUBLISHED = [
+    (LLAMA31_8B, True, "q4_k_m", 4.92,
+     "https://huggingface.co/bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/blob/7cbac9881964b4c07e9d7097c4f5c2f5e132c78c/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"),  # noqa: E501
+    (LLAMA31_8B, True, "q8_0", 8.54,
+     "https://huggingface.co/bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/blob/c17199b442aed9e7c9935d2a1b36ad9e1c0416a0/Meta-Llama-3.1-8B-Instruct-Q8_0.gguf"),  # noqa: E501
+    (LLAMA33_70B, True, "q4_k_m", 42.5,  # the 70B rule: attn_v Q4_K -> Q5_K
+     "https://huggingface.co/mmnga/Llama-3.3-70B-Instruct-gguf/blob/3cca58a10c9ec752713c8745e56f3010f453aa67/Llama-3.3-70B-Instruct-Q4_K_M.gguf"),  # noqa: E501
+    (MISTRAL_SMALL_24B, False, "q4_k_m", 14.3,  # Mistral-Small-24B-Base-2501, the same text shapes
+     "https://huggingface.co/lolnoyarite/Mistral-Small-24B-Base-2501-Q4_K_M-GGUF/tree/7bbe86529e0a337e7638be4041455d15c7048c07"),  # noqa: E501
+    (MISTRAL_SMALL_24B, False, "q4_k_s", 13.5,
+     "https://huggingface.co/bartowski/Mistral-Small-24B-Instruct-2501-GGUF/blob/62a613c92d5a5f73bba6d348b51433b232c4640c/Mistral-Small-24B-Instruct-2501-Q4_K_S.gguf"),  # noqa: E501
+    (MISTRAL_SMALL_24B, False, "q5_k_m", 16.8,
+     "https://huggingface.co/bartowski/Mistral-Small-24B-Instruct-2501-GGUF/blob/3e1031233011b2b7e3c8598e7bc97252c84787fd/Mistral-Small-24B-Instruct-2501-Q5_K_M.gguf"),  # noqa: E501
+    (MISTRAL_SMALL_24B, False, "q5_k_s", 16.3,
+     "https://huggingface.co/bartowski/Mistral-Small-24B-Instruct-2501-GGUF/blob/c0ff4679bbb7162aee7feb284e8fd363223a9873/Mistral-Small-24B-Instruct-2501-Q5_K_S.gguf"),  # noqa: E501
+    # Mistral Small 3.1 (2503): the same text model; its vision tower is a separate mmproj file.
+    (MISTRAL_SMALL_24B, False, "bf16", 47.2,
+     "https://huggingface.co/unsloth/Mistral-Small-3.1-24B-Instruct-2503-GGUF/tree/main"),
+    (MISTRAL_SMALL_24B, False, "q6_k", 19.3,
+     "https://huggingface.co/unsloth/Mistral-Small-3.1-24B-Instruct-2503-GGUF/tree/main"),
+    (MISTRAL_SMALL_24B, False, "q8_0", 25.1,
+     "https://huggingface.co/unsloth/Mistral-Small-3.1-24B-Instruct-2503-GGUF/tree/main"),
+    (MISTRAL_SMALL_22B, False, "q4_k_s", 12.7,
+     "https://huggingface.co/bartowski/Mistral-Small-Instruct-2409-GGUF/blob/65027d4ddaea67220fa1f920a0181e01fed8c698/Mistral-Small-Instruct-2409-Q4_K_S.gguf"),  # noqa: E501
+    (MISTRAL_SMALL_22B, False, "q6_k", 18.3,
+     "https://huggingface.co/bartowski/Mistral-Small-Instruct-2409-GGUF/blob/fadc4e9275ddb0c29cbcf900418dfda765d661c2/Mistral-Small-Instruct-2409-Q6_K.gguf"),  # noqa: E501
+    (QWEN25_7B, False, "q4_k_m", 4.68,
+     "https://huggingface.co/bartowski/Qwen2.5-7B-Instruct-GGUF/blob/f4b6063c19a94c15fe9031d8afbbb9df7ec8b93f/Qwen2.5-7B-Instruct-Q4_K_M.gguf"),  # noqa: E501
+    (GEMMA2_9B, False, "q4_k_m", 5.76,  # tied embeddings: token_embd at Q6_K
+     "https://huggingface.co/bartowski/gemma-2-9b-it-GGUF/blob/main/gemma-2-9b-it-Q4_K_M.gguf"),
+    (GEMMA2_9B, False, "q4_k_s", 5.48,
+     "https://huggingface.co/bartowski/gemma-2-9b-it-GGUF/blob/a451be6bec4945f9fc0af02e017c35f43b3e459b/gemma-2-9b-it-Q4_K_S.gguf"),  # noqa: E501
+    (GEMMA2_9B, False, "q4_0", 5.44,
+     "https://huggingface.co/SanctumAI/gemma-2-9b-it-GGUF/blob/15a5cc333c722c4fbdce9ae629d5478437a6b2a4/gemma-2-9b-it.Q4_0.gguf"),  # noqa: E501
+    (MIXTRAL_8X7B, False, "q4_k_m", 28.4,  # 8 experts: attn_k/attn_v Q8_0, attn_output Q5_K
+     "https://huggingface.co/Artefact2/Mixtral-8x7B-v0.1-GGUF/blob/7b94e42a1e57efa91a45ce98425917e12279a186/Mixtral-8x7B-v0.1-Q4_K_M.gguf"),  # noqa: E501
+    (MIXTRAL_8X7B, False, "q4_0", 26.4,
+     "https://huggingface.co/gobean/Mixtral-8x7B-Instruct-v0.1-GGUF/tree/b2c06e8c20f6eaf1938c0d0b46d63d41ca172995"),
+    (MIXTRAL_8X7B, False, "q5_k_m", 33.2,
+     "https://huggingface.co/gobean/Mixtral-8x7B-Instruct-v0.1-GGUF/tree/b2c06e8c20f6eaf1938c0d0b46d63d41ca172995"),
+    (MIXTRAL_8X7B, False, "q6_k", 38.4,
+     "https://huggingface.co/gobean/Mixtral-8x7B-Instruct-v0.1-GGUF/tree/b2c06e8c20f6eaf1938c0d0b46d63d41ca172995"),
+]
+
+
+@pytest.mark.parametrize("config,rope_freqs,quant,published_gb,source", PUBLISHED,
+                         ids=[f"{c['model_type']}-{c['num_hidden_layers']}L-{q}" for c, _, q, _, _ in PUBLISHED])
+def test_tensor_bytes_match_published_file(config, rope_freqs, quant, published_gb, source):
+    cfg = from_hf_dict(config, source)
+    tensors = gguf_weight_bytes(cfg, quant, rope_freqs=rope_freqs)
+    published = published_gb * 1e9
+    rounding = 0.05 * 10 ** (len(str(int(published_gb))) - 2) * 1e9  # half a unit of the third figure
+    assert abs(tensors - published) / published < 0.01, (tensors, published, source)
+    assert tensors <= published + rounding, "tensor bytes cannot exceed the whole file"
+
+
+def test_headline_sizes_of_the_issue():
+    # Llama-3.1-8B-Instruct Q4_K_M is 4.92 GB; Mistral-Small-24B-Instruct-2501 Q4_K_M 14.3 GB.
+    assert round(gguf_weight_bytes(from_hf_dict(LLAMA31_8B, "l"), "q4_k_m", rope_freqs=True) / 1e9, 2) == 4.91
+    assert round(gguf_weight_bytes(from_hf_dict(MISTRAL_SMALL_24B, "m"), "q4_k_m") / 1e9, 1) == 14.3
+
+
+def _use_more_bits(i: int, n: int) -> bool:  # restated from llama-quant.cpp, for the expectation below
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def test_q4_k_m_per_tensor_choices_of_a_32_layer_llama():
+    cfg = from_hf_dict(LLAMA31_8B, "llama")
+    types = {t.name: t.ggml_type for t in gguf_tensors(cfg, "q4_k_m")}
+    # llama.cpp's loader prints, for every 32-layer llama Q4_K_M: f32 65, q4_K 193, q6_K 33.
+    assert type_counts(list(gguf_tensors(cfg, "q4_k_m"))) == {"F32": 65, "Q4_K": 193, "Q6_K": 33}
+    bumped = [i for i in range(32) if _use_more_bits(i, 32)]
+    assert bumped == [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
+    for i in range(32):
+        want = "Q6_K" if i in bumped else "Q4_K"
+        assert types[f"blk.{i}.attn_v.weight"] == want
+        assert types[f"blk.{i}.ffn_down.weight"] == want
+        assert types[f"blk.{i}.attn_q.weight"] == types[f"blk.{i}.ffn_up.weight"] == "Q4_K"
+        assert types[f"blk.{i}.attn_norm.weight"] == "F32"
+    assert types["output.weight"] == "Q6_K"
+    assert types["token_embd.weight"] == "Q4_K"  # untied: the embedding keeps the mix's type
+
+
+def test_q4_k_s_and_tied_embeddings():
+    cfg = from_hf_dict(dict(LLAMA31_8B, tie_word_embeddings=True), "tied")
+    types = {t.name: t.ggml_type for t in gguf_tensors(cfg, "q4_k_s")}
+    assert "output.weight" not in types and types["token_embd.weight"] == "Q6_K"
+    assert [types[f"blk.{i}.attn_v.weight"] for i in range(6)] == ["Q5_K"] * 4 + ["Q4_K"] * 2
+    assert [types[f"blk.{i}.ffn_down.weight"] for i in range(5)] == ["Q5_K"] * 4 + ["Q4_K"]
+
+
+def test_mixtral_expert_tensors_and_router():
+    cfg = from_hf_dict(MIXTRAL_8X7B, "mixtral")
+    tensors = {t.name: t for t in gguf_tensors(cfg, "q4_k_m")}
+    down = tensors["blk.0.ffn_down_exps.weight"]
+    assert down.shape == (14336, 4096, 8) and down.ggml_type == "Q6_K"
+    assert tensors["blk.4.ffn_down_exps.weight"].ggml_type == "Q4_K"
+    assert tensors["blk.0.ffn_gate_inp.weight"].ggml_type == "F32"
+    assert tensors["blk.5.attn_v.weight"].ggml_type == tensors["blk.5.attn_k.weight"].ggml_type == "Q8_0"
+    assert tensors["blk.5.attn_output.weight"].ggml_type == "Q5_K"
+    assert down.nbytes == 14336 // 256 * 210 * 4096 * 8
+
+
+def test_rows_that_are_not_whole_blocks_fall_back():
+    # A 2-D tensor whose row (ne[0]) is not a multiple of 256: Q4_K -> Q5_0, Q6_K -> Q8_0; of 32 either: F16.
+    odd = dict(LLAMA31_8B, hidden_size=4096 + 32, intermediate_size=14336 + 16)
+    types = {t.name: t.ggml_type for t in gguf_tensors(from_hf_dict(odd, "odd"), "q4_k_m")}
+    assert types["blk.10.attn_q.weight"] == "Q5_0"  # row 4128 = 129 x 32
+    assert types["blk.0.ffn_down.weight"] == "F16"  # row 14352: 448.5 blocks of 32
+    assert types["output.weight"] == "Q8_0"  # 4128 % 256 != 0
+
+
+def test_block_sizes():
+    sizes = {name: (t.block_size, t.type_size) for name, t in GGML_TYPES.items()}
+    assert sizes["Q4_0"] == (32, 18) and sizes["Q8_0"] == (32, 34) and sizes["Q4_K"] == (256, 144)
+    assert sizes["Q5_K"] == (256, 176) and sizes["Q6_K"] == (256, 210) and sizes["F16"] == (1, 2)
+
+
+@pytest.mark.parametrize("model", ["mistral-3b", "mistral-3-small", "mistral-small-22b", "mixtral-8x22b",
+                                   "llama-4-scout", "llama-4-maverick"])
+def test_every_registry_model_lays_out(registry, model):
+    cfg = registry.model(model).architecture
+    names = [n for n, _ in source_tensors(cfg)]
+    assert len(names) == len(set(names))
+    sizes = [gguf_weight_bytes(cfg, q) for q in GGUF_QUANTS]
+    assert sizes == sorted(sizes, reverse=True)  # f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s, q4_0
+
+
+def test_plan_cli_gguf_without_torch():
+    args = ["plan", "mistral-3b", "--quant", "q4_k_m", "--gpu", "edge-4gb", "--json"]
+    probe = PROBE.format(heavy=set(HEAVY) | {"llama_cpp"})
+    proc = subprocess.run([sys.executable, "-c", probe, json.dumps(args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    lines = proc.stdout.strip().splitlines()
+    report = json.loads(lines[-1])
+    assert report["code"] in (0, None), proc.stderr
+    assert report["heavy"] == []
+    plan = json.loads("\n".join(lines[:-1]))
+    assert plan["quant"] == "q4_k_m"
+    from bench.registry import load_registry
+    cfg = load_registry(ROOT / "configs").model("mistral-3b").architecture
+    assert plan["memory"]["weights_bytes"] == gguf_weight_bytes(cfg, "q4_k_m")
+    assert plan["fits"] is True
+
+
+def test_gguf_quant_refused_for_a_format_llama_cpp_does_not_have(run_bench):
+    proc = run_bench("plan", "mistral-3b", "--quant", "q3_k_xl", "--gpu", "edge-4gb")
+    assert proc.returncode == 2
