@@ -99,6 +99,7 @@ def test_backend_generates_exactly_n_tokens_and_reports_llama_cpp_buffers(tiny_g
     # to two decimals, so the parsed figure is exact to 0.005 MiB).
     formula = 2 * cfg.num_hidden_layers * cfg.kv_heads * cfg.head_size * 2 * N_CTX
     assert abs(info["kv_buffer_bytes"] - formula) <= 0.005 * MIB
+    assert info["kv_caches"] == [{"cells": N_CTX, "layers": cfg.num_hidden_layers}]
     assert info["model_buffer_bytes"] >= info["model_tensor_bytes"] * 0.99
     assert info["perf"]["n_eval"] >= 10  # llama.cpp's own counters saw the generated tokens
 
@@ -159,3 +160,46 @@ def test_an_architecture_llama_cpp_does_not_know_is_a_recorded_error(tmp_path):
     outcome = _measure_broken(path, tmp_path)
     assert outcome.status == "error"
     assert "could not load unknown-arch.gguf" in outcome.error and "nonesucharch" in outcome.error
+
+
+@pytest.mark.parametrize("model", ["tiny-mixtral", "tiny-llama4"])
+def test_moe_architectures_load_and_generate(cache_dir, registry, model):
+    from bench import synthetic_gguf
+    from bench.backends import EngineSettings, create_backend
+
+    path = synthetic_gguf.ensure(registry.model(model), "q4_k_m")
+    backend = create_backend("llama.cpp", EngineSettings(model_path=str(path), device="cpu", max_model_len=200))
+    backend.load()
+    try:
+        (gen,) = backend.generate([[5, 6, 7, 8]], 3)
+        info = backend.engine_info()
+    finally:
+        backend.close()
+    assert gen.output_tokens == 3 and info["weights_format"] == "q4_k_m"
+    cfg = registry.model(model).architecture
+    # llama.cpp rounds the cache up to 256 cells; every layer holds K and V for each (Llama 4's chunked
+    # layers keep min(window, cells): llama.cpp fixes the window at 8192).
+    cells = 256
+    assert sum(c["layers"] for c in info["kv_caches"]) == cfg.num_hidden_layers
+    assert {c["cells"] for c in info["kv_caches"]} == {cells}
+    assert abs(info["kv_buffer_bytes"] - 2 * cfg.num_hidden_layers * cfg.kv_heads * cfg.head_size * 2 * cells) \
+        <= 0.01 * MIB
+
+
+def test_buffer_lines_parse_into_bytes():
+    from bench.backends.llamacpp import parse_buffers
+
+    log = """load_tensors:   CPU_Mapped model buffer size =     2.21 MiB
+load_tensors:   CPU_REPACK model buffer size =     1.62 MiB
+llama_context:        CPU  output buffer size =     0.49 MiB
+llama_kv_cache:        CPU KV buffer size =     0.25 MiB
+llama_kv_cache:        CPU KV buffer size =     0.75 MiB
+sched_reserve:        CPU compute buffer size =     9.00 MiB
+sched_reserve:        CPU compute buffer size =     5.52 MiB
+"""
+    out = parse_buffers(log)
+    assert out["model_buffer_bytes"] == round(2.21 * MIB) + round(1.62 * MIB)
+    assert out["buffers"]["model"] == {"CPU_Mapped": round(2.21 * MIB), "CPU_REPACK": round(1.62 * MIB)}
+    assert out["kv_buffer_bytes"] == MIB  # two KV caches (global and chunked layers), summed
+    assert out["compute_buffer_bytes"] == round(5.52 * MIB)  # reserved again: the last size
+    assert out["output_buffer_bytes"] == round(0.49 * MIB)

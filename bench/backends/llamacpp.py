@@ -37,6 +37,9 @@ MIB = 2**20
 _BUFFER = re.compile(r"(?P<where>[\w.\-]+)\s+(?P<kind>model|KV|output|compute|RS) buffer size\s*=\s*"
                      r"(?P<mib>[\d.]+) MiB")
 
+# "llama_kv_cache: size =    0.25 MiB (   256 cells,   2 layers,  1/1 seqs), K (f16): ..., V (f16): ..."
+_KV_CACHE = re.compile(r"llama_kv_cache: size =\s*[\d.]+ MiB \(\s*(?P<cells>\d+) cells,\s*(?P<layers>\d+) layers")
+
 # The log callback must outlive every call into llama.cpp: kept at module level. Entries: (level, text).
 _LOG: list[tuple[int, str]] = []
 # ggml_log_level (ggml.h): debug lines (graph dumps) are dropped, with their continuations.
@@ -65,19 +68,25 @@ def capture_log() -> None:
 
 
 def parse_buffers(log: str) -> dict[str, Any]:
-    """llama.cpp's memory account from its log: bytes per buffer kind and where it lives.
+    """llama.cpp's memory account from its log: bytes per buffer kind, and per backend buffer type.
 
-    A buffer logged twice (a graph reserved again) counts once, at its last size; buffers of
-    one kind on several backends (CPU_Mapped and CPU_REPACK model buffers) are summed.
+    Every KV line is a buffer of its own (Llama 4's chunked layers have a second KV cache beside
+    the global one), so KV lines are summed; a model, output or compute buffer logged again (a graph
+    reserved twice) counts once, at its last size. Model buffers of several types (CPU_Mapped, and
+    CPU_REPACK where weights are repacked for the CPU's kernels) are kept apart and summed.
     """
-    found: dict[tuple[str, str], int] = {}
+    found: dict[str, dict[str, int]] = {}
     for m in _BUFFER.finditer(log):
-        found[(m["kind"], m["where"])] = round(float(m["mib"]) * MIB)
-    by_kind: dict[str, dict[str, int]] = {}
-    for (kind, where), size in found.items():
-        by_kind.setdefault(kind.lower(), {})[where] = size
-    out: dict[str, Any] = {f"{kind}_buffer_bytes": sum(v.values()) for kind, v in by_kind.items()}
-    out["buffers"] = {kind: places for kind, places in by_kind.items()}
+        kind, where, size = m["kind"].lower(), m["where"], round(float(m["mib"]) * MIB)
+        places = found.setdefault(kind, {})
+        if kind in ("kv", "rs"):
+            places[where] = places.get(where, 0) + size
+        else:
+            places[where] = size
+    out: dict[str, Any] = {f"{kind}_buffer_bytes": sum(places.values()) for kind, places in found.items()}
+    out["buffers"] = found
+    # Cells per KV cache (llama.cpp rounds n_ctx up to a multiple of 256) and the layers each holds.
+    out["kv_caches"] = [{"cells": int(m["cells"]), "layers": int(m["layers"])} for m in _KV_CACHE.finditer(log)]
     return out
 
 
@@ -132,6 +141,10 @@ class LlamaCppBackend:
         cparams.n_threads = self.n_threads
         cparams.n_threads_batch = self.n_threads
         cparams.no_perf = False
+        # Sliding-window (chunked) layers keep only their window, as llama.cpp's own tools do (the
+        # library's default keeps n_ctx cells in every layer).
+        cparams.swa_full = False
+        self.swa_full = False
         self.flash_attn_type = int(cparams.flash_attn_type)
         self.type_k, self.type_v = int(cparams.type_k), int(cparams.type_v)
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
@@ -214,6 +227,7 @@ class LlamaCppBackend:
                                             llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK),
             "repack": getattr(self, "use_extra_bufts", None),  # extra buffer types: weights repacked for the CPU
             "flash_attn_type": getattr(self, "flash_attn_type", None),  # -1 auto, 0 off, 1 on
+            "swa_full": getattr(self, "swa_full", None),
             "kv_type": "f16" if getattr(self, "type_k", 1) == 1 else getattr(self, "type_k", None),
             "n_gpu_layers": 999 if self.settings.device == "cuda" else 0,
             "model_tensor_bytes": int(llama_cpp.llama_model_size(self.model)) if self.model else None,
