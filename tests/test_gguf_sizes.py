@@ -191,3 +191,12 @@ def test_plan_cli_gguf_without_torch():
 def test_gguf_quant_refused_for_a_format_llama_cpp_does_not_have(run_bench):
     proc = run_bench("plan", "mistral-3b", "--quant", "q3_k_xl", "--gpu", "edge-4gb")
     assert proc.returncode == 2
+
+
+def test_plan_from_a_bare_config_takes_a_gguf_type(run_bench, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(QWEN25_7B))
+    proc = run_bench("plan", "--config", str(path), "--quant", "q4_k_m", "--gpu", "edge-8gb", "--json")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["memory"]["weights_bytes"] == gguf_weight_bytes(from_hf_dict(QWEN25_7B, "q"), "q4_k_m")
