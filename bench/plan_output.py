@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import output
+from bench.estimate.quant import FORMATS
 from bench.hfconfig import load_hf_config
 from bench.plan import PlanRequest, Subject, make_plan
 from bench.registry import Registry
@@ -39,7 +40,8 @@ def render_plan(plan: dict[str, Any]) -> str:
     if plan["proxy"]:
         lines.append(f"  proxy shape: {plan['proxy']}")
     lines.append(f"  params: {output.billions(params['total'])} total, {output.billions(params['active'])} active")
-    rows = [["weights", output.gib(mem["weights_bytes"])]]
+    gguf = FORMATS.get(plan["quant"]) is not None and FORMATS[plan["quant"]].gguf
+    rows = [["weights (GGUF tensors)" if gguf else "weights", output.gib(mem["weights_bytes"])]]
     if plan["finetune"]:
         rows.append([f"trainable state ({output.billions(mem['trainable_params'])} params)",
                      output.gib(mem["trainable_bytes"])])
