@@ -213,3 +213,12 @@ def test_ministral_3_3b_q4_k_m_to_the_byte(registry):
     assert tensors == 2_138_615_808
     header = file_bytes - tensors
     assert 0 < header < 10_000_000  # metadata and a 131,072-token vocabulary with its merges: 8.4 MB
+
+
+def test_mixtral_8x22b_q4_k_s_from_the_registry(registry):
+    # mradermacher/Mixtral-8x22B-Instruct-v0.1-GGUF: Q4_K_S as a plain byte split, part1of2 40.8 GB + part2of2 39.7 GB
+    # https://huggingface.co/mradermacher/Mixtral-8x22B-Instruct-v0.1-GGUF/tree/3b17629b4c2fb005a1efd367514a8c18482cfc79
+    published, rounding = 80.5e9, 0.1e9  # two three-figure sizes
+    tensors = gguf_weight_bytes(registry.model("mixtral-8x22b").architecture, "q4_k_s")
+    assert abs(tensors - published) / published < 0.01
+    assert tensors <= published + rounding
