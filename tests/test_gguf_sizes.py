@@ -222,3 +222,71 @@ def test_mixtral_8x22b_q4_k_s_from_the_registry(registry):
     tensors = gguf_weight_bytes(registry.model("mixtral-8x22b").architecture, "q4_k_s")
     assert abs(tensors - published) / published < 0.01
     assert tensors <= published + rounding
+
+
+# Tiny architectures for llama.cpp's own quantizer: shapes that exercise use_more_bits, tied
+# embeddings, 8 experts, Llama 4's shared expert with dense layers between, and rows that are not
+# whole 256-blocks (288, 800) so the fallbacks show.
+QUANTIZER_CASES = {
+    "llama-16-layers": dict(model_type="llama", hidden_size=256, num_hidden_layers=16, num_attention_heads=4,
+                            num_key_value_heads=2, head_dim=64, intermediate_size=512, vocab_size=1024,
+                            max_position_embeddings=4096),
+    "ministral3-tied": dict(model_type="ministral3", hidden_size=256, num_hidden_layers=10, num_attention_heads=4,
+                            num_key_value_heads=2, head_dim=64, intermediate_size=768, vocab_size=1024,
+                            max_position_embeddings=4096, tie_word_embeddings=True),
+    "mixtral-8-experts": dict(model_type="mixtral", hidden_size=256, num_hidden_layers=8, num_attention_heads=4,
+                              num_key_value_heads=2, intermediate_size=512, vocab_size=1024,
+                              max_position_embeddings=4096, num_local_experts=8, num_experts_per_tok=2),
+    "llama4-interleaved": dict(model_type="llama4_text", hidden_size=256, num_hidden_layers=8, num_attention_heads=4,
+                               num_key_value_heads=2, head_dim=64, intermediate_size=256, intermediate_size_mlp=512,
+                               vocab_size=1024, max_position_embeddings=4096, num_local_experts=4,
+                               num_experts_per_tok=1, interleave_moe_layer_step=2),
+    "odd-rows": dict(model_type="llama", hidden_size=288, num_hidden_layers=9, num_attention_heads=4,
+                     num_key_value_heads=2, head_dim=72, intermediate_size=800, vocab_size=1000,
+                     max_position_embeddings=4096),
+}
+# llama_ftype values (include/llama.h)
+LLAMA_FTYPES = {"f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18}
+
+
+QUANTIZER_CHECK = """
+import json, shutil, sys, tempfile
+from pathlib import Path
+import gguf, llama_cpp
+from bench.estimate.gguf import gguf_tensors
+from bench.hfconfig import from_hf_dict
+from bench.synthetic_gguf import write_f16_skeleton
+config, ftypes = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+cfg = from_hf_dict(config, "case")
+work = Path(tempfile.mkdtemp())
+write_f16_skeleton(cfg, work / "source.gguf", "case")
+report = {}
+for quant, ftype in ftypes.items():
+    target = work / (quant + ".gguf")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.nthread, params.allow_requantize = ftype, 2, True
+    status = llama_cpp.llama_model_quantize(str(work / "source.gguf").encode(), str(target).encode(), params)
+    written = {t.name: [t.tensor_type.name, int(t.n_bytes)] for t in gguf.GGUFReader(target).tensors}
+    bench = {t.name: [t.ggml_type, t.nbytes] for t in gguf_tensors(cfg, quant)}
+    report[quant] = {"status": status, "differ": {k: [written.get(k), bench.get(k)]
+                     for k in set(written) | set(bench) if written.get(k) != bench.get(k)}}
+shutil.rmtree(work)
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("case", list(QUANTIZER_CASES))
+def test_every_tensor_as_llama_cpps_quantizer_writes_it(case):
+    """No mock: an F16 GGUF of the architecture goes through llama_model_quantize, and every
+    tensor's ggml type and bytes in the file it writes must be the ones bench computes. In a
+    child process: the quantizer's failures abort the process."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    proc = subprocess.run([sys.executable, "-c", QUANTIZER_CHECK, json.dumps(QUANTIZER_CASES[case]),
+                           json.dumps(LLAMA_FTYPES)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(report) == set(LLAMA_FTYPES)
+    for quant, result in report.items():
+        assert result["status"] == 0, quant
+        assert result["differ"] == {}, quant
