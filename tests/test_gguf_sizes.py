@@ -206,7 +206,7 @@ def test_ministral_3_3b_q4_k_m_to_the_byte(registry):
     # mistralai/Ministral-3-3B-Instruct-2512-GGUF, Ministral-3-3B-Instruct-2512-Q4_K_M.gguf at revision
     # eb599d408350ea2bb60452cb86be7c7b2fc28227 (sha256 9ed150d4367e68df0ac8e1540f6ddc65b42d0ee26378329d1ecbca60f93fc5f8)
     # is 2,147,023,008 bytes, the LFS size that public projects pinning that file record:
-    # https://huggingface.co/mistralai/Ministral-3-3B-Instruct-2512-GGUF/blob/eb599d408350ea2bb60452cb86be7c7b2fc28227/Ministral-3-3B-Instruct-2512-Q4_K_M.gguf
+    # https://huggingface.co/mistralai/Ministral-3-3B-Instruct-2512-GGUF/blob/eb599d408350ea2bb60452cb86be7c7b2fc28227/Ministral-3-3B-Instruct-2512-Q4_K_M.gguf  # noqa: E501
     # The text model only (the vision tower is the separate mmproj file); the rest is the header.
     file_bytes = 2_147_023_008
     tensors = gguf_weight_bytes(registry.model("mistral-3b").architecture, "q4_k_m")
