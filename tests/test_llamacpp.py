@@ -203,3 +203,19 @@ sched_reserve:        CPU compute buffer size =     5.52 MiB
     assert out["kv_buffer_bytes"] == MIB  # two KV caches (global and chunked layers), summed
     assert out["compute_buffer_bytes"] == round(5.52 * MIB)  # reserved again: the last size
     assert out["output_buffer_bytes"] == round(0.49 * MIB)
+
+
+def test_repack_and_threads_can_be_set_and_are_recorded(tiny_gguf, monkeypatch):
+    from bench.backends import EngineSettings, create_backend
+
+    monkeypatch.setenv("BENCH_LLAMACPP_REPACK", "0")
+    monkeypatch.setenv("BENCH_LLAMACPP_THREADS", "1")
+    backend = create_backend("llama.cpp", EngineSettings(model_path=str(tiny_gguf), device="cpu", max_model_len=64))
+    backend.load()
+    try:
+        (gen,) = backend.generate([[5, 6, 7]], 2)
+        info = backend.engine_info()
+    finally:
+        backend.close()
+    assert gen.output_tokens == 2
+    assert info["repack"] is False and info["n_threads"] == 1 and set(info["buffers"]["model"]) == {"CPU_Mapped"}

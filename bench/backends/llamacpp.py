@@ -6,6 +6,10 @@ end-of-sequence token is just another token and every request produces exactly t
 asked length), and each token is time-stamped as its logits come back. The KV cache
 is cleared before every request, so no prefix is reused between requests.
 
+Settings are llama.cpp's defaults (mmap, weights repacked for the CPU's kernels on x86, f16 KV,
+flash attention auto) with one thread per core; BENCH_LLAMACPP_THREADS, BENCH_LLAMACPP_MMAP=0 and
+BENCH_LLAMACPP_REPACK=0 change them for an experiment, and the record says what ran.
+
 One sequence at a time: a batch of requests is generated one request after another,
 and the record says so (`batching: "sequential"`). llama.cpp's context is made for one
 sequence of `n_ctx = max_model_len` tokens, the KV cache in f16 (llama.cpp's default).
@@ -116,8 +120,12 @@ class LlamaCppBackend:
         self.ctx: Any = None
         self.n_vocab = 0
         self.n_batch = min(512, settings.max_model_len)
-        self.n_threads = threads()
-        self.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP
+        # llama.cpp's defaults, as a user's llama.cpp runs them; the environment can change three of
+        # them for an experiment, and the record says which ran.
+        self.n_threads = int(os.environ.get("BENCH_LLAMACPP_THREADS") or threads())
+        mmap = os.environ.get("BENCH_LLAMACPP_MMAP", "1") != "0"
+        self.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
+        self.use_extra_bufts = os.environ.get("BENCH_LLAMACPP_REPACK", "1") != "0"
         self._log_start = 0
         self._perf: dict[str, float] = {}
 
@@ -129,10 +137,10 @@ class LlamaCppBackend:
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = 999 if s.device == "cuda" else 0
         mparams.load_mode = self.load_mode
+        mparams.use_extra_bufts = self.use_extra_bufts
         self.model = llama_cpp.llama_model_load_from_file(s.model_path.encode(), mparams)
         if not self.model:
             raise RuntimeError(load_error(_LOG[self._log_start:], s.model_path))
-        self.use_extra_bufts = bool(mparams.use_extra_bufts)
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = s.max_model_len
         cparams.n_batch = self.n_batch
@@ -225,7 +233,9 @@ class LlamaCppBackend:
             "use_mmap": self.load_mode in (llama_cpp.LLAMA_LOAD_MODE_MMAP, llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK),
             "use_mlock": self.load_mode in (llama_cpp.LLAMA_LOAD_MODE_MLOCK,
                                             llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK),
-            "repack": getattr(self, "use_extra_bufts", None),  # extra buffer types: weights repacked for the CPU
+            # Extra buffer types: on x86, Q4_0/Q4_K/IQ4_NL weights get a repacked copy (CPU_REPACK) for
+            # faster kernels; with mmap the mapped originals stay in the page cache beside it.
+            "repack": self.use_extra_bufts,
             "flash_attn_type": getattr(self, "flash_attn_type", None),  # -1 auto, 0 off, 1 on
             "swa_full": getattr(self, "swa_full", None),
             "kv_type": "f16" if getattr(self, "type_k", 1) == 1 else getattr(self, "type_k", None),
