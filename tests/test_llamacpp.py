@@ -74,6 +74,15 @@ def test_synthetic_gguf_has_the_real_names_shapes_and_llama_cpp_types(tiny_gguf,
     assert tiny_gguf.stat().st_mtime_ns == mtime
 
 
+def test_the_16_bit_intermediate_of_a_24b_shape_costs_no_disk(registry, tmp_path):
+    """The quantizer's input is a sparse file: a 47 GB F16 shape takes a few MB of disk."""
+    from bench import synthetic_gguf
+
+    path = tmp_path / "skeleton.gguf"
+    synthetic_gguf.write_f16_skeleton(registry.model("mistral-3-small").architecture, path, "skeleton")
+    assert path.stat().st_size > 45e9 and path.stat().st_blocks * 512 < 64 * MIB
+
+
 def test_backend_generates_exactly_n_tokens_and_reports_llama_cpp_buffers(tiny_gguf, registry):
     from bench.backends import EngineSettings, create_backend
 
