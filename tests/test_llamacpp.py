@@ -111,6 +111,14 @@ def test_backend_generates_exactly_n_tokens_and_reports_llama_cpp_buffers(tiny_g
     assert info["kv_caches"] == [{"cells": N_CTX, "layers": cfg.num_hidden_layers}]
     assert info["model_buffer_bytes"] >= info["model_tensor_bytes"] * 0.99
     assert info["perf"]["n_eval"] >= 10  # llama.cpp's own counters saw the generated tokens
+    assert "CPU" in info["system_info"]
+
+
+def test_the_run_path_imports_no_engine_until_the_child():
+    code = ("import sys, bench.cli, bench.inference_job, bench.preflight, bench.synthetic_gguf, bench.backends; "
+            "print(sorted(m for m in ('llama_cpp', 'gguf', 'numpy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_bench_run_llama_cpp_writes_an_ok_record(cache_dir, tiny_gguf, tmp_path):

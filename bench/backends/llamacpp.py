@@ -243,6 +243,8 @@ class LlamaCppBackend:
             "model_tensor_bytes": int(llama_cpp.llama_model_size(self.model)) if self.model else None,
             "model_params": int(llama_cpp.llama_model_n_params(self.model)) if self.model else None,
             "n_vocab": self.n_vocab,
+            # The CPU features llama.cpp was built for and uses (AVX2, AVX512, ...): they decide its kernels.
+            "system_info": (llama_cpp.llama_print_system_info() or b"").decode(errors="replace").strip(" |"),
         }
         info.update(parse_buffers(log))
         info["buffer_log"] = [line.strip() for line in log.splitlines() if "buffer size" in line or
