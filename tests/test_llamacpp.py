@@ -144,12 +144,12 @@ def test_a_context_beyond_the_model_is_one_line_exit_2(run_bench, tmp_path):
     assert "exceed" in proc.stderr
 
 
-def _measure_broken(path, tmp_path) -> "object":
+def _measure_broken(path, tmp_path, n_ctx: int = 64) -> "object":
     from bench.isolate import run_isolated
 
     settings = {"backend": "llama.cpp", "vocab_size": 1024, "prompt_len": 4, "output_len": 2, "batch": 1,
                 "warmup": 0, "min_iterations": 1, "min_duration_s": 0, "throughput_runs": 1,
-                "engine": {"model_path": str(path), "device": "cpu", "quant": "q4_k_m", "max_model_len": 64}}
+                "engine": {"model_path": str(path), "device": "cpu", "quant": "q4_k_m", "max_model_len": n_ctx}}
     return run_isolated("bench.scenarios.inference:measure", {"settings": settings}, 120,
                         log_path=tmp_path / "run.log")
 
@@ -160,6 +160,21 @@ def test_a_truncated_gguf_is_a_recorded_error(tiny_gguf, tmp_path):
     outcome = _measure_broken(broken, tmp_path)
     assert outcome.status == "error"
     assert "llama.cpp could not load truncated.gguf" in outcome.error
+
+
+def _overcommit_refuses_huge_allocations() -> bool:
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            return f.read().strip() in ("0", "2")  # heuristic or strict: a 128 GiB malloc fails at once
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _overcommit_refuses_huge_allocations(), reason="the kernel would grant 128 GiB and kill later")
+def test_a_kv_cache_that_cannot_be_allocated_is_a_recorded_oom(tiny_gguf, tmp_path):
+    outcome = _measure_broken(tiny_gguf, tmp_path, n_ctx=2**27)  # a 128 GiB KV cache: malloc refuses it
+    assert outcome.status == "oom"
+    assert "could not make a context" in outcome.error and "failed to allocate" in outcome.error
 
 
 def test_an_architecture_llama_cpp_does_not_know_is_a_recorded_error(tmp_path):

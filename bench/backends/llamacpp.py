@@ -140,7 +140,8 @@ class LlamaCppBackend:
         mparams.use_extra_bufts = self.use_extra_bufts
         self.model = llama_cpp.llama_model_load_from_file(s.model_path.encode(), mparams)
         if not self.model:
-            raise RuntimeError(load_error(_LOG[self._log_start:], s.model_path))
+            error = load_error(_LOG[self._log_start:], s.model_path)
+            raise (MemoryError if "failed to allocate" in error else RuntimeError)(error)
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = s.max_model_len
         cparams.n_batch = self.n_batch
@@ -157,8 +158,10 @@ class LlamaCppBackend:
         self.type_k, self.type_v = int(cparams.type_k), int(cparams.type_v)
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
         if not self.ctx:
-            raise RuntimeError(load_error(_LOG[self._log_start:], s.model_path).replace(
-                "could not load", "could not make a context for"))
+            error = load_error(_LOG[self._log_start:], s.model_path).replace("could not load",
+                                                                             "could not make a context for")
+            # The KV cache or compute buffers did not fit: an out-of-memory, recorded as one.
+            raise (MemoryError if "failed to allocate" in error else RuntimeError)(error)
         vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
