@@ -129,7 +129,8 @@ def run(
              "int8; llama.cpp for the GGUF types).")] = None,
     quant: Annotated[str, typer.Option(help="bf16, fp16; fp8 and int4 (an AWQ/GPTQ repository) on vLLM; "
                                             "nf4 and int8 (bitsandbytes) on transformers; the GGUF types q4_0, "
-                                            "q4_k_m, q5_k_m, q6_k, q8_0, f16, bf16 on llama.cpp.")] = "bf16",
+                                            "q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0, f16, bf16 on llama.cpp."
+                                       )] = "bf16",
     weights: WeightsOpt = None,
     device: DeviceOpt = "cuda",
     batch: Annotated[int, typer.Option(min=1, help="Requests submitted together for the throughput figure.")] = 8,

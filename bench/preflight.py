@@ -17,7 +17,7 @@ from bench.specs import HardwareSpec, ModelSpec
 
 BACKENDS = ("vllm", "transformers", "llama.cpp")
 # GGUF file types (llama.cpp's quantizer names them; bench writes them in lower case).
-GGUF_QUANTS = ("q4_0", "q4_k_m", "q5_k_m", "q6_k", "q8_0", "f16", "bf16")
+GGUF_QUANTS = ("q4_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k", "q8_0", "f16", "bf16")
 # Quants each engine can run, and on which devices. vLLM 0.32 has no bitsandbytes method in
 # QuantizationMethods; transformers has no AWQ/GPTQ kernels without extra packages, and its fp8
 # path needs an FP8 checkpoint and fp8-capable kernels, so bench sends fp8 to vLLM only.

@@ -33,7 +33,8 @@ from bench.hfconfig import TextConfig
 from bench.specs import ModelSpec
 
 # GGUF quant ids -> llama.cpp's file type (llama_ftype, also gguf's LlamaFileType).
-GGUF_FTYPES = {"f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18, "bf16": 32}
+GGUF_FTYPES = {"f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18,
+               "bf16": 32}
 GGUF_QUANTS = tuple(GGUF_FTYPES)
 # general.file_type values -> bench's name for them (the ones above, plus what other files say).
 FILE_TYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9: "q5_1", 10: "q2_k",

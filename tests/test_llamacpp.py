@@ -251,3 +251,19 @@ def test_repack_and_threads_can_be_set_and_are_recorded(tiny_gguf, monkeypatch):
         backend.close()
     assert gen.output_tokens == 2
     assert info["repack"] is False and info["n_threads"] == 1 and set(info["buffers"]["model"]) == {"CPU_Mapped"}
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-mixtral", "tiny-llama4"])
+def test_the_planner_predicts_the_tensor_bytes_llama_cpp_writes(cache_dir, registry, model):
+    """The planner's GGUF weights (its copy of llama.cpp's per-tensor rules) against llama.cpp's quantizer."""
+    import gguf
+
+    from bench import synthetic_gguf
+    from bench.plan import PlanRequest, Subject, make_plan
+
+    spec = registry.model(model)
+    for quant in ("q4_0", "q4_k_m", "q5_k_s", "q8_0"):
+        path = synthetic_gguf.ensure(spec, quant)
+        written = sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors)
+        planned = make_plan(PlanRequest(Subject.from_spec(spec), quant=quant))["memory"]["weights_bytes"]
+        assert planned == written, (model, quant)
