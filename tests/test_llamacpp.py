@@ -267,3 +267,13 @@ def test_the_planner_predicts_the_tensor_bytes_llama_cpp_writes(cache_dir, regis
         written = sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors)
         planned = make_plan(PlanRequest(Subject.from_spec(spec), quant=quant))["memory"]["weights_bytes"]
         assert planned == written, (model, quant)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["mistral-3b", "--quant", "q4_k_m"], "add --weights synthetic"),  # real GGUF files are not fetched yet
+    (["tiny-llama", "--quant", "nf4", "--weights", "synthetic"], "not nf4"),
+])
+def test_runs_llama_cpp_cannot_do_are_one_line_exit_2(run_bench, tmp_path, args, expected):
+    proc = run_bench("run", *args, "--backend", "llama.cpp", "--device", "cpu", "--results-dir", str(tmp_path))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert expected in proc.stderr and not list(tmp_path.iterdir())
