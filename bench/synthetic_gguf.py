@@ -331,5 +331,7 @@ def ensure(spec: ModelSpec, quant: str, timeout_s: float = 3600.0) -> Path:
     outcome = run_isolated("bench.synthetic_gguf:build_isolated_target",
                            {"spec": spec.model_dump(mode="json"), "quant": quant}, timeout_s)
     if outcome.status != "ok" or not target.exists():
-        raise UserError(f"writing the synthetic GGUF of {spec.id} in {quant} failed: {outcome.error}")
+        last = [line for line in (outcome.error or "").splitlines() if line.strip()][-1:] or [outcome.status]
+        raise UserError(f"writing the synthetic GGUF of {spec.id} in {quant} failed ({outcome.status}): "
+                        f"{last[0].strip()}")
     return target
