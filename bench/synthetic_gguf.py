@@ -312,6 +312,16 @@ def file_type(path: str | Path) -> str | None:
     return FILE_TYPE_NAMES.get(value, f"type-{value}")
 
 
+def _remove_leftovers(target: Path) -> None:
+    """Partial files of builds whose process is gone (killed at a timeout): up to the model's size."""
+    import psutil
+
+    for leftover in target.parent.glob(f"{target.name}.*-*"):
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
 def build_isolated_target(spec: dict, quant: str) -> dict:
     """Child-process entry point (`bench.isolate`): build the GGUF of a registry spec, return its path."""
     return {"path": str(build(ModelSpec.model_validate(spec), quant))}
@@ -328,6 +338,7 @@ def ensure(spec: ModelSpec, quant: str, timeout_s: float = 3600.0) -> Path:
         return target
     from bench.isolate import run_isolated
 
+    _remove_leftovers(target)
     outcome = run_isolated("bench.synthetic_gguf:build_isolated_target",
                            {"spec": spec.model_dump(mode="json"), "quant": quant}, timeout_s)
     if outcome.status != "ok" or not target.exists():
