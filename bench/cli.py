@@ -137,6 +137,8 @@ def run(
     prompt_len: Annotated[int, typer.Option(min=1, help="Prompt tokens per request.")] = 128,
     output_len: Annotated[int, typer.Option(min=2, help="Generated tokens per request (forced).")] = 64,
     context: Annotated[Optional[int], typer.Option(min=2, help="Also run one request at this context length.")] = None,
+    max_model_len: Annotated[Optional[int], typer.Option(
+        min=2, help="The engine's context capacity (KV cache sized for it) without a request that fills it.")] = None,
     iterations: Annotated[int, typer.Option(min=1, help="Minimum batch-1 latency iterations.")] = 5,
     min_duration: Annotated[float, typer.Option(help="Minimum seconds of batch-1 latency runs.")] = 2.0,
     timeout: TimeoutOpt = None,
@@ -157,8 +159,8 @@ def run(
     directory = resolve_results_dir(results_dir)
     record = run_inference(
         _registry(), model, gpu=gpu, backend=backend, quant=quant, weights=weights, device=device, batch=batch,
-        prompt_len=prompt_len, output_len=output_len, context=context, min_iterations=iterations,
-        min_duration_s=min_duration, results_dir=directory,
+        prompt_len=prompt_len, output_len=output_len, context=context, max_model_len=max_model_len,
+        min_iterations=iterations, min_duration_s=min_duration, results_dir=directory,
         timeout_s=timeout or (1800 if device == "cuda" else 900))
     _finish(record, directory)
 

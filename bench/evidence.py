@@ -15,10 +15,19 @@ from bench.results import RunRecord
 from bench.specs import ClaimSpec, RecipeSpec
 
 RANK_LABELS = {3: "measured on the claimed card", 2: "measured under a cap emulating the claimed card",
-               1: "measured with synthetic weights"}
+               1: "measured with synthetic weights",
+               0: "measured on a CPU with llama.cpp (its buffers held against the budget)"}
+
+
+def is_llamacpp_on_cpu(record: RunRecord) -> bool:
+    """A llama.cpp run on a CPU: its buffers are the bytes a device would hold for the same file."""
+    engine = record.details.get("engine") or {}
+    return engine.get("engine") == "llama.cpp" and record.hardware.get("device") == "cpu"
 
 
 def rank(record: RunRecord) -> int:
+    if is_llamacpp_on_cpu(record):
+        return 0
     if record.model.weights == "synthetic":
         return 1
     return 2 if record.hardware.get("emulated") else 3
@@ -37,12 +46,22 @@ def engine_quant(record: RunRecord) -> str | None:
     return None
 
 
+def context_capacity(record: RunRecord) -> int:
+    """The context the run proved room for: a request that filled it, or, for engines that allocate
+    their KV cache up front (vLLM, llama.cpp), the context the engine was sized for."""
+    scenario: dict[str, Any] = record.config.get("scenario", {})
+    filled = scenario.get("context") or 0
+    if scenario.get("backend") in ("vllm", "llama.cpp"):
+        return max(filled, scenario.get("engine", {}).get("max_model_len") or 0)
+    return filled
+
+
 def _inference_matches(record: RunRecord, claim: ClaimSpec) -> bool:
     scenario: dict[str, Any] = record.config.get("scenario", {})
     cond = claim.conditions
     if cond.quant and engine_quant(record) != cond.quant:
         return False
-    if cond.context and (scenario.get("context") or 0) < cond.context:
+    if cond.context and context_capacity(record) < cond.context:
         return False
     return not (cond.batch and scenario.get("batch", 0) < cond.batch)
 

@@ -24,9 +24,13 @@ DTYPE_OF_QUANT = {"fp16": "float16"}
 def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backend: str | None, quant: str,
                   weights: str | None, device: str, batch: int, prompt_len: int, output_len: int,
                   context: int | None, min_iterations: int, min_duration_s: float, results_dir: Path,
-                  timeout_s: float, labels: dict[str, str] | None = None):
+                  timeout_s: float, labels: dict[str, str] | None = None, max_model_len: int | None = None):
     """Check everything that can be checked before the run (engine x quant x device x weights,
-    cards, lengths, disk), then download if needed and measure in a child process."""
+    cards, lengths, disk), then download if needed and measure in a child process.
+
+    `max_model_len` sizes the engine's context (vLLM and llama.cpp allocate its KV cache up front)
+    without a request that fills it: on a CPU, prefilling 32k tokens of a 24B model takes longer
+    than the memory question is worth."""
     model = resolve_model(registry, model_name)
     target = registry.gpu(gpu) if gpu else None
     backend = choose_backend(backend, quant)
@@ -34,10 +38,10 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
     if output_len < 2:
         raise UserError("--output-len must be at least 2 (inter-token latency needs two tokens)")
     cfg = model.architecture
-    max_len = max(prompt_len + output_len, context or 0)
+    max_len = max(prompt_len + output_len, context or 0, max_model_len or 0)
     if max_len > cfg.max_position_embeddings:
         raise UserError(f"{max_len} tokens exceed {model.id}'s maximum of {cfg.max_position_embeddings}")
-    cap = check_device(device, target, model.id)
+    cap = check_device(device, target, model.id, on_device_budget=backend == "llama.cpp")
     if backend == "llama.cpp":
         spec_weights = gguf_weights(model, weights, quant)
     else:

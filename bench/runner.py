@@ -91,18 +91,22 @@ def installed_engines() -> frozenset[str]:
     return frozenset(name for name in ("vllm", "bitsandbytes", "llama_cpp") if find_spec(name) is not None)
 
 
-def check_device(device: str, gpu: HardwareSpec | None, model_id: str) -> CapPlan:
+def check_device(device: str, gpu: HardwareSpec | None, model_id: str, on_device_budget: bool = False) -> CapPlan:
     """Refuse a device this machine lacks; decide whether the run is the claimed card or emulates it.
 
-    Runs in the parent, so it creates no CUDA context (see `bench.gpu_inventory`).
+    Runs in the parent, so it creates no CUDA context (see `bench.gpu_inventory`). With
+    `on_device_budget` (llama.cpp), a CPU run may name an edge budget: nothing is capped, and
+    llama.cpp's buffers are held against the budget by the verdict.
     """
     from bench.gpu_inventory import cuda_card_count, visible_cards
     from bench.preflight import check_cards, plan_cap
 
     if device == "cpu":
+        if gpu is not None and on_device_budget and gpu.device_class == "edge":
+            return plan_cap(None, device, None, None)
         if gpu is not None:
-            raise UserError(f"--gpu {gpu.id} caps CUDA memory to emulate that card; it does not apply to "
-                            "--device cpu")
+            raise UserError(f"--gpu {gpu.id} caps CUDA memory to emulate that card; on --device cpu only "
+                            "llama.cpp runs name a target (an edge budget its buffers are held against)")
         return plan_cap(None, device, None, None)
     count = cuda_card_count()
     if count == 0:

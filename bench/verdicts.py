@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.evals.compare import Score, compare, primary_metric
-from bench.evidence import RANK_LABELS, engine_quant, eval_record, memory_evidence, rank, speed_evidence
+from bench.evidence import (RANK_LABELS, engine_quant, eval_record, is_llamacpp_on_cpu, memory_evidence, rank,
+                            speed_evidence)
 from bench.estimate.quant import weight_format
 from bench.plan import DEFAULT_CONTEXT, PlanRequest, Subject, make_plan
 from bench.registry import Registry
 from bench.results import RunRecord
-from bench.specs import ClaimSource, ClaimSpec, ModelSpec, RecipeSpec
+from bench.specs import ClaimSource, ClaimSpec, HardwareSpec, ModelSpec, RecipeSpec
 
 HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED = "holds", "fails", "refuted-by-arithmetic", "plausible", "untested"
 VERDICTS = (HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED)
@@ -293,6 +294,51 @@ def _vllm_need_text(record: RunRecord) -> str | None:
     return f", needing {_gib(sum(known.values()))} by vLLM's accounting ({terms}){kept}"
 
 
+LLAMACPP_BUFFERS = ("model", "kv", "rs", "compute", "output")
+
+
+def llamacpp_held_bytes(record: RunRecord) -> dict[str, int]:
+    """The bytes of each buffer llama.cpp allocated in a run (weights, KV cache, recurrent state,
+    compute graph, output): what a device running the same file at the same context allocates."""
+    engine = record.details.get("engine") or {}
+    return {name: engine[f"{name}_buffer_bytes"] for name in LLAMACPP_BUFFERS if engine.get(f"{name}_buffer_bytes")}
+
+
+def _gib2(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"  # budgets are decided by tenths of a GiB: show hundredths
+
+
+def _llamacpp_budget(gpu: HardwareSpec, records: list[RunRecord], how: str, conditions: dict[str, Any],
+                     evidence: dict[str, Any], claim: ClaimSpec) -> Verdict:
+    """llama.cpp runs on a CPU decide a budget by their buffers, held against it.
+
+    The claim's context, where it states one, already selected the records; where it states
+    none, the largest measured context whose buffers fit decides (and is named), and when none
+    fits, the smallest measured context fails the claim.
+    """
+    context = {r.id: (r.details.get("engine") or {}).get("n_ctx") or 0 for r in records}
+    held = {r.id: sum(llamacpp_held_bytes(r).values()) for r in records if r.status == "ok"}
+    fitting = [r for r in records if r.id in held and held[r.id] <= gpu.budget_bytes]
+    best = max(fitting, key=lambda r: context[r.id]) if fitting else min(records, key=lambda r: context[r.id])
+    engine = best.details.get("engine") or {}
+    quant = engine.get("weights_format")
+    conditions = {**conditions, "quant": quant, "context": context[best.id], "repack": engine.get("repack")}
+    if not claim.conditions.context:
+        conditions["unstated"] = [*conditions.get("unstated", []), f"{context[best.id]} tokens of context "
+                                  "(the largest measured that fits; the quote states none)"]
+    evidence = {**evidence, "decisive_record": best.id, "held_bytes": held.get(best.id), "budget_bytes":
+                gpu.budget_bytes}
+    if best.status != "ok":
+        return _verdict(claim, FAILS, f"{how}: llama.cpp could not allocate at {quant} ({best.id})",
+                        conditions=conditions, evidence=evidence, would_change="a run of higher precedence")
+    terms = " + ".join(f"{name} {_gib2(v)}" for name, v in llamacpp_held_bytes(best).items())
+    word = HOLDS if fitting else FAILS
+    return _verdict(claim, word, f"{how}: {_gib2(held[best.id])} ({terms}) {'<=' if fitting else '>'} "
+                    f"{_gib2(gpu.budget_bytes)} on {gpu.id} at {quant}, context {context[best.id]}, repack "
+                    f"{'on' if engine.get('repack') else 'off'} ({best.id})", conditions=conditions,
+                    evidence=evidence, would_change="a measurement on the device, or under a cap emulating it")
+
+
 def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
                      records: list[RunRecord]) -> Verdict:
     recipe = registry.recipe(claim.conditions.recipe) if claim.conditions.recipe else None
@@ -307,10 +353,13 @@ def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
     conditions = {**arithmetic.conditions, "quant": quant, "emulated": bool(best.hardware.get("emulated")),
                   "weights": best.model.weights, "unstated": unstated + [u for u in arithmetic.conditions.get(
                       "unstated", []) if "the quote states none" in u]}
-    peak = best.metrics.get("peak_memory_bytes")
-    peak_text = _vllm_need_text(best) or (f", peak {_gib(peak.value)}" if peak and peak.value else "")
     how = RANK_LABELS[rank(best)]
     evidence = {"records": [r.id for r in found], "decisive_record": best.id, "estimate": arithmetic.evidence}
+    if is_llamacpp_on_cpu(best):
+        return _llamacpp_budget(registry.gpu(claim.conditions.gpu or ""), [r for r in found if rank(r) == 0], how,
+                                conditions, evidence, claim)
+    peak = best.metrics.get("peak_memory_bytes")
+    peak_text = _vllm_need_text(best) or (f", peak {_gib(peak.value)}" if peak and peak.value else "")
     if best.status == "ok":
         return _verdict(claim, HOLDS, f"{how}: ran at {quant}{peak_text} ({best.id})", conditions=conditions,
                         evidence=evidence, would_change="an out-of-memory in a run of higher precedence")

@@ -32,7 +32,7 @@ def test_model_without_public_weights(run_bench):
 def test_cpu_refuses_cuda_only_quants_and_gpu_caps(run_bench):
     assert "on --device cpu runs bf16, fp16, not fp8" in run_bench("run", "tiny-llama", "--device", "cpu", "--quant",
                                                                    "fp8").stderr
-    assert "does not apply to --device cpu" in run_bench("run", "tiny-llama", "--device", "cpu",
+    assert "only llama.cpp runs name a target" in run_bench("run", "tiny-llama", "--device", "cpu",
                                                          "--gpu", "4090").stderr
 
 

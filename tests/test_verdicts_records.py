@@ -142,3 +142,32 @@ def test_the_format_the_engine_ran_decides_the_quant(registry):
     """An FP8 checkpoint runs FP8 whatever was asked: the verdict names what ran."""
     r = record(quant="bf16").model_copy(update={"details": {"engine": {"weights_format": "fp8"}}})
     assert check(registry, [r], **FITS_4090).conditions["quant"] == "fp8"
+
+
+def llamacpp_cpu(n_ctx: int, kv_bytes: int, status: str = "ok"):
+    r = record(model="mistral-3b", target="edge-4gb", quant="q4_k_m", status=status)
+    engine = {"engine": "llama.cpp", "weights_format": "q4_k_m", "n_ctx": n_ctx, "repack": False,
+              "model_buffer_bytes": 2_138_615_808, "kv_buffer_bytes": kv_bytes, "compute_buffer_bytes": 281_018_368,
+              "output_buffer_bytes": 524_288}
+    return r.model_copy(update={"details": {"engine": engine}, "hardware": {**r.hardware, "device": "cpu"},
+                                "config": {"scenario": {"backend": "llama.cpp", "engine": {"max_model_len": n_ctx},
+                                                        "context": None, "batch": 1}}})
+
+
+FITS_4GB = dict(subject="mistral-3b", kind="inference-memory", conditions={"gpu": "edge-4gb"})
+
+
+def test_llamacpp_buffers_decide_an_edge_budget_at_the_largest_context_that_fits(registry):
+    small, large = llamacpp_cpu(4096, 436_207_616), llamacpp_cpu(32768, 3_489_660_928)
+    v = check(registry, [small, large], **FITS_4GB)
+    assert v.verdict == "holds" and v.evidence["decisive_record"] == small.id
+    assert "measured on a CPU with llama.cpp" in v.reason and "<= 4.00 GiB on edge-4gb at q4_k_m, context 4096" in v.reason
+    assert any("4096 tokens of context" in u for u in v.conditions["unstated"])
+    v = check(registry, [large], **FITS_4GB)
+    assert v.verdict == "fails" and "> 4.00 GiB" in v.reason
+
+
+def test_a_gpu_measurement_outranks_llamacpp_on_a_cpu(registry):
+    capped_oom = record(model="mistral-3b", target="edge-4gb", quant="nf4", status="oom", emulated=True)
+    v = check(registry, [llamacpp_cpu(4096, 436_207_616), capped_oom], **FITS_4GB)
+    assert v.verdict == "fails" and v.evidence["decisive_record"] == capped_oom.id
