@@ -322,10 +322,14 @@ def _llamacpp_budget(gpu: HardwareSpec, records: list[RunRecord], how: str, cond
     best = max(fitting, key=lambda r: context[r.id]) if fitting else min(records, key=lambda r: context[r.id])
     engine = best.details.get("engine") or {}
     quant = engine.get("weights_format")
-    conditions = {**conditions, "quant": quant, "context": context[best.id], "repack": engine.get("repack")}
+    unstated = []
+    if claim.conditions.quant is None:
+        unstated.append(f"{'holds' if fitting else 'measured'} at {quant}; the quote states no quant")
     if not claim.conditions.context:
-        conditions["unstated"] = [*conditions.get("unstated", []), f"{context[best.id]} tokens of context "
-                                  "(the largest measured that fits; the quote states none)"]
+        which = "the largest measured that fits" if fitting else "the smallest measured; none fits"
+        unstated.append(f"{context[best.id]} tokens of context ({which}; the quote states none)")
+    conditions = {**conditions, "quant": quant, "context": context[best.id], "repack": engine.get("repack"),
+                  "unstated": unstated}
     evidence = {**evidence, "decisive_record": best.id, "held_bytes": held.get(best.id), "budget_bytes":
                 gpu.budget_bytes}
     if best.status != "ok":

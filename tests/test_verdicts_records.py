@@ -162,9 +162,12 @@ def test_llamacpp_buffers_decide_an_edge_budget_at_the_largest_context_that_fits
     v = check(registry, [small, large], **FITS_4GB)
     assert v.verdict == "holds" and v.evidence["decisive_record"] == small.id
     assert "measured on a CPU with llama.cpp" in v.reason and "<= 4.00 GiB on edge-4gb at q4_k_m, context 4096" in v.reason
-    assert any("4096 tokens of context" in u for u in v.conditions["unstated"])
+    assert v.conditions["unstated"] == ["holds at q4_k_m; the quote states no quant", "4096 tokens of context "
+                                        "(the largest measured that fits; the quote states none)"]
     v = check(registry, [large], **FITS_4GB)
     assert v.verdict == "fails" and "> 4.00 GiB" in v.reason
+    assert v.conditions["unstated"] == ["measured at q4_k_m; the quote states no quant", "32768 tokens of context "
+                                        "(the smallest measured; none fits; the quote states none)"]
 
 
 def test_a_gpu_measurement_outranks_llamacpp_on_a_cpu(registry):
