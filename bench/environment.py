@@ -122,15 +122,7 @@ def _cuda_info() -> dict[str, Any]:
 
 
 def _driver_version() -> str | None:
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return None
-    try:
-        return pynvml.nvmlSystemGetDriverVersion()
-    finally:
-        pynvml.nvmlShutdown()
+    from bench.gpu_inventory import nvml
+
+    with nvml() as lib:
+        return lib.nvmlSystemGetDriverVersion() if lib is not None else None

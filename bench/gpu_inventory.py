@@ -11,7 +11,10 @@ but gives no names or sizes. `CUDA_VISIBLE_DEVICES` is applied as CUDA applies i
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -38,27 +41,37 @@ def visible_selection(value: str | None, count: int) -> list[int | str]:
     return chosen
 
 
-def visible_cards() -> list[Card] | None:
-    """The visible cards through NVML; None when NVML is not available (no nvidia-ml-py or no driver)."""
+@contextmanager
+def nvml() -> Iterator[Any]:
+    """pynvml, initialised for the block; None where nvidia-ml-py or the driver is missing."""
     try:
         import pynvml
     except ImportError:
-        return None
+        yield None
+        return
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError:
-        return None
+        yield None
+        return
     try:
-        handles = []
-        for entry in visible_selection(os.environ.get("CUDA_VISIBLE_DEVICES"), pynvml.nvmlDeviceGetCount()):
-            if isinstance(entry, int):
-                handles.append(pynvml.nvmlDeviceGetHandleByIndex(entry))
-            else:
-                handles.append(pynvml.nvmlDeviceGetHandleByUUID(entry))
-        return [Card(_text(pynvml.nvmlDeviceGetName(h)), int(pynvml.nvmlDeviceGetMemoryInfo(h).total))
-                for h in handles]
+        yield pynvml
     finally:
         pynvml.nvmlShutdown()
+
+
+def visible_cards() -> list[Card] | None:
+    """The visible cards through NVML; None when NVML is not available (no nvidia-ml-py or no driver)."""
+    with nvml() as lib:
+        if lib is None:
+            return None
+        handles = []
+        for entry in visible_selection(os.environ.get("CUDA_VISIBLE_DEVICES"), lib.nvmlDeviceGetCount()):
+            if isinstance(entry, int):
+                handles.append(lib.nvmlDeviceGetHandleByIndex(entry))
+            else:
+                handles.append(lib.nvmlDeviceGetHandleByUUID(entry))
+        return [Card(_text(lib.nvmlDeviceGetName(h)), int(lib.nvmlDeviceGetMemoryInfo(h).total)) for h in handles]
 
 
 def _text(value: str | bytes) -> str:
