@@ -278,12 +278,17 @@ def cache_path(spec: ModelSpec, quant: str) -> Path:
     return cache_root() / "gguf" / f"{spec.id}-{architecture_key(spec)}-{quant}.gguf"
 
 
-def build(spec: ModelSpec, quant: str, seed: int = 0) -> Path:
-    """The cached GGUF of `spec`'s architecture in `quant`; written once, atomically."""
+def _checked_target(spec: ModelSpec, quant: str) -> Path:
+    """Where the GGUF of `spec` in `quant` is cached; one line for a type or architecture llama.cpp lacks."""
     if quant not in GGUF_FTYPES:
         raise UserError(f"no GGUF type {quant!r}; choose {', '.join(GGUF_QUANTS)}")
     gguf_architecture(spec.architecture)
-    target = cache_path(spec, quant)
+    return cache_path(spec, quant)
+
+
+def build(spec: ModelSpec, quant: str, seed: int = 0) -> Path:
+    """The cached GGUF of `spec`'s architecture in `quant`; written once, atomically."""
+    target = _checked_target(spec, quant)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -330,10 +335,7 @@ def build_isolated_target(spec: dict, quant: str) -> dict:
 def ensure(spec: ModelSpec, quant: str, timeout_s: float = 3600.0) -> Path:
     """The cached GGUF, written first in a child process when missing: llama.cpp's quantizer aborts
     the process on a bad input, and that must not be bench's own process."""
-    if quant not in GGUF_FTYPES:
-        raise UserError(f"no GGUF type {quant!r}; choose {', '.join(GGUF_QUANTS)}")
-    gguf_architecture(spec.architecture)
-    target = cache_path(spec, quant)
+    target = _checked_target(spec, quant)
     if target.exists():
         return target
     from bench.isolate import run_isolated
