@@ -9,7 +9,8 @@ budgets, the edge target its buffers are held against. Weight repacking is off (
 the repacked copy is this x86 CPU's kernel choice, not bytes a device holds. Run it on a quiet machine:
 two busy cores halve the speeds.
 
-Prints, per cell: bench plan's estimate (weights, KV, total) beside llama.cpp's buffers and the peak RSS;
+Prints, per cell: bench plan's estimate (weights, KV, and the buffers llama.cpp allocates: the plan's
+total less its runtime overhead) beside llama.cpp's buffers and the peak RSS;
 and bench's prefill and decode rates over llama.cpp's own timing counters for the same run (fidelity).
 """
 
@@ -69,10 +70,10 @@ def main() -> int:
         rows.append((model, context, target or "-", record.status, plan["memory"]["weights_bytes"] / GIB,
                      (engine.get("model_buffer_bytes") or 0) / GIB, plan["memory"]["kv_cache_bytes"] / GIB,
                      (engine.get("kv_buffer_bytes") or 0) / GIB, (engine.get("compute_buffer_bytes") or 0) / GIB,
-                     plan["memory"]["total_bytes"] / GIB, held / GIB, m.get("peak_memory_bytes", 0) / GIB,
+                     (plan["memory"]["total_bytes"] - plan["memory"]["overhead_bytes"]) / GIB, held / GIB, m.get("peak_memory_bytes", 0) / GIB,
                      bench_prefill, llama_prefill, m.get("decode_tokens_per_s"), llama_decode, record.id))
     print(f"{'model':<18}{'ctx':>6} {'budget':<9}{'status':<7}{'w est':>7}{'w llama':>8}{'kv est':>7}{'kv llama':>9}"
-          f"{'compute':>8}{'total est':>10}{'held':>7}{'RSS':>6}  {'prefill bench/llama tok/s':>26}  "
+          f"{'compute':>8}{'held est':>10}{'held':>7}{'RSS':>6}  {'prefill bench/llama tok/s':>26}  "
           f"{'decode bench/llama tok/s':>25}  record")
     for (model, ctx, target, status, w_est, w_ll, kv_est, kv_ll, compute, total, held, rss, pb, pl, db, dl,
          rid) in rows:
@@ -80,7 +81,8 @@ def main() -> int:
         decode = f"{db:.2f}/{dl:.2f} ({db / dl:.3f})" if db and dl else "-"
         print(f"{model:<18}{ctx:>6} {target:<9}{status:<7}{w_est:>7.2f}{w_ll:>8.2f}{kv_est:>7.2f}{kv_ll:>9.2f}"
               f"{compute:>8.2f}{total:>10.2f}{held:>7.2f}{rss:>6.2f}  {prefill:>26}  {decode:>25}  {rid}")
-    print("GiB; held = llama.cpp's model + KV + compute + output buffers; ratios in parentheses are bench / llama.cpp")
+    print("GiB; held = llama.cpp's model + KV + compute + output buffers (held est: bench plan's); ratios in "
+          "parentheses are bench / llama.cpp")
     return 0 if all(r[3] == "ok" for r in rows) else 1
 
 

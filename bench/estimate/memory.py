@@ -68,6 +68,22 @@ def layer_activation_bytes_per_token(cfg: TextConfig) -> int:
     return 2 * (2 * h + qkv + attn_out + 3 * mlp_width_per_token(cfg))
 
 
+# llama.cpp evaluates a prompt in micro-batches of this many tokens (its default n_ubatch).
+LLAMACPP_UBATCH = 512
+
+
+def llamacpp_compute_bytes(cfg: TextConfig) -> int:
+    """llama.cpp's compute buffer, modelled: the largest fp32 tensors of one micro-batch's graph, its
+    logits (ubatch x vocabulary) and the MLP's gate and up projections (2 x ubatch x width).
+
+    A model, not llama.cpp's graph allocator: against llama.cpp's own figure on this CPU it was
+    +9% (Ministral 3B), +39% (Mistral Small 3 24B) and -16% (Mistral Small 2409 22B), within 1% of
+    every run's total buffers (docs/measurements.md). Its output buffer is separate: one sequence's
+    fp32 logits (`logits_bytes`).
+    """
+    return LLAMACPP_UBATCH * 4 * (cfg.vocab_size + 2 * mlp_width_per_token(cfg))
+
+
 @dataclass(frozen=True)
 class InferenceMemory:
     weights_bytes: int
@@ -110,6 +126,7 @@ def inference_memory(
     activations = chunk * layer_activation_bytes_per_token(cfg)
     if fmt.gguf:  # llama.cpp: the tensors of the GGUF file, exactly (text model; a vision tower is its own file)
         weights = floor = gguf_weight_bytes(cfg, fmt.name)
+        activations, logits = llamacpp_compute_bytes(cfg), batch * cfg.vocab_size * 4
     else:
         weights, floor = weight_bytes(params, fmt), weight_floor_bytes(params, fmt)
     return InferenceMemory(

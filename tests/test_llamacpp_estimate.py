@@ -1,0 +1,32 @@
+"""The planner's llama.cpp memory against the published llama.cpp records (results/cpu/): the buffers
+llama.cpp allocated at each run's context, within 2% of what `bench plan` says for the same file."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.plan import PlanRequest, Subject, make_plan
+from bench.results import iter_records
+from tests.conftest import ROOT
+
+BUFFERS = ("model", "kv", "rs", "compute", "output")
+
+
+def published_llamacpp_runs():
+    return [r for r in iter_records(ROOT / "results" / "cpu")
+            if (r.details.get("engine") or {}).get("engine") == "llama.cpp" and r.status == "ok"]
+
+
+def test_there_are_published_runs_to_check():
+    assert {r.model.id for r in published_llamacpp_runs()} >= {"mistral-3b", "mistral-3-small", "mistral-small-22b"}
+
+
+@pytest.mark.parametrize("run", published_llamacpp_runs(), ids=lambda r: r.id)
+def test_plan_matches_llamacpps_buffers(registry, run):
+    engine = run.details["engine"]
+    held = sum(engine.get(f"{name}_buffer_bytes") or 0 for name in BUFFERS)
+    plan = make_plan(PlanRequest(Subject.from_spec(registry.model(run.model.id)), quant=engine["weights_format"],
+                                 context=engine["n_ctx"]))["memory"]
+    assert plan["weights_bytes"] == pytest.approx(engine["model_buffer_bytes"], rel=0.005)
+    assert plan["kv_cache_bytes"] == engine["kv_buffer_bytes"]
+    assert plan["total_bytes"] - plan["overhead_bytes"] == pytest.approx(held, rel=0.02)
