@@ -20,10 +20,12 @@ def memory_cap(device: str, target_cuda_bytes: int | None) -> tuple[float | None
         return None, {"emulated": False}
     import torch
 
+    from bench.preflight import allocator_cap
+
     index = torch.cuda.current_device()
     context, source = context_bytes(index)
     total = torch.cuda.get_device_properties(index).total_memory
-    cap = target_cuda_bytes - context
+    cap = allocator_cap(target_cuda_bytes, context)
     return cap / total, {"emulated": True, "memory_fraction": cap / total, "cap_bytes": cap,
                          "target_cuda_bytes": target_cuda_bytes, "context_bytes": context,
                          "context_source": source, "device_total_bytes": total}

@@ -78,9 +78,9 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def cuda_card_count() -> int:
-    """How many CUDA cards are visible: NVML's view, else torch's (0 without a CUDA build or driver)."""
-    cards = visible_cards()
+def cuda_card_count(cards: list[Card] | None) -> int:
+    """How many CUDA cards are visible: NVML's view (`cards`, from `visible_cards`), else torch's when
+    NVML did not answer (0 without a CUDA build or driver)."""
     if cards is not None:
         return len(cards)
     import torch

@@ -61,7 +61,7 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
         max_num_batched_tokens=min(vllm_batch_tokens(target), batch * max_len) if cap.emulated else None,
     )
     settings = InferenceSettings(
-        roofline_decode_tokens_per_s=_roofline_bound(registry, model, device, quant, prompt_len),
+        roofline_decode_tokens_per_s=_roofline_bound(registry, model, cap.card_name, quant, prompt_len),
         backend=backend, engine=engine, vocab_size=cfg.vocab_size, prompt_len=prompt_len, output_len=output_len,
         batch=batch, context=context, min_iterations=min_iterations, min_duration_s=min_duration_s,
         target_budget_bytes=cap.target_cuda_bytes if cap.emulated else None)
@@ -90,20 +90,11 @@ def cpu_kv_budget(cfg, max_len: int, batch: int) -> int:
     return max(int(kv_cache_bytes(cfg, max_len, batch) * 1.25), CPU_KV_FLOOR_BYTES)
 
 
-def _roofline_bound(registry: Registry, model, device: str, quant: str, context: int) -> float | None:
-    """Batch-1 decode bound of the card this run uses; None on a CPU, or a card NVML cannot name or
+def _roofline_bound(registry: Registry, model, card_name: str | None, quant: str, context: int) -> float | None:
+    """Batch-1 decode bound of the card this run uses; None on a CPU, or a card NVML did not name or
     the registry does not know (the parent names the card through NVML, never through CUDA)."""
-    if device != "cuda":
-        return None
-    from bench.gpu_inventory import visible_cards
-
-    cards = visible_cards()
-    profile = registry.gpu_for_device(cards[0].name) if cards else None
+    profile = registry.gpu_for_device(card_name) if card_name else None
     if profile is None:
         return None
     params = count_params(model.architecture, model.spec.extra_params if model.spec else 0)
-    try:
-        fmt = weight_format(quant)
-    except UserError:  # a format the planner does not know (yet): no bound rather than no run
-        return None
-    return roofline(model.architecture, params, fmt, profile, context, 1).decode_tokens_per_s
+    return roofline(model.architecture, params, weight_format(quant), profile, context, 1).decode_tokens_per_s

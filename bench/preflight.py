@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.errors import UserError
+from bench.estimate.gguf import GGUF_QUANTS
 from bench.specs import HardwareSpec, ModelSpec
 
 BACKENDS = ("vllm", "transformers", "llama.cpp")
-# GGUF file types (llama.cpp's quantizer names them; bench writes them in lower case).
-GGUF_QUANTS = ("q4_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k", "q8_0", "f16", "bf16")
 # Quants each engine can run, and on which devices. vLLM 0.32 has no bitsandbytes method in
 # QuantizationMethods; transformers has no AWQ/GPTQ kernels without extra packages, and its fp8
 # path needs an FP8 checkpoint and fp8-capable kernels, so bench sends fp8 to vLLM only.
@@ -105,19 +104,21 @@ def check_cards(target: HardwareSpec | None, visible: int) -> None:
 class CapPlan:
     """How a run on the card at hand stands for the claimed card.
 
-    `emulated` runs are capped: each card gets the target's CUDA memory less the CUDA
-    context the target would also hold, measured in the run (`cap_for_context`).
+    `emulated` runs are capped: the measuring child caps each card at the target's CUDA
+    memory less the CUDA context it measures (`allocator_cap`). `card_name` is the card at
+    hand as NVML names it (None without NVML, or on a CPU).
     """
 
     emulated: bool
     target_cuda_bytes: int | None
     reason: str
+    card_name: str | None = None
 
-    def cap_for_context(self, context_bytes: int) -> int | None:
-        """The allocator cap on each card, given the context this process holds outside it."""
-        if not self.emulated or self.target_cuda_bytes is None:
-            return None
-        return self.target_cuda_bytes - context_bytes
+
+def allocator_cap(target_cuda_bytes: int, context_bytes: int) -> int:
+    """The allocator cap on each card: the target's CUDA memory less the context held outside the allocator,
+    which the real card would hold beside the same budget."""
+    return target_cuda_bytes - context_bytes
 
 
 def plan_cap(target: HardwareSpec | None, device: str, card_name: str | None,
@@ -129,13 +130,14 @@ def plan_cap(target: HardwareSpec | None, device: str, card_name: str | None,
     larger card is capped; a smaller one cannot show that a larger card fits anything.
     """
     if device != "cuda" or target is None:
-        return CapPlan(False, None, "no target card")
+        return CapPlan(False, None, "no target card", card_name)
     if card_name is not None and card_name.lower() in (n.lower() for n in target.device_names):
-        return CapPlan(False, None, f"the card is a {target.id}")
+        return CapPlan(False, None, f"the card is a {target.id}", card_name)
     if card_total_bytes is not None and card_total_bytes < target.cuda_memory_bytes:
         raise UserError(f"this card ({card_name}, {card_total_bytes / 2**30:.2f} GiB) is smaller than "
                         f"{target.id}'s {target.cuda_memory_bytes / 2**30:.2f} GiB: it cannot emulate it")
-    return CapPlan(True, target.cuda_memory_bytes, f"capped to {target.id}'s CUDA memory less the CUDA context")
+    return CapPlan(True, target.cuda_memory_bytes, f"capped to {target.id}'s CUDA memory less the CUDA context",
+                   card_name)
 
 
 def vllm_batch_tokens(target: HardwareSpec) -> int:

@@ -108,13 +108,13 @@ def check_device(device: str, gpu: HardwareSpec | None, model_id: str, on_device
             raise UserError(f"--gpu {gpu.id} caps CUDA memory to emulate that card; on --device cpu only "
                             "llama.cpp runs name a target (an edge budget its buffers are held against)")
         return plan_cap(None, device, None, None)
-    count = cuda_card_count()
+    cards = visible_cards()
+    count = cuda_card_count(cards)
     if count == 0:
         target = f" --gpu {gpu.id}" if gpu else ""
         raise UserError(f"no CUDA GPU on this machine: `bench plan {model_id}{target}` gives the arithmetic answer, "
                         "and --device cpu runs on the CPU")
     check_cards(gpu, count)
-    cards = visible_cards()
     card = cards[0] if cards else None
     return plan_cap(gpu, device, card.name if card else None, card.total_bytes if card else None)
 

@@ -29,14 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.estimate.gguf import GGUF_FTYPES, GGUF_QUANTS
 from bench.hfconfig import TextConfig
 from bench.specs import ModelSpec
 
-# GGUF quant ids -> llama.cpp's file type (llama_ftype, also gguf's LlamaFileType).
-GGUF_FTYPES = {"f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18,
-               "bf16": 32}
-GGUF_QUANTS = tuple(GGUF_FTYPES)
-# general.file_type values -> bench's name for them (the ones above, plus what other files say).
+# general.file_type values -> bench's name for them (the GGUF quants bench writes, plus what other files say).
 FILE_TYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9: "q5_1", 10: "q2_k",
                    11: "q3_k_s", 12: "q3_k_m", 13: "q3_k_l", 14: "q4_k_s", 15: "q4_k_m", 16: "q5_k_s",
                    17: "q5_k_m", 18: "q6_k", 32: "bf16"}
@@ -205,7 +202,7 @@ def quantize(source: Path, target: Path, quant: str) -> None:
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = GGUF_FTYPES[quant]
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{GGUF_FTYPES[quant][0]}")
     params.nthread = os.cpu_count() or 1
     params.allow_requantize = True
     status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)

@@ -8,7 +8,7 @@ import pytest
 
 from bench.errors import UserError
 from bench.gpu_inventory import visible_selection
-from bench.preflight import (check_cards, check_engine, choose_backend, download_bytes, free_disk_needed, plan_cap,
+from bench.preflight import (allocator_cap, check_cards, check_engine, choose_backend, download_bytes, free_disk_needed, plan_cap,
                              select_checkpoint, vllm_batch_tokens)
 
 EVERYTHING = frozenset({"vllm", "bitsandbytes"})
@@ -92,9 +92,9 @@ def test_cap_plan_per_card(registry):
     plan = plan_cap(rtx, "cuda", "NVIDIA H100 80GB HBM3", 85_520_809_984)
     assert plan.emulated and plan.target_cuda_bytes == int(23.64 * 2**30)
     # The allocator gets the target's CUDA memory less the context the process holds outside it.
-    assert plan.cap_for_context(500 * 2**20) == int(23.64 * 2**30) - 500 * 2**20
+    assert allocator_cap(plan.target_cuda_bytes, 500 * 2**20) == int(23.64 * 2**30) - 500 * 2**20
     on_the_card = plan_cap(rtx, "cuda", "NVIDIA GeForce RTX 4090", 25_757_220_864)
-    assert not on_the_card.emulated and on_the_card.cap_for_context(0) is None
+    assert not on_the_card.emulated and on_the_card.target_cuda_bytes is None
     assert "cannot emulate" in refusal(plan_cap, h100, "cuda", "NVIDIA GeForce RTX 4090", 25_757_220_864)
     assert not plan_cap(None, "cuda", "NVIDIA H100 80GB HBM3", 85_520_809_984).emulated
     assert not plan_cap(rtx, "cpu", None, None).emulated

@@ -23,6 +23,7 @@ recorded beside bench's own figures.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -59,11 +60,9 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         return
     line = text.decode("utf-8", errors="replace")
     _LOG.append((_last_level[0], line))
-    try:
+    with contextlib.suppress(OSError, ValueError):  # stderr closed at exit: the line is kept in _LOG all the same
         sys.stderr.write(line)
         sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 def capture_log() -> None:
@@ -113,6 +112,7 @@ def threads() -> int:
 
 class LlamaCppBackend:
     name = "llama.cpp"
+    SWA_FULL = False  # see load(): sliding-window layers keep their window only
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
@@ -127,7 +127,9 @@ class LlamaCppBackend:
         self.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
         self.use_extra_bufts = os.environ.get("BENCH_LLAMACPP_REPACK", "1") != "0"
         self._log_start = 0
-        self._perf: dict[str, float] = {}
+        # The context's settings, read back from llama.cpp's defaults when the context is made.
+        self.flash_attn_type: int | None = None  # -1 auto, 0 off, 1 on
+        self.type_k: int | None = None  # ggml type of the K cache (1: F16)
 
     def load(self) -> None:
         s = self.settings
@@ -152,10 +154,9 @@ class LlamaCppBackend:
         cparams.no_perf = False
         # Sliding-window (chunked) layers keep only their window, as llama.cpp's own tools do (the
         # library's default keeps n_ctx cells in every layer).
-        cparams.swa_full = False
-        self.swa_full = False
+        cparams.swa_full = self.SWA_FULL
         self.flash_attn_type = int(cparams.flash_attn_type)
-        self.type_k, self.type_v = int(cparams.type_k), int(cparams.type_v)
+        self.type_k = int(cparams.type_k)
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
         if not self.ctx:
             error = load_error(_LOG[self._log_start:], s.model_path).replace("could not load",
@@ -239,9 +240,9 @@ class LlamaCppBackend:
             # Extra buffer types: on x86, Q4_0/Q4_K/IQ4_NL weights get a repacked copy (CPU_REPACK) for
             # faster kernels; with mmap the mapped originals stay in the page cache beside it.
             "repack": self.use_extra_bufts,
-            "flash_attn_type": getattr(self, "flash_attn_type", None),  # -1 auto, 0 off, 1 on
-            "swa_full": getattr(self, "swa_full", None),
-            "kv_type": "f16" if getattr(self, "type_k", 1) == 1 else getattr(self, "type_k", None),
+            "flash_attn_type": self.flash_attn_type,  # -1 auto, 0 off, 1 on
+            "swa_full": self.SWA_FULL,
+            "kv_type": "f16" if self.type_k == 1 else self.type_k,
             "n_gpu_layers": 999 if self.settings.device == "cuda" else 0,
             "model_tensor_bytes": int(llama_cpp.llama_model_size(self.model)) if self.model else None,
             "model_params": int(llama_cpp.llama_model_n_params(self.model)) if self.model else None,

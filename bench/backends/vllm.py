@@ -91,8 +91,8 @@ class VLLMBackend:
             quantization=quantization_arg(s.quant, checkpoint_quant_method(s.model_path)),
             tensor_parallel_size=s.tensor_parallel_size, worker_extension_cls=f"{__name__}.WorkerMemoryReport")
         # vLLM's default depends on the card in the machine (arg_utils.get_batch_defaults), not the claimed one.
-        if (batched_tokens := getattr(s, "max_num_batched_tokens", None)) is not None:
-            kwargs["max_num_batched_tokens"] = batched_tokens
+        if s.max_num_batched_tokens is not None:
+            kwargs["max_num_batched_tokens"] = s.max_num_batched_tokens
         if s.synthetic_weights:
             kwargs["load_format"] = "dummy"
         if s.device == "cpu":
