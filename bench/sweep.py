@@ -246,10 +246,13 @@ def preflight_cell(cell: Cell, registry: Registry, installed: frozenset[str], vi
     machine the cell is meant for (the GPU battery's: one card, no vLLM).
     """
     from bench.preflight import check_cards, select_checkpoint
+    from bench.runner import resolve_model, weights_kind
 
-    spec = registry.model(cell.model)
+    model = resolve_model(registry, cell.model)
+    spec = model.spec
+    assert spec is not None  # sweep files name registry models (load_sweep checks them)
     target = registry.gpu(cell.gpu) if cell.gpu else None
-    weights = cell.weights or ("synthetic" if spec.synthetic else "real")
+    weights = weights_kind(model, cell.weights)
     if cell.kind == "finetune":
         quant, backend = registry.recipe(cell.recipe or "").quant, "transformers"
     else:
