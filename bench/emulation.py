@@ -11,6 +11,7 @@ per-process memory fraction. The record keeps every term of the arithmetic.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -51,8 +52,6 @@ def context_bytes(index: int) -> tuple[int, str]:
 
 def _nvml_process_bytes(index: int) -> int:
     """This process's memory on card `index` by NVML; 0 where NVML is missing or lists host PIDs."""
-    import os
-
     try:
         from bench.trackers.memory import NvmlCard
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from bench.errors import UserError
 from bench.estimate.gguf import GGUF_QUANTS
+from bench.estimate.quant import BITSANDBYTES_QUANTS
 from bench.specs import HardwareSpec, ModelSpec
 
 BACKENDS = ("vllm", "transformers", "llama.cpp")
@@ -29,7 +30,6 @@ ENGINE_QUANTS = {
 # llama.cpp: a GGUF file of random weights in any GGUF type, written by `bench.synthetic_gguf`.
 SYNTHETIC_QUANTS = {"vllm": ("bf16", "fp16", "fp8"), "transformers": ("bf16", "fp16", "nf4"),
                     "llama.cpp": GGUF_QUANTS}
-BITSANDBYTES_QUANTS = ("nf4", "int8")
 # Quants served from a 16-bit repository: loaded as stored, cast, or quantized while loading.
 FROM_16_BIT = ("bf16", "fp16", "nf4", "int8")
 

@@ -25,12 +25,13 @@ from transformers import AutoConfig
 from transformers.generation.streamers import BaseStreamer
 
 from bench.backends.base import EngineSettings, Generation
+from bench.preflight import ENGINE_QUANTS
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 # 16-bit as stored or cast; NF4 and LLM.int8 by bitsandbytes while loading. fp8 and int4 need
-# an FP8 or AWQ/GPTQ checkpoint and their kernels: bench runs those on vLLM.
-QUANTS = ("bf16", "fp16", "nf4", "int8")
+# an FP8 or AWQ/GPTQ checkpoint and their kernels: bench runs those on vLLM (bench.preflight).
+QUANTS = ENGINE_QUANTS["transformers"]["cuda"]
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,9 @@ GGUF_FORMATS = (
 )
 
 FORMATS: dict[str, WeightFormat] = {f.name: f for f in (BF16, FP16, FP8, INT8, NF4, INT4, *GGUF_FORMATS)}
+# The formats bitsandbytes makes while loading a 16-bit checkpoint (transformers only; trl casts
+# adapters over such a base to bf16).
+BITSANDBYTES_QUANTS = ("nf4", "int8")
 
 # Tensors every format above keeps in 16 bits: token embeddings, lm_head, norms, MoE routers, biases.
 HIGH_PRECISION_BITS = 16

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from bench.estimate.memory import layer_activation_bytes_per_token, weight_bytes, weight_floor_bytes
 from bench.estimate.params import ParamCounts
-from bench.estimate.quant import weight_format
+from bench.estimate.quant import BITSANDBYTES_QUANTS, weight_format
 from bench.hfconfig import TextConfig
 from bench.specs import RecipeSpec
 
@@ -42,7 +42,6 @@ OPTIMIZER_STATE_BYTES = {  # per trainable parameter; None: two moments in the p
     "paged_adamw_8bit": 2,
     "sgd": 0,  # no momentum
 }
-BITSANDBYTES_QUANTS = ("nf4", "int8")
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 
