@@ -12,6 +12,7 @@ does not itself point elsewhere.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 # Lower-case fragments of an exception line ("Type: message") that mean the memory ran out.
 OOM_MARKERS = (
@@ -37,16 +38,19 @@ def is_oom(error: str) -> bool:
     return any(marker in text for marker in OOM_MARKERS)
 
 
-def chain_is_oom(exc: BaseException) -> bool:
-    """Whether an exception, or any exception that caused it, says the memory ran out."""
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """An exception and those that caused it (explicitly, or while handling them), each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if is_oom(f"{type(current).__name__}: {current}"):
-            return True
+        yield current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return False
+
+
+def chain_is_oom(exc: BaseException) -> bool:
+    """Whether an exception, or any exception that caused it, says the memory ran out."""
+    return any(is_oom(f"{type(e).__name__}: {e}") for e in exception_chain(exc))
 
 
 def exception_lines(text: str) -> list[str]:

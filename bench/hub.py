@@ -125,14 +125,9 @@ def _hub_call(repo: str, revision: str, call):
 
 def _is_disk_full(err: BaseException) -> bool:
     """ENOSPC here or in the chain of causes (a full disk is an OSError, like a dropped connection)."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    from bench.failures import exception_chain
+
+    return any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in exception_chain(err))
 
 
 def _is_network_error(err: Exception) -> bool:
