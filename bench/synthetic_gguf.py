@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.estimate.gguf import GGUF_FTYPES, GGUF_QUANTS
+from bench.estimate.gguf import GGUF_FTYPES, GGUF_QUANTS, source_tensors, source_type
 from bench.hfconfig import TextConfig
 from bench.specs import ModelSpec
 
@@ -80,39 +80,10 @@ def gguf_architecture(cfg: TextConfig) -> str:
 
 
 def tensors(cfg: TextConfig) -> list[TensorDecl]:
-    """Every tensor llama.cpp loads for this architecture, in the converter's names and shapes."""
-    h, hd, vocab = cfg.hidden_size, cfg.head_size, cfg.vocab_size
-    q, kv = cfg.num_attention_heads * hd, cfg.kv_heads * hd
-    out = [TensorDecl("token_embd.weight", (vocab, h), False)]
-    moe = cfg.moe_layer_indices()
-    experts = cfg.num_local_experts or 0
-    for i in range(cfg.num_hidden_layers):
-        p = f"blk.{i}."
-        out += [TensorDecl(p + "attn_norm.weight", (h,), True),
-                TensorDecl(p + "attn_q.weight", (q, h), False),
-                TensorDecl(p + "attn_k.weight", (kv, h), False),
-                TensorDecl(p + "attn_v.weight", (kv, h), False),
-                TensorDecl(p + "attn_output.weight", (h, q), False),
-                TensorDecl(p + "ffn_norm.weight", (h,), True)]
-        ff = cfg.intermediate_size
-        if i in moe:
-            out += [TensorDecl(p + "ffn_gate_inp.weight", (experts, h), True),
-                    TensorDecl(p + "ffn_gate_exps.weight", (experts, ff, h), False),
-                    TensorDecl(p + "ffn_up_exps.weight", (experts, ff, h), False),
-                    TensorDecl(p + "ffn_down_exps.weight", (experts, h, ff), False)]
-            if cfg.shared_experts:
-                out += [TensorDecl(p + "ffn_gate_shexp.weight", (ff, h), False),
-                        TensorDecl(p + "ffn_up_shexp.weight", (ff, h), False),
-                        TensorDecl(p + "ffn_down_shexp.weight", (h, ff), False)]
-        else:
-            dense = cfg.intermediate_size_mlp if cfg.model_type == "llama4_text" and cfg.intermediate_size_mlp else ff
-            out += [TensorDecl(p + "ffn_gate.weight", (dense, h), False),
-                    TensorDecl(p + "ffn_up.weight", (dense, h), False),
-                    TensorDecl(p + "ffn_down.weight", (h, dense), False)]
-    out.append(TensorDecl("output_norm.weight", (h,), True))
-    if not cfg.tie_word_embeddings:
-        out.append(TensorDecl("output.weight", (vocab, h), False))
-    return out
+    """Every tensor llama.cpp loads for this architecture, in the converter's names, order and shapes
+    (the planner's list, `bench.estimate.gguf.source_tensors`, in numpy's order of dimensions)."""
+    return [TensorDecl(name, tuple(reversed(shape)), source_type(name, shape, "f16") == "F32")
+            for name, shape in source_tensors(cfg)]
 
 
 def _add_metadata(writer, cfg: TextConfig, arch: str, name: str) -> None:

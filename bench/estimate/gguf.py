@@ -145,7 +145,7 @@ def source_tensors(cfg: TextConfig, rope_freqs: bool = False) -> list[tuple[str,
     return out
 
 
-def _source_type(name: str, shape: tuple[int, ...], quant: str) -> str:
+def source_type(name: str, shape: tuple[int, ...], quant: str) -> str:
     """The type convert_hf_to_gguf.py gives a tensor in the F16/BF16 file the quantizer reads."""
     if len(shape) <= 1 or name.endswith("_norm.weight") or "ffn_gate_inp" in name or not name.endswith(".weight"):
         return "F32"
@@ -188,7 +188,7 @@ def gguf_tensors(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix:
     i_attn_v = i_ffn_down = 0
     out: list[GgufTensor] = []
     for name, shape in tensors:
-        src = _source_type(name, shape, quant)
+        src = source_type(name, shape, quant)
         if not _allows_quantization(name, shape):
             out.append(GgufTensor(name, shape, src))
             continue
