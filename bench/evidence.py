@@ -25,6 +25,16 @@ def is_llamacpp_on_cpu(record: RunRecord) -> bool:
     return engine.get("engine") == "llama.cpp" and record.hardware.get("device") == "cpu"
 
 
+LLAMACPP_BUFFERS = ("model", "kv", "rs", "compute", "output")
+
+
+def llamacpp_held_bytes(record: RunRecord) -> dict[str, int]:
+    """The bytes of each buffer llama.cpp allocated in a run (weights, KV cache, recurrent state,
+    compute graph, output): what a device running the same file at the same context allocates."""
+    engine = record.details.get("engine") or {}
+    return {name: engine[f"{name}_buffer_bytes"] for name in LLAMACPP_BUFFERS if engine.get(f"{name}_buffer_bytes")}
+
+
 def rank(record: RunRecord) -> int:
     if is_llamacpp_on_cpu(record):
         return 0

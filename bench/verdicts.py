@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.evals.compare import Score, compare, primary_metric
-from bench.evidence import (RANK_LABELS, engine_quant, eval_record, is_llamacpp_on_cpu, memory_evidence, rank,
-                            speed_evidence)
+from bench.evidence import (RANK_LABELS, engine_quant, eval_record, is_llamacpp_on_cpu, llamacpp_held_bytes,
+                            memory_evidence, rank, speed_evidence)
 from bench.estimate.quant import weight_format
 from bench.plan import DEFAULT_CONTEXT, PlanRequest, Subject, make_plan
 from bench.registry import Registry
@@ -292,16 +292,6 @@ def _vllm_need_text(record: RunRecord) -> str | None:
     reserved = acc.get("kv_cache_reserved_bytes")
     kept = f"; vLLM reserved {_gib(reserved)} of KV cache" if reserved is not None else ""
     return f", needing {_gib(sum(known.values()))} by vLLM's accounting ({terms}){kept}"
-
-
-LLAMACPP_BUFFERS = ("model", "kv", "rs", "compute", "output")
-
-
-def llamacpp_held_bytes(record: RunRecord) -> dict[str, int]:
-    """The bytes of each buffer llama.cpp allocated in a run (weights, KV cache, recurrent state,
-    compute graph, output): what a device running the same file at the same context allocates."""
-    engine = record.details.get("engine") or {}
-    return {name: engine[f"{name}_buffer_bytes"] for name in LLAMACPP_BUFFERS if engine.get(f"{name}_buffer_bytes")}
 
 
 def _gib2(n: float) -> str:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.evidence import llamacpp_held_bytes
 from bench.plan import PlanRequest, Subject, make_plan
 from bench.registry import load_registry
 from bench.results import iter_records
@@ -60,7 +61,7 @@ def main() -> int:
         record = next(r for r in iter_records(args.results_dir) if r.id == record_id)
         engine = record.details.get("engine") or {}
         plan = make_plan(PlanRequest(Subject.from_spec(registry.model(model)), quant="q4_k_m", context=context))
-        held = sum(engine.get(f"{k}_buffer_bytes") or 0 for k in ("model", "kv", "rs", "compute", "output"))
+        held = sum(llamacpp_held_bytes(record).values())
         m = {k: v.value for k, v in record.metrics.items()}
         perf = engine.get("perf") or {}
         llama_decode = perf["n_eval"] / (perf["t_eval_ms"] / 1000) if perf.get("t_eval_ms") else None

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from bench.evidence import is_llamacpp_on_cpu, llamacpp_held_bytes
 from bench.plan import PlanRequest, Subject, make_plan
 from bench.results import iter_records
 from tests.conftest import ROOT
 
-BUFFERS = ("model", "kv", "rs", "compute", "output")
-
 
 def published_llamacpp_runs():
-    return [r for r in iter_records(ROOT / "results" / "cpu")
-            if (r.details.get("engine") or {}).get("engine") == "llama.cpp" and r.status == "ok"]
+    return [r for r in iter_records(ROOT / "results" / "cpu") if is_llamacpp_on_cpu(r) and r.status == "ok"]
 
 
 def test_there_are_published_runs_to_check():
@@ -24,7 +22,7 @@ def test_there_are_published_runs_to_check():
 @pytest.mark.parametrize("run", published_llamacpp_runs(), ids=lambda r: r.id)
 def test_plan_matches_llamacpps_buffers(registry, run):
     engine = run.details["engine"]
-    held = sum(engine.get(f"{name}_buffer_bytes") or 0 for name in BUFFERS)
+    held = sum(llamacpp_held_bytes(run).values())
     plan = make_plan(PlanRequest(Subject.from_spec(registry.model(run.model.id)), quant=engine["weights_format"],
                                  context=engine["n_ctx"]))["memory"]
     assert plan["weights_bytes"] == pytest.approx(engine["model_buffer_bytes"], rel=0.005)
