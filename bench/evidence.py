@@ -12,11 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from bench.results import RunRecord
-from bench.specs import ClaimSpec, RecipeSpec
+from bench.specs import ClaimSpec, HardwareSpec, RecipeSpec
 
 RANK_LABELS = {3: "measured on the claimed card", 2: "measured under a cap emulating the claimed card",
                1: "measured with synthetic weights",
                0: "measured on a CPU with llama.cpp (its buffers held against the budget)"}
+# A GPU claim that names a local runner, decided by the same CPU buffers: the card also holds the CUDA
+# context and library workspaces, which the planner states per card (`runtime_overhead_gib`).
+LOCAL_RUNNER_LABEL = ("llama.cpp buffers measured on a CPU plus the CUDA overhead the planner states "
+                      "(a local runner on this card)")
 
 
 def is_llamacpp_on_cpu(record: RunRecord) -> bool:
@@ -76,14 +80,27 @@ def _inference_matches(record: RunRecord, claim: ClaimSpec) -> bool:
     return not (cond.batch and scenario.get("batch", 0) < cond.batch)
 
 
-def memory_evidence(records: list[RunRecord], claim: ClaimSpec, recipe: RecipeSpec | None) -> list[RunRecord]:
-    """Records that test a memory or fine-tune claim on its card, best first."""
+def llamacpp_decides(claim: ClaimSpec, card: HardwareSpec | None) -> bool:
+    """Whether llama.cpp's CPU-measured buffers bear on a memory claim, whatever budget the run named:
+    an on-device budget holds the same bytes as the CPU did, and a GPU claim that names a local runner
+    holds them plus the CUDA overhead."""
+    return card is not None and (card.device_class == "edge" or claim.conditions.runner is not None)
+
+
+def memory_evidence(records: list[RunRecord], claim: ClaimSpec, recipe: RecipeSpec | None,
+                    card: HardwareSpec | None = None) -> list[RunRecord]:
+    """Records that test a memory or fine-tune claim on its card (`card`), best first.
+
+    A llama.cpp run on a CPU counts wherever `llamacpp_decides`, not only for the budget it named."""
     kind = "finetune" if claim.kind == "finetune-memory" else "inference"
     found = []
     for record in records:
         if record.kind != kind or record.model.id != claim.subject or record.status not in ("ok", "oom"):
             continue
-        if record.hardware.get("target") != claim.conditions.gpu:
+        if is_llamacpp_on_cpu(record):
+            if not llamacpp_decides(claim, card):
+                continue
+        elif record.hardware.get("target") != claim.conditions.gpu:
             continue
         if kind == "inference" and not _inference_matches(record, claim):
             continue
@@ -100,6 +117,15 @@ def speed_evidence(records: list[RunRecord], claim: ClaimSpec) -> list[RunRecord
              and r.hardware.get("target") == claim.conditions.gpu and not r.hardware.get("emulated")
              and _inference_matches(r, claim)]
     return sorted(found, key=lambda r: r.started_at, reverse=True)
+
+
+def runtime_evidence(records: list[RunRecord], claim: ClaimSpec) -> list[RunRecord]:
+    """llama.cpp runs of the claim's model that loaded it (and generated) or failed to, newest first.
+
+    A timeout says nothing about whether the runner knows the architecture, so it is left out."""
+    found = [r for r in records if r.kind == "inference" and r.model.id == claim.subject
+             and r.config.get("scenario", {}).get("backend") == "llama.cpp" and r.status in ("ok", "error")]
+    return sorted(found, key=lambda r: (r.status == "ok", r.started_at), reverse=True)
 
 
 def eval_record(records: list[RunRecord], model_id: str, task: str) -> RunRecord | None:

@@ -172,7 +172,11 @@ ClaimKind = Literal[
     "license",  # the license the weights ship under
     "open-weights",  # the weights are downloadable
     "eval",  # a quality comparison decided by eval scores
+    "runtime",  # the model loads and generates in a named local runner (llama.cpp, Ollama)
 ]
+
+# Local runners whose memory is llama.cpp's: Ollama runs the same GGUF files on the same ggml code.
+Runner = Literal["llama.cpp", "ollama"]
 
 
 class ClaimConditions(Strict):
@@ -185,6 +189,8 @@ class ClaimConditions(Strict):
     recipe: str | None = None
     tasks: list[str] = []
     compare_to: list[str] = Field([], description="Model ids an eval claim compares against")
+    runner: Runner | None = Field(None, description="The local runner the quote names: its memory is llama.cpp's "
+                                                    "buffers, and a runtime claim is decided by a llama.cpp run")
 
 
 class ClaimThreshold(Strict):

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.evals.compare import Score, compare, primary_metric
-from bench.evidence import (RANK_LABELS, engine_quant, eval_record, is_llamacpp_on_cpu, llamacpp_held_bytes,
-                            memory_evidence, rank, speed_evidence)
+from bench.evidence import (LOCAL_RUNNER_LABEL, RANK_LABELS, engine_quant, eval_record, is_llamacpp_on_cpu,
+                            llamacpp_held_bytes, memory_evidence, rank, runtime_evidence, speed_evidence)
+from bench.estimate.gguf import LLAMA_CPP_MODEL_TYPES
 from bench.estimate.quant import weight_format
 from bench.plan import DEFAULT_CONTEXT, PlanRequest, Subject, make_plan
 from bench.registry import Registry
@@ -70,6 +71,8 @@ def verdict_for(registry: Registry, source: ClaimSource, claim: ClaimSpec,
         verdict = _measured_memory(registry, claim, verdict, list(records))
     elif claim.kind == "speed":
         verdict = _measured_speed(claim, verdict, list(records))
+    elif claim.kind == "runtime":
+        verdict = _measured_runtime(claim, verdict, list(records))
     verdict.source = source.source
     return verdict
 
@@ -298,16 +301,28 @@ def _gib2(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"  # budgets are decided by tenths of a GiB: show hundredths
 
 
+def cuda_overhead_bytes(gpu: HardwareSpec) -> int:
+    """What a GPU holds beyond llama.cpp's buffers (CUDA context, library workspaces), as the planner
+    states it per card; an on-device budget holds the buffers alone (the CPU measured its bytes)."""
+    return 0 if gpu.device_class == "edge" else int(gpu.runtime_overhead_gib * 2**30) * gpu.device_count
+
+
 def _llamacpp_budget(gpu: HardwareSpec, records: list[RunRecord], how: str, conditions: dict[str, Any],
                      evidence: dict[str, Any], claim: ClaimSpec) -> Verdict:
     """llama.cpp runs on a CPU decide a budget by their buffers, held against it.
 
     The claim's context, where it states one, already selected the records; where it states
     none, the largest measured context whose buffers fit decides (and is named), and when none
-    fits, the smallest measured context fails the claim.
+    fits, the smallest measured context fails the claim. On a GPU (a claim naming a local runner)
+    the planner's CUDA overhead is added: the buffers are the same bytes, the card also holds a
+    CUDA context. Counting every buffer on the card is a slight overstatement (llama.cpp keeps the
+    token embeddings in host memory when it offloads every layer).
     """
+    overhead = cuda_overhead_bytes(gpu)
+    if overhead:
+        how = LOCAL_RUNNER_LABEL
     context = {r.id: (r.details.get("engine") or {}).get("n_ctx") or 0 for r in records}
-    held = {r.id: sum(llamacpp_held_bytes(r).values()) for r in records if r.status == "ok"}
+    held = {r.id: sum(llamacpp_held_bytes(r).values()) + overhead for r in records if r.status == "ok"}
     fitting = [r for r in records if r.id in held and held[r.id] <= gpu.budget_bytes]
     best = max(fitting, key=lambda r: context[r.id]) if fitting else min(records, key=lambda r: context[r.id])
     engine = best.details.get("engine") or {}
@@ -321,11 +336,14 @@ def _llamacpp_budget(gpu: HardwareSpec, records: list[RunRecord], how: str, cond
     conditions = {**conditions, "quant": quant, "context": context[best.id], "repack": engine.get("repack"),
                   "unstated": unstated}
     evidence = {**evidence, "decisive_record": best.id, "held_bytes": held.get(best.id), "budget_bytes":
-                gpu.budget_bytes}
+                gpu.budget_bytes, "evidence_class": how}
+    if overhead:
+        evidence["cuda_overhead_bytes"] = overhead
     if best.status != "ok":
         return _verdict(claim, FAILS, f"{how}: llama.cpp could not allocate at {quant} ({best.id})",
                         conditions=conditions, evidence=evidence, would_change="a run of higher precedence")
-    terms = " + ".join(f"{name} {_gib2(v)}" for name, v in llamacpp_held_bytes(best).items())
+    terms = " + ".join([f"{name} {_gib2(v)}" for name, v in llamacpp_held_bytes(best).items()]
+                       + ([f"CUDA overhead {_gib2(overhead)}"] if overhead else []))
     word = HOLDS if fitting else FAILS
     return _verdict(claim, word, f"{how}: {_gib2(held[best.id])} ({terms}) {'<=' if fitting else '>'} "
                     f"{_gib2(gpu.budget_bytes)} on {gpu.id} at {quant}, context {context[best.id]}, repack "
@@ -336,7 +354,8 @@ def _llamacpp_budget(gpu: HardwareSpec, records: list[RunRecord], how: str, cond
 def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
                      records: list[RunRecord]) -> Verdict:
     recipe = registry.recipe(claim.conditions.recipe) if claim.conditions.recipe else None
-    found = memory_evidence(records, claim, recipe)
+    card = registry.gpu(claim.conditions.gpu) if claim.conditions.gpu else None
+    found = memory_evidence(records, claim, recipe, card)
     if not found:
         return arithmetic
     best = found[0]
@@ -350,8 +369,8 @@ def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
     how = RANK_LABELS[rank(best)]
     evidence = {"records": [r.id for r in found], "decisive_record": best.id, "estimate": arithmetic.evidence}
     if is_llamacpp_on_cpu(best):
-        return _llamacpp_budget(registry.gpu(claim.conditions.gpu or ""), [r for r in found if rank(r) == 0], how,
-                                conditions, evidence, claim)
+        assert card is not None  # memory_evidence admits llama.cpp runs only for a claim with a card
+        return _llamacpp_budget(card, [r for r in found if rank(r) == 0], how, conditions, evidence, claim)
     peak = best.metrics.get("peak_memory_bytes")
     peak_text = _vllm_need_text(best) or (f", peak {_gib(peak.value)}" if peak and peak.value else "")
     if best.status == "ok":
@@ -374,6 +393,47 @@ def _measured_speed(claim: ClaimSpec, arithmetic: Verdict, records: list[RunReco
                     evidence={"records": [r.id for r in found], "roofline": arithmetic.evidence.get("roofline")})
 
 
+def _runtime_command(model: ModelSpec) -> str:
+    return f"bench run {model.id} --backend llama.cpp --quant q4_k_m --weights synthetic --device cpu"
+
+
+def _runtime_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdict:
+    """Whether a local runner runs the model is decided by running it; arithmetic only says whether
+    llama.cpp has a GGUF architecture for the model's type at all."""
+    model_type = model.architecture.model_type
+    conditions = {"runner": claim.conditions.runner}
+    if model_type not in LLAMA_CPP_MODEL_TYPES:
+        return _verdict(claim, UNTESTED, f"bench knows no GGUF architecture for model_type {model_type}",
+                        conditions=conditions, would_change="a GGUF file of the model that loads in llama.cpp")
+    return _verdict(claim, UNTESTED, f"llama.cpp has a GGUF architecture for model_type {model_type}; no run has "
+                    "loaded the model's shapes yet", conditions=conditions,
+                    would_change=f"`{_runtime_command(model)}`: a run that loads and generates")
+
+
+def _measured_runtime(claim: ClaimSpec, arithmetic: Verdict, records: list[RunRecord]) -> Verdict:
+    """A llama.cpp run of the model's file (its real shapes, tensor names and metadata) that loaded and
+    generated holds the claim; one that failed to load fails it. Ollama loads the same GGUF files with the
+    same ggml code, so the same run decides an Ollama claim."""
+    found = runtime_evidence(records, claim)
+    if not found:
+        return arithmetic
+    best = found[0]
+    engine = best.details.get("engine") or {}
+    same = "; Ollama loads the same GGUF file with the same ggml code" if claim.conditions.runner == "ollama" else ""
+    evidence = {"records": [r.id for r in found], "decisive_record": best.id}
+    conditions = {**arithmetic.conditions, "quant": engine_quant(best), "weights": best.model.weights}
+    if best.status == "ok":
+        tokens = best.config.get("scenario", {}).get("output_len")
+        return _verdict(claim, HOLDS, f"llama.cpp loaded the {best.model.weights} GGUF of {best.model.id} "
+                        f"({engine.get('weights_format')}, {engine.get('n_ctx')} tokens of context) and generated "
+                        f"{tokens} tokens per request{same} ({best.id})", conditions=conditions, evidence=evidence,
+                        would_change="a failed load in a newer run")
+    first_line = (best.error or "").splitlines()[0] if best.error else "no error text"
+    return _verdict(claim, FAILS, f"llama.cpp could not run the {best.model.weights} GGUF of {best.model.id}: "
+                    f"{first_line}{same} ({best.id})", conditions=conditions, evidence=evidence,
+                    would_change="a newer llama.cpp that loads it")
+
+
 _DECIDERS = {
     "inference-memory": _memory_claim,
     "finetune-memory": _memory_claim,
@@ -382,4 +442,5 @@ _DECIDERS = {
     "open-weights": _fact_claim,
     "context": _fact_claim,
     "speed": _speed_claim,
+    "runtime": _runtime_claim,
 }

@@ -28,3 +28,18 @@ def test_plan_matches_llamacpps_buffers(registry, run):
     assert plan["weights_bytes"] == pytest.approx(engine["model_buffer_bytes"], rel=0.005)
     assert plan["kv_cache_bytes"] == engine["kv_buffer_bytes"]
     assert plan["total_bytes"] - plan["overhead_bytes"] == pytest.approx(held, rel=0.02)
+
+
+@pytest.mark.parametrize("claim_id,word,evidence_class", [
+    ("mistral-3b-fits-4gb-kv", "holds", "measured on a CPU with llama.cpp"),
+    ("mistral-3b-phone-ram", "holds", "measured on a CPU with llama.cpp"),
+    ("mistral-3-small-edge-inference", "fails", "measured on a CPU with llama.cpp"),
+    ("mistral-small-22b-fits-24gb", "holds", "llama.cpp buffers measured on a CPU plus the CUDA overhead"),
+    ("mistral-small-22b-runs-llama-cpp", "holds", "llama.cpp loaded the synthetic GGUF"),
+])
+def test_a_fresh_checkouts_records_decide_the_on_device_and_local_runner_claims(registry, claim_id, word,
+                                                                                 evidence_class):
+    from bench.verdicts import all_verdicts
+
+    verdicts = {v.claim_id: v for v in all_verdicts(registry, published_llamacpp_runs())}
+    assert verdicts[claim_id].verdict == word and verdicts[claim_id].reason.startswith(evidence_class)

@@ -174,3 +174,57 @@ def test_a_gpu_measurement_outranks_llamacpp_on_a_cpu(registry):
     capped_oom = record(model="mistral-3b", target="edge-4gb", quant="nf4", status="oom", emulated=True)
     v = check(registry, [llamacpp_cpu(4096, 436_207_616), capped_oom], **FITS_4GB)
     assert v.verdict == "fails" and v.evidence["decisive_record"] == capped_oom.id
+
+
+def test_llamacpp_buffers_count_for_any_on_device_budget_whatever_budget_the_run_named(registry):
+    run = llamacpp_cpu(4096, 436_207_616)  # named edge-4gb
+    v = check(registry, [run], subject="mistral-3b", kind="inference-memory", conditions={"gpu": "phone-8gb"})
+    assert v.verdict == "holds" and v.evidence["decisive_record"] == run.id and "on phone-8gb" in v.reason
+
+
+def test_a_gpu_claim_counts_llamacpp_buffers_only_when_it_names_a_local_runner(registry):
+    run = llamacpp_cpu(4096, 436_207_616)
+    plain = check(registry, [run], subject="mistral-3b", kind="inference-memory", conditions={"gpu": "rtx-4090"})
+    assert "decisive_record" not in plain.evidence  # the arithmetic verdict stands
+    v = check(registry, [run], subject="mistral-3b", kind="inference-memory",
+              conditions={"gpu": "rtx-4090", "runner": "ollama"})
+    buffers = 2_138_615_808 + 436_207_616 + 281_018_368 + 524_288
+    assert v.verdict == "holds" and v.evidence["cuda_overhead_bytes"] == 2**30
+    assert v.evidence["held_bytes"] == buffers + 2**30  # the planner's 1.0 GiB for an RTX 4090
+    assert v.reason.startswith("llama.cpp buffers measured on a CPU plus the CUDA overhead")
+    assert "CUDA overhead 1.00 GiB) <= 23.99 GiB on rtx-4090" in v.reason
+
+
+def test_a_local_runner_claim_on_a_too_small_card_fails_by_the_buffers_plus_overhead(registry):
+    run = llamacpp_cpu(32768, 3_489_660_928)  # 5.50 GiB of buffers, 6.50 GiB with the overhead
+    v = check(registry, [run], subject="mistral-3b", kind="inference-memory",
+              conditions={"gpu": "edge-4gb", "runner": "llama.cpp"})
+    assert v.verdict == "fails" and "cuda_overhead_bytes" not in v.evidence  # an edge budget has no CUDA context
+
+
+def runtime_run(status: str, error: str | None = None):
+    r = llamacpp_cpu(4096, 436_207_616, status=status)
+    return r.model_copy(update={"error": error,
+                                "config": {"scenario": {**r.config["scenario"], "output_len": 16}}})
+
+
+RUNS_IN_LLAMACPP = dict(subject="mistral-3b", kind="runtime", conditions={"runner": "llama.cpp"})
+
+
+def test_a_runtime_claim_waits_for_a_run_and_names_the_command(registry):
+    v = check(registry, [], **RUNS_IN_LLAMACPP)
+    assert v.verdict == "untested" and "model_type ministral3" in v.reason
+    assert "bench run mistral-3b --backend llama.cpp --quant q4_k_m --weights synthetic --device cpu" in v.would_change
+
+
+def test_a_runtime_claim_holds_when_llamacpp_loaded_and_generated_and_fails_when_it_could_not(registry):
+    ok = runtime_run("ok")
+    v = check(registry, [ok], **RUNS_IN_LLAMACPP)
+    assert v.verdict == "holds" and v.evidence["decisive_record"] == ok.id and "generated 16 tokens" in v.reason
+    broken = runtime_run("error", "RuntimeError: could not load x.gguf: unknown model architecture: 'nonesuch'\nmore")
+    v = check(registry, [broken], **RUNS_IN_LLAMACPP)
+    assert v.verdict == "fails" and "unknown model architecture: 'nonesuch'" in v.reason and "more" not in v.reason
+    timed_out = runtime_run("timeout", "timed out")
+    assert check(registry, [timed_out], **RUNS_IN_LLAMACPP).verdict == "untested"  # says nothing either way
+    ollama = check(registry, [ok], subject="mistral-3b", kind="runtime", conditions={"runner": "ollama"})
+    assert ollama.verdict == "holds" and "Ollama loads the same GGUF file" in ollama.reason
