@@ -117,7 +117,10 @@ def verdicts(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> No
     results = all_verdicts(_registry(), list(iter_records(resolve_results_dir(results_dir))))
     if json_out:
         return output.emit_json([v.to_dict() for v in results])
-    print(output.table(["claim", "verdict", "why"], [[v.claim_id, v.verdict, v.reason] for v in results]))
+    # A registry fact's source is a long address: `--json` and `bench cite` carry it, the table names the class.
+    print(output.table(["claim", "verdict", "evidence", "why"],
+                       [[v.claim_id, v.verdict, v.evidence_class.split(" (source:")[0], v.reason] for v in results],
+                       keep=(0, 1)))
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -52,21 +53,55 @@ def render_plan(plan: dict[str, Any]) -> str:
     if mem["budget_bytes"] is not None:
         rows.append(["budget", output.gib(mem["budget_bytes"])])
     lines += ["  " + line for line in output.table(["memory", "GiB"], rows).splitlines()]
-    if plan["gpu"]:
-        lines.append(f"  fits: {'yes' if plan['fits'] else 'no'}; largest context that fits: "
-                     f"{plan['max_context_that_fits']:,} tokens")
-        if not plan["finetune"]:
-            lines.append(f"  fastest quant that fits: {plan['fastest_quant_that_fits'] or 'none'}; "
-                         f"highest precision that fits: {plan['highest_precision_quant_that_fits'] or 'none'}")
-        rl = plan["roofline"]
-        lines.append(f"  roofline: decode {output.rate(rl['decode_tokens_per_s'])} tok/s at batch 1, "
-                     f"prefill {output.rate(rl['prefill_tokens_per_s'])} tok/s"
-                     + (f", training {output.rate(rl['train_tokens_per_s'])} tok/s" if "train_tokens_per_s" in rl
-                        else ""))
+    sentences = (fit_sentences(plan) if plan["gpu"] else []) + floor_sentences(plan)
+    lines += [textwrap.fill(s, output.WIDTH, initial_indent="  ", subsequent_indent="    ") for s in sentences]
     if "fits_on" in plan:
         fits = [g for g, ok in plan["fits_on"].items() if ok]
         lines.append(f"  fits on: {', '.join(fits) or 'none of the registry cards'}")
     return "\n".join(lines)
+
+
+def fit_sentences(plan: dict[str, Any]) -> list[str]:
+    """Whether it fits, by how much (hundredths of a GiB: a budget is decided by small margins), and
+    the roofline speed only for a configuration that fits."""
+    mem = plan["memory"]
+    total, budget = mem["total_bytes"], mem["budget_bytes"]
+    margin = f"needs {output.gib(total, 2)} of {output.gib(budget, 2)}"
+    if plan["fits"]:
+        lines = [f"fits on {plan['gpu']}: {margin} ({output.gib(budget - total, 2)} to spare)"]
+    else:
+        lines = [f"does not fit on {plan['gpu']}: {margin} ({output.gib(total - budget, 2)} over)"]
+    largest = plan["max_context_that_fits"]
+    lines.append(f"largest context that fits: {largest:,} tokens" if largest
+                 else "does not fit at any context")
+    if not plan["finetune"]:
+        lines.append(f"fastest quant that fits: {plan['fastest_quant_that_fits'] or 'none'}; "
+                     f"highest precision that fits: {plan['highest_precision_quant_that_fits'] or 'none'}")
+    if plan["fits"]:
+        rl = plan["roofline"]
+        lines.append(f"roofline: decode {output.rate(rl['decode_tokens_per_s'])} tok/s at batch 1, "
+                     f"prefill {output.rate(rl['prefill_tokens_per_s'])} tok/s"
+                     + (f", training {output.rate(rl['train_tokens_per_s'])} tok/s" if "train_tokens_per_s" in rl
+                        else ""))
+    else:
+        lines.append("no roofline speed: a configuration that does not fit has none")
+    return lines
+
+
+def floor_sentences(plan: dict[str, Any]) -> list[str]:
+    """When the weights counted exceed their floor (a quantiser that leaves fused MoE experts in 16 bits),
+    what the floor is and whether even it rules the card out: the verdict rests on the floor."""
+    mem = plan["memory"]
+    floor, weights = mem.get("weights_floor_bytes"), mem["weights_bytes"]
+    if floor is None or floor >= weights:
+        return []
+    lines = [f"today's bitsandbytes leaves the fused experts in 16 bits ({output.gib(weights)} of weights); "
+             f"even with experts packed at 4 bits the weights alone are {output.gib(floor)}"]
+    budget = mem["budget_bytes"]
+    if budget is not None and mem["lower_bound_bytes"] > budget:
+        lines.append(f"so it cannot fit on {plan['gpu']} however the experts are packed: the lower bound "
+                     f"{output.gib(mem['lower_bound_bytes'], 2)} exceeds {output.gib(budget, 2)}")
+    return lines
 
 
 def claim_plans(registry: Registry) -> list[dict[str, Any]]:

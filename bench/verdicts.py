@@ -31,6 +31,7 @@ from bench.evidence import (LOCAL_RUNNER_LABEL, RANK_LABELS, engine_quant, eval_
                             llamacpp_held_bytes, memory_evidence, rank, runtime_evidence, speed_evidence)
 from bench.estimate.gguf import LLAMA_CPP_MODEL_TYPES
 from bench.estimate.quant import weight_format
+from bench.evidence_class import verdict_class
 from bench.plan import DEFAULT_CONTEXT, PlanRequest, Subject, make_plan
 from bench.registry import Registry
 from bench.results import RunRecord
@@ -56,6 +57,7 @@ class Verdict:
     conditions: dict[str, Any] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)
     would_change: str = ""
+    evidence_class: str = ""  # in words (bench.evidence_class), filled by all_verdicts
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -78,7 +80,11 @@ def verdict_for(registry: Registry, source: ClaimSource, claim: ClaimSpec,
 
 
 def all_verdicts(registry: Registry, records: Sequence[RunRecord] = ()) -> list[Verdict]:
-    return [verdict_for(registry, source, claim, records) for source, claim in registry.claims()]
+    verdicts = [verdict_for(registry, source, claim, records) for source, claim in registry.claims()]
+    by_id = {r.id: r for r in records}
+    for verdict in verdicts:
+        verdict.evidence_class = verdict_class(verdict, by_id)
+    return verdicts
 
 
 def _verdict(claim: ClaimSpec, word: str, reason: str, **kw: Any) -> Verdict:
