@@ -135,6 +135,9 @@ def run(
                                             "q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0, f16, bf16 on llama.cpp."
                                        )] = "bf16",
     weights: WeightsOpt = None,
+    gguf: Annotated[Optional[str], typer.Option(
+        help="A real GGUF file for --backend llama.cpp: a local path, or owner/repo:file.gguf@COMMIT from the hub "
+             "(a 40-hex commit; the hub's sha256 is checked; source, revision and sha256 are recorded).")] = None,
     device: DeviceOpt = "cuda",
     batch: Annotated[int, typer.Option(min=1, help="Requests submitted together for the throughput figure.")] = 8,
     prompt_len: Annotated[int, typer.Option(min=1, help="Prompt tokens per request.")] = 128,
@@ -151,7 +154,8 @@ def run(
 
     Runs in an isolated child process and writes one record. Examples:
     `bench run mistral-3-small --gpu 4090`, `bench run tiny-llama --device cpu`,
-    `bench run mistral-3b --backend llama.cpp --quant q4_k_m --weights synthetic --device cpu`.
+    `bench run mistral-3b --backend llama.cpp --quant q4_k_m --weights synthetic --device cpu`,
+    `bench run mistral-3b --backend llama.cpp --quant q4_k_m --gguf ./Ministral-3b-Q4_K_M.gguf --device cpu`.
     """
     from bench.inference_job import run_inference
     from bench.results import results_dir as resolve_results_dir
@@ -164,7 +168,7 @@ def run(
         _registry(), model, gpu=gpu, backend=backend, quant=quant, weights=weights, device=device, batch=batch,
         prompt_len=prompt_len, output_len=output_len, context=context, max_model_len=max_model_len,
         min_iterations=iterations, min_duration_s=min_duration, results_dir=directory,
-        timeout_s=timeout or (1800 if device == "cuda" else 900))
+        timeout_s=timeout or (1800 if device == "cuda" else 900), gguf=gguf)
     _finish(record, directory)
 
 

@@ -134,3 +134,25 @@ def _is_network_error(err: Exception) -> bool:
     """Connection failures come as OSError (requests) or httpx transport errors, by library version."""
     names = {cls.__name__ for cls in type(err).__mro__}
     return isinstance(err, OSError) or bool(names & {"TransportError", "ConnectError", "TimeoutException"})
+
+
+def download_file(repo: str, name: str, revision: str) -> tuple[Path, str | None]:
+    """One file of `repo` at the commit `revision` (a GGUF for llama.cpp), from the cache when it is
+    there, with the sha256 the hub publishes for it (None offline: the caller hashes what it has).
+
+    The disk is checked against the file's size first, as for a checkout."""
+    from huggingface_hub import HfApi, hf_hub_download, try_to_load_from_cache
+
+    from bench.preflight import free_disk_needed
+
+    expected = None
+    if not offline():
+        infos = _hub_call(repo, revision, lambda: HfApi().get_paths_info(repo, [name], revision=revision))
+        info = next(iter(infos), None)
+        if info is None or not hasattr(info, "size"):
+            raise UserError(f"{repo}@{revision[:12]} has no file {name}")
+        expected = info.lfs.sha256 if info.lfs else None
+        if not isinstance(try_to_load_from_cache(repo, name, revision=revision), str):
+            free_disk_needed(info.size, free_bytes(), str(cache_dir()))
+    path = _hub_call(repo, revision, lambda: hf_hub_download(repo, name, revision=revision))
+    return Path(path), expected

@@ -10,6 +10,7 @@ from bench.estimate.memory import kv_cache_bytes
 from bench.estimate.params import count_params
 from bench.estimate.quant import weight_format
 from bench.estimate.roofline import roofline
+from bench.gguf_file import GgufFile
 from bench.preflight import check_engine, choose_backend, vllm_batch_tokens
 from bench.registry import Registry
 from bench.runner import (Weights, check_device, execute, installed_engines, prepare_weights, resolve_model,
@@ -24,13 +25,14 @@ DTYPE_OF_QUANT = {"fp16": "float16"}
 def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backend: str | None, quant: str,
                   weights: str | None, device: str, batch: int, prompt_len: int, output_len: int,
                   context: int | None, min_iterations: int, min_duration_s: float, results_dir: Path,
-                  timeout_s: float, labels: dict[str, str] | None = None, max_model_len: int | None = None):
+                  timeout_s: float, labels: dict[str, str] | None = None, max_model_len: int | None = None,
+                  gguf: str | None = None):
     """Check everything that can be checked before the run (engine x quant x device x weights,
     cards, lengths, disk), then download if needed and measure in a child process.
 
     `max_model_len` sizes the engine's context (vLLM and llama.cpp allocate its KV cache up front)
     without a request that fills it: on a CPU, prefilling 32k tokens of a 24B model takes longer
-    than the memory question is worth."""
+    than the memory question is worth. `gguf` names a real GGUF file for llama.cpp (see bench.gguf_file)."""
     model = resolve_model(registry, model_name)
     target = registry.gpu(gpu) if gpu else None
     backend = choose_backend(backend, quant)
@@ -42,8 +44,11 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
     if max_len > cfg.max_position_embeddings:
         raise UserError(f"{max_len} tokens exceed {model.id}'s maximum of {cfg.max_position_embeddings}")
     cap = check_device(device, target, model.id, on_device_budget=backend == "llama.cpp")
+    gguf_file = None
     if backend == "llama.cpp":
-        spec_weights = gguf_weights(model, weights, quant)
+        spec_weights, gguf_file = gguf_weights(model, weights, quant, gguf)
+    elif gguf is not None:
+        raise UserError("--gguf is a file for --backend llama.cpp")
     else:
         spec_weights = prepare_weights(model, weights, quant)
     engine = dict(
@@ -64,25 +69,38 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
         roofline_decode_tokens_per_s=_roofline_bound(registry, model, cap.card_name, quant, prompt_len),
         backend=backend, engine=engine, vocab_size=cfg.vocab_size, prompt_len=prompt_len, output_len=output_len,
         batch=batch, context=context, min_iterations=min_iterations, min_duration_s=min_duration_s,
-        target_budget_bytes=cap.target_cuda_bytes if cap.emulated else None)
+        target_budget_bytes=cap.target_cuda_bytes if cap.emulated else None,
+        gguf_file=gguf_file.to_dict() if gguf_file else None)
     return execute("inference", "bench.scenarios.inference:measure", asdict(settings), model=model,
                    weights=spec_weights, device=device, gpu=target, config={"scenario": asdict(settings)},
                    results_dir=results_dir, timeout_s=timeout_s, cap=cap, labels=labels)
 
 
-def gguf_weights(model, weights: str | None, quant: str) -> Weights:
-    """The GGUF file llama.cpp loads: for a registry model with synthetic weights, bench writes it
-    (random weights in the real shapes, in `quant`; cached). Real GGUF files are not fetched yet."""
+def gguf_weights(model, weights: str | None, quant: str, gguf: str | None) -> tuple[Weights, GgufFile | None]:
+    """The GGUF file llama.cpp loads: a real file (`--gguf`, a local path or a pinned hub file) whose
+    shapes must be the model's, or, for a registry model with synthetic weights, one bench writes
+    (random weights in the real shapes, in `quant`; cached)."""
     if model.spec is None:
-        raise UserError("--backend llama.cpp loads a GGUF file: give a registry model with --weights synthetic")
+        raise UserError("--backend llama.cpp loads a GGUF file: give a registry model, with --gguf FILE or "
+                        "--weights synthetic")
+    spec = model.spec
+    if gguf is not None:
+        if weights == "synthetic":
+            raise UserError("--gguf names a real file: drop --weights synthetic")
+        from bench.gguf_file import check_shapes, resolve
+
+        found = resolve(gguf)
+        if found.quant != quant:
+            raise UserError(f"{found.file} is {found.quant}, not {quant}: pass --quant {found.quant}")
+        check_shapes(found.path, model.architecture, model.id)
+        return Weights(found.path, "real", found.repo, found.revision, found.revision), found
     if weights_kind(model, weights) != "synthetic":
-        raise UserError(f"--backend llama.cpp runs {model.id} from a synthetic GGUF only for now: "
-                        "add --weights synthetic")
+        raise UserError(f"--backend llama.cpp runs {model.id} from a GGUF file: give --gguf PATH or "
+                        "owner/repo:file.gguf@COMMIT, or --weights synthetic")
     from bench import synthetic_gguf
 
-    path = synthetic_gguf.ensure(model.spec, quant)
-    spec = model.spec
-    return Weights(str(path), "synthetic", spec.repo, spec.revision if spec.repo else None, None)
+    path = synthetic_gguf.ensure(spec, quant)
+    return Weights(str(path), "synthetic", spec.repo, spec.revision if spec.repo else None, None), None
 
 
 def cpu_kv_budget(cfg, max_len: int, batch: int) -> int:

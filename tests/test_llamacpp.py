@@ -272,10 +272,78 @@ def test_the_planner_predicts_the_tensor_bytes_llama_cpp_writes(cache_dir, regis
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["mistral-3b", "--quant", "q4_k_m"], "add --weights synthetic"),  # real GGUF files are not fetched yet
+    (["mistral-3b", "--quant", "q4_k_m"], "give --gguf PATH or owner/repo:file.gguf@COMMIT, or --weights synthetic"),
     (["tiny-llama", "--quant", "nf4", "--weights", "synthetic"], "not nf4"),
 ])
 def test_runs_llama_cpp_cannot_do_are_one_line_exit_2(run_bench, tmp_path, args, expected):
     proc = run_bench("run", *args, "--backend", "llama.cpp", "--device", "cpu", "--results-dir", str(tmp_path))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert expected in proc.stderr and not list(tmp_path.iterdir())
+
+
+def _run_real(run_bench, tmp_path, model, gguf, *extra):
+    return run_bench("run", model, "--backend", "llama.cpp", "--gguf", str(gguf), "--device", "cpu", "--batch", "2",
+                     "--prompt-len", "16", "--output-len", "4", "--iterations", "2", "--min-duration", "0",
+                     "--results-dir", str(tmp_path / "results"), *extra)
+
+
+def test_a_local_gguf_file_runs_as_real_weights_with_its_sha256_recorded(run_bench, tiny_gguf, tmp_path):
+    import hashlib
+    import shutil
+
+    real = tmp_path / "tiny-llama-Q4_K_M.gguf"
+    shutil.copy(tiny_gguf, real)
+    proc = _run_real(run_bench, tmp_path, MODEL, real, "--quant", "q4_k_m")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (record,) = list(iter_records(tmp_path / "results"))
+    assert record.status == "ok" and record.model.weights == "real"
+    recorded = record.config["scenario"]["gguf_file"]
+    assert recorded["sha256"] == hashlib.sha256(real.read_bytes()).hexdigest()
+    assert recorded["source"] == "local" and recorded["bytes"] == real.stat().st_size
+    assert recorded["quant"] == "q4_k_m" and recorded["architecture"] == "llama"
+
+
+@pytest.mark.parametrize("problem,expected", [
+    ("another-model", "is not mistral-3b: its layers 2 (not 26), hidden size 256 (not 3072)"),
+    ("wrong-quant", "is q4_k_m, not q8_0: pass --quant q4_k_m"),
+    ("not-gguf", "is not a readable GGUF file"),
+    ("missing", "no such file"),
+    ("branch", "a hub file is owner/repo:file.gguf@<40-hex commit>"),
+])
+def test_a_gguf_that_is_not_the_model_or_not_a_gguf_is_one_line_exit_2(run_bench, tiny_gguf, tmp_path, problem,
+                                                                         expected):
+    model, gguf, quant = MODEL, tiny_gguf, "q4_k_m"
+    if problem == "another-model":
+        model = "mistral-3b"
+    elif problem == "wrong-quant":
+        quant = "q8_0"
+    elif problem == "not-gguf":
+        gguf = tmp_path / "notes.gguf"
+        gguf.write_text("not a gguf file")
+    elif problem == "missing":
+        gguf = tmp_path / "absent.gguf"
+    elif problem == "branch":
+        gguf = "someone/tiny:tiny.gguf@main"
+    proc = _run_real(run_bench, tmp_path, model, gguf, "--quant", quant)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert expected in proc.stderr and not (tmp_path / "results").exists()
+
+
+def test_a_pinned_hub_file_is_found_through_the_hub_cache(tiny_gguf, tmp_path, monkeypatch):
+    """The hub is unreachable here: the real hub download code reads the standard cache layout offline."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    from bench.gguf_file import resolve, sha256_of
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--someone--tiny-GGUF" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    shutil.copy(tiny_gguf, snapshot / "tiny-Q4_K_M.gguf")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    found = resolve(f"someone/tiny-GGUF:tiny-Q4_K_M.gguf@{commit}")
+    assert (found.source, found.repo, found.file, found.revision) == ("hub", "someone/tiny-GGUF",
+                                                                      "tiny-Q4_K_M.gguf", commit)
+    assert found.sha256 == sha256_of(tiny_gguf) and found.quant == "q4_k_m"

@@ -47,6 +47,7 @@ class InferenceSettings:
     throughput_runs: int = 3
     target_budget_bytes: int | None = None  # the claimed card's CUDA memory, when emulating it (see emulation)
     roofline_decode_tokens_per_s: float | None = None  # bound of the card the run uses (None on a CPU)
+    gguf_file: dict[str, Any] | None = None  # a real GGUF's provenance: source, revision, bytes, sha256
     seed: int = 0
 
 

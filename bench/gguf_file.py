@@ -1,0 +1,109 @@
+"""A real GGUF file for llama.cpp: a local path, or one file of a hub repository at a pinned commit.
+
+`--gguf owner/repo:file.gguf@<40-hex commit>` downloads exactly that file (a branch name would
+let the bytes change under the same record), checks the disk first, and holds the download to
+the sha256 the hub publishes for it. A local path is taken as it is. Either way the parent reads
+the file's header before any run: a file that is not GGUF, or whose shapes are not the registry
+model's (another model, or another size of it), is one line and exit 2, not a run that measures
+the wrong thing. The record carries the source, the revision, the byte count and the sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.hfconfig import TextConfig
+
+HUB_SOURCE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+):(?P<file>[^@]+\.gguf)@(?P<revision>[0-9a-f]{40})$")
+_HASH_CHUNK = 1 << 24
+
+
+@dataclass(frozen=True)
+class GgufFile:
+    """Where the file came from and what it is: recorded with the run."""
+
+    path: str
+    source: str  # "local" or "hub"
+    repo: str | None
+    file: str
+    revision: str | None
+    sha256: str
+    bytes: int
+    architecture: str
+    quant: str | None  # general.file_type as bench names it (q4_k_m, ...)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def is_hub_source(source: str) -> bool:
+    return HUB_SOURCE.match(source) is not None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve(source: str) -> GgufFile:
+    """Fetch (hub) or find (local) the file, hash it and read its header."""
+    match = HUB_SOURCE.match(source)
+    if match:
+        from bench import hub
+
+        path, expected = hub.download_file(match["repo"], match["file"], match["revision"])
+        origin, repo, name, revision = "hub", match["repo"], match["file"], match["revision"]
+    else:
+        if "@" in source and ":" in source and not Path(source).exists():
+            raise UserError(f"--gguf {source}: a hub file is owner/repo:file.gguf@<40-hex commit> "
+                            "(a branch or tag would not pin the bytes)")
+        path, expected = Path(source).expanduser(), None
+        if not path.is_file():
+            raise UserError(f"--gguf {source}: no such file")
+        origin, repo, name, revision = "local", None, path.name, None
+    digest = sha256_of(path)
+    if expected is not None and digest != expected:
+        raise UserError(f"{repo}:{name}@{revision[:12]}: the downloaded file's sha256 {digest[:16]}... is not the "
+                        f"hub's {expected[:16]}...; delete it from the hub cache and run again")
+    architecture, quant = _header(path)
+    return GgufFile(str(path), origin, repo, name, revision, digest, path.stat().st_size, architecture, quant)
+
+
+def check_shapes(path: str, cfg: TextConfig, model_id: str) -> None:
+    """The file must be the model it is run as: same depth, width and vocabulary."""
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+    arch = _field(reader, gguf.Keys.General.ARCHITECTURE)
+    found = {"layers": _field(reader, f"{arch}.block_count"), "hidden size": _field(reader, f"{arch}.embedding_length")}
+    tokens = reader.get_field(gguf.Keys.Tokenizer.LIST)
+    found["vocabulary"] = len(tokens.data) if tokens is not None else None
+    wanted = {"layers": cfg.num_hidden_layers, "hidden size": cfg.hidden_size, "vocabulary": cfg.vocab_size}
+    wrong = [f"{name} {found[name]} (not {wanted[name]})" for name in wanted
+             if found[name] is not None and int(found[name]) != wanted[name]]
+    if wrong:
+        raise UserError(f"{Path(path).name} is not {model_id}: its {', '.join(wrong)}")
+
+
+def _header(path: Path) -> tuple[str, str | None]:
+    import gguf
+
+    from bench.synthetic_gguf import file_type
+
+    try:
+        reader = gguf.GGUFReader(path)
+        return str(_field(reader, gguf.Keys.General.ARCHITECTURE)), file_type(path)
+    except (ValueError, KeyError, IndexError, OSError) as err:
+        raise UserError(f"{path.name} is not a readable GGUF file ({type(err).__name__}: {err})") from None
+
+
+def _field(reader, key: str):
+    field = reader.get_field(key)
+    return None if field is None else field.contents()
