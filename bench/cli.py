@@ -353,6 +353,61 @@ def sweep(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    target: Annotated[str, typer.Argument(metavar="URL|MODEL", help="A server's root URL, or a registry model "
+                                          "for bench to serve on loopback (llama.cpp for GGUF quants, else vLLM).")],
+    concurrency: Annotated[Optional[list[int]], typer.Option(
+        min=1, help="Concurrent requests of a level; repeat for a sweep (default 1, 2, 4, 8).")] = None,
+    rate: Annotated[Optional[list[float]], typer.Option(
+        min=0.001, help="Requests/s of a Poisson-arrival level; repeat for more.")] = None,
+    api: Annotated[str, typer.Option(help="completions or chat (both streamed).")] = "completions",
+    prompt_len: Annotated[int, typer.Option(min=1, help="Prompt tokens per request (the model's tokenizer).")] = 128,
+    output_len: Annotated[int, typer.Option(min=2, help="Output tokens (forced where the server allows).")] = 64,
+    duration: Annotated[float, typer.Option(min=0, help="Minimum seconds per level.")] = 10.0,
+    min_requests: Annotated[int, typer.Option(min=1, help="Minimum requests per level.")] = 8,
+    warmup: Annotated[int, typer.Option(min=0, help="Requests sent before the first level, not measured.")] = 2,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request counts as timed out.")] = 60.0,
+    slo_ttft: Annotated[float, typer.Option(help="Goodput SLO: time to first token, seconds.")] = 1.0,
+    slo_itl: Annotated[float, typer.Option(help="Goodput SLO: mean inter-token latency (TPOT), seconds.")] = 0.1,
+    served_model: Annotated[Optional[str], typer.Option(help="URL: the served model's name (default: the only one).")]
+    = None,
+    model_id: Annotated[Optional[str], typer.Option(help="URL: the registry model the server serves (for claims).")]
+    = None,
+    tokenizer: Annotated[Optional[str], typer.Option(
+        help="A local tokenizer directory (default: the server's tokenize endpoint, else usage fields).")] = None,
+    quant: Annotated[str, typer.Option(help="MODEL: bf16, fp16, fp8, int4 (vLLM) or a GGUF type (llama.cpp).")]
+    = "bf16",
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "cuda",
+    gpu: Annotated[Optional[str], typer.Option(help="The card the server runs on (recorded; claims name it).")]
+    = None,
+    startup_timeout: Annotated[float, typer.Option(help="MODEL: seconds to wait for the server.")] = 600.0,
+    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key (never recorded).")]
+    = "OPENAI_API_KEY",
+    results_dir: ResultsDirOpt = None,
+) -> None:
+    """Load against an OpenAI-compatible server: TTFT, ITL, TPOT, latency, throughput and goodput per level.
+
+    Examples: `bench serve http://127.0.0.1:8000 --concurrency 1 --concurrency 8`,
+    `bench serve tiny-llama --quant q4_k_m --device cpu --rate 2`.
+    """
+    from bench.results import results_dir as resolve_results_dir
+    from bench.serve.command import levels_table, run_serve
+
+    _check_choice("api", api, ("completions", "chat"))
+    _check_choice("device", device, ("cuda", "cpu"))
+    _check_choice("weights", weights, (None, "real", "synthetic"))
+    directory = resolve_results_dir(results_dir)
+    record = run_serve(_registry, target, concurrency or [], rate or [], api=api, prompt_len=prompt_len,
+                       output_len=output_len, duration=duration, min_requests=min_requests, warmup=warmup,
+                       timeout=timeout, slo=(slo_ttft, slo_itl), served_model=served_model, model_id=model_id,
+                       tokenizer=tokenizer, quant=quant, weights=weights, device=device, gpu=gpu,
+                       startup_timeout=startup_timeout, api_key_env=api_key_env, results_dir=directory)
+    print(levels_table(record))
+    _finish(record, directory)
+
+
 def main() -> None:
     # torch and NVML must number devices the same way (PCI bus order).
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")

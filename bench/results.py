@@ -41,14 +41,14 @@ class ModelRef(_Frozen):
     repo: str | None
     revision: str | None
     resolved_revision: str | None  # the commit the run used
-    weights: Literal["real", "synthetic"]
+    weights: Literal["real", "synthetic", "unknown"]  # unknown: a server someone else runs (`bench serve URL`)
     path: str | None = None
 
 
 class RunRecord(_Frozen):
     schema_version: int
     id: str
-    kind: Literal["inference", "finetune", "eval"]
+    kind: Literal["inference", "finetune", "eval", "serve"]
     status: Literal["ok", "oom", "error", "timeout"]
     error: str | None
     model: ModelRef

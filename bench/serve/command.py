@@ -1,0 +1,195 @@
+"""`bench serve URL|MODEL`: measure a running server, or start one for a registry model and measure that.
+
+Given a URL, bench talks to that host alone. Given a model, bench starts the server on
+loopback (llama.cpp's for the GGUF quants, vLLM's otherwise), waits until it serves,
+sweeps, and stops it whatever happened; a server that will not start is a recorded
+failure (status `error`, its log's last line), like any failed run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.registry import Registry
+from bench.serve import prompts as prompt_pool
+from bench.serve import server as servers
+from bench.serve.job import (Endpoint, SweepSettings, auth_headers, endpoint_url, now, probe, run_sweep,
+                             write_serve_record)
+
+def is_url(target: str) -> bool:
+    return target.startswith(("http://", "https://"))
+
+
+def serve_url(url: str, settings: SweepSettings, *, served_model: str | None, model_id: str | None,
+              tokenizer: str | None, gpu: str | None, api_key_env: str, results_dir: Path):
+    """Sweep a server someone else runs; the record's model is `model_id` (a registry id) or the served name."""
+    from bench.environment import parent_view_of_hardware
+
+    base = endpoint_url(url)
+    headers = auth_headers(api_key_env)
+    started, clock = now()
+    name, version = probe(base, headers, served_model)
+    endpoint = Endpoint(base, headers, name, {**version, "started_by_bench": False},
+                        _counter(base, headers, name, tokenizer))
+    outcome = run_sweep(endpoint, settings)
+    hardware = {**parent_view_of_hardware("cpu"), "observed": "the client machine (the server's is not visible)",
+                "target": gpu, "emulated": False}
+    model_ref = {"id": model_id or name, "repo": None, "revision": None, "resolved_revision": None,
+                 "weights": "unknown"}
+    return write_serve_record(endpoint=endpoint, settings=settings, outcome=outcome, error=None, model_ref=model_ref,
+                              hardware=hardware, results_dir=results_dir, started=started,
+                              duration_s=_since(clock), api_key_env=api_key_env)
+
+
+def serve_model(registry: Registry, model_name: str, settings: SweepSettings, *, quant: str, weights: str | None,
+                device: str, gpu: str | None, tokenizer: str | None, startup_timeout_s: float,
+                api_key_env: str, results_dir: Path):
+    """Start the server for a registry model on loopback, sweep it, stop it; one record either way."""
+    from bench.environment import parent_view_of_hardware
+    from bench.estimate.gguf import GGUF_QUANTS
+    from bench.inference_job import cpu_kv_budget
+    from bench.results import new_record_id
+    from bench.runner import check_device, prepare_weights, resolve_model
+
+    model = resolve_model(registry, model_name)
+    target = registry.gpu(gpu) if gpu else None
+    kind = "llama.cpp" if quant in GGUF_QUANTS else "vllm"
+    cap = check_device(device, target, model.id, on_device_budget=kind == "llama.cpp")
+    if cap.emulated:
+        raise UserError(f"bench serve does not cap a server's memory: run it on the {target.id} itself, or "
+                        "measure memory with `bench run`")
+    max_len = settings.prompt_len + settings.output_len + 64  # room for a chat template
+    if max_len > model.architecture.max_position_embeddings:
+        raise UserError(f"{max_len} tokens exceed {model.id}'s maximum of {model.architecture.max_position_embeddings}")
+    widest = max(level.concurrency or 1 for level in settings.levels)
+    if kind == "llama.cpp":
+        checkout = _synthetic_gguf(model, weights, quant)
+    else:
+        if quant not in ("bf16", "fp16", "fp8", "int4"):
+            raise UserError(f"vLLM serves bf16, fp16, fp8 and int4; {quant} is a bitsandbytes quant "
+                            f"(llama.cpp serves the GGUF types {', '.join(GGUF_QUANTS)})")
+        checkout = prepare_weights(model, weights, quant)
+    port = servers.free_port()
+    if kind == "llama.cpp":
+        spec = servers.llamacpp_spec(checkout.path, model.id, port, max_len, -1 if device == "cuda" else 0)
+    else:
+        kv = cpu_kv_budget(model.architecture, max_len, widest) if device == "cpu" else None
+        spec = servers.vllm_spec(checkout.path, model.id, port, max_len, max(widest, 1), device,
+                                 "float16" if quant == "fp16" else "bfloat16", kv,
+                                 bool(model.spec and model.spec.trust_remote_code))
+    started, clock = now()
+    record_id = new_record_id("serve", model.id, started)
+    log_path = Path(results_dir) / f"{record_id}.log"  # the server's output, beside its record
+    model_ref = {"id": model.id, "repo": checkout.repo, "revision": checkout.revision,
+                 "resolved_revision": checkout.resolved_revision, "weights": checkout.kind}
+    hardware = {**parent_view_of_hardware(device), "target": target.id if target else None, "emulated": False,
+                "observed": "this machine, where bench started the server"}
+    endpoint = Endpoint(f"http://{servers.LOOPBACK}:{port}", auth_headers(api_key_env), model.id,
+                        {"kind": kind, "started_by_bench": True, "args": spec.args[1:]})
+    outcome, error, extra = None, None, {"server_log": log_path.name, "quant": quant}
+    try:
+        with servers.running(spec, log_path, startup_timeout_s, port) as running:
+            extra["startup_s"] = running.startup_s
+            _, version = probe(endpoint.base_url, endpoint.headers, model.id)
+            endpoint.server.update(_reported_or_installed(version, kind))
+            endpoint.counter = _counter(endpoint.base_url, endpoint.headers, model.id, tokenizer)
+            outcome = run_sweep(endpoint, settings)
+    except servers.ServerFailed as err:
+        error = str(err)
+    return write_serve_record(endpoint=endpoint, settings=settings, outcome=outcome, error=error,
+                              model_ref=model_ref, hardware=hardware, results_dir=results_dir, started=started,
+                              duration_s=_since(clock), api_key_env=api_key_env, extra_details=extra,
+                              record_id=record_id)
+
+
+def _synthetic_gguf(model, weights: str | None, quant: str):
+    """The GGUF llama.cpp's server loads: for now bench's synthetic file (random weights, real shapes)."""
+    from bench import synthetic_gguf
+    from bench.runner import Weights, weights_kind
+
+    if model.spec is None or weights_kind(model, weights) != "synthetic":
+        raise UserError("bench serves a GGUF quant from its synthetic file only: give a registry model and "
+                        "--weights synthetic, or start llama.cpp's server yourself and give its URL")
+    spec = model.spec
+    return Weights(str(synthetic_gguf.ensure(spec, quant)), "synthetic", spec.repo,
+                   spec.revision if spec.repo else None, None)
+
+
+def _reported_or_installed(version: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The version the server reports; llama-cpp-python's server reports none, so its package's version."""
+    if version.get("kind") == kind:
+        return version
+    from importlib import metadata
+
+    return {"kind": kind, "version": metadata.version("llama_cpp_python"), "reported_by": "installed package"}
+
+
+def _counter(base: str, headers: dict[str, str], name: str, tokenizer: str | None) -> Any:
+    if tokenizer:
+        return prompt_pool.local_counter(tokenizer)
+    import httpx
+
+    return prompt_pool.server_counter(httpx.Client(base_url=base, headers=headers, timeout=30.0), name)
+
+
+def _since(clock: float) -> float:
+    import time
+
+    return time.perf_counter() - clock
+
+
+def settings_from(levels_c: list[int], levels_r: list[float], **kw: Any) -> SweepSettings:
+    from bench.serve.load import Level
+
+    levels = [Level(concurrency=c) for c in levels_c] + [Level(rate=r) for r in levels_r]
+    if not levels:
+        levels = [Level(concurrency=c) for c in (1, 2, 4, 8)]
+    return SweepSettings(levels=levels, **kw)
+
+
+def run_serve(registry_loader, target: str, concurrency: list[int], rate: list[float], *, api: str, prompt_len: int,
+              output_len: int, duration: float, min_requests: int, warmup: int, timeout: float,
+              slo: tuple[float, float], served_model: str | None, model_id: str | None, tokenizer: str | None,
+              quant: str, weights: str | None, device: str, gpu: str | None, startup_timeout: float,
+              api_key_env: str, results_dir: Path):
+    """The command's body: check the input, then sweep a URL or a model's server; returns the written record.
+
+    `registry_loader` is called only when needed: a URL needs no registry unless it names one of its models.
+    """
+    from bench.serve.summary import Slo
+
+    if len(set(concurrency)) != len(concurrency) or len(set(rate)) != len(rate):
+        raise UserError("each --concurrency and --rate value once")
+    settings = settings_from(concurrency, rate, api=api, prompt_len=prompt_len, output_len=output_len,
+                             min_duration_s=duration, min_requests=min_requests, warmup=warmup, timeout_s=timeout,
+                             slo=Slo(*slo))
+    if is_url(target):
+        registry = registry_loader() if (gpu or model_id) else None
+        return serve_url(target, settings, served_model=served_model,
+                         model_id=registry.model(model_id).id if model_id else None, tokenizer=tokenizer,
+                         gpu=registry.gpu(gpu).id if gpu else None, api_key_env=api_key_env, results_dir=results_dir)
+    if served_model or model_id:
+        raise UserError("--served-model and --model-id name what a URL serves; a registry model is served by bench")
+    return serve_model(registry_loader(), target, settings, quant=quant, weights=weights, device=device, gpu=gpu,
+                       tokenizer=tokenizer, startup_timeout_s=startup_timeout, api_key_env=api_key_env,
+                       results_dir=results_dir)
+
+
+def levels_table(record) -> str:
+    """The sweep as a table: one row per level, latencies in ms."""
+    from bench import output
+
+    def ms(value) -> str:
+        return "-" if value is None else f"{value * 1000:,.1f}"
+
+    def num(value) -> str:
+        return "-" if value is None else f"{value:,.2f}"
+
+    rows = [[level["level"], level["completed"], level["errors"], ms(level["ttft_p50_s"]), ms(level["ttft_p99_s"]),
+             ms(level["itl_p50_s"]), ms(level["tpot_p50_s"]), ms(level["e2e_p50_s"]), num(level["output_tokens_per_s"]),
+             num(level["requests_per_s"]), num(level["goodput_requests_per_s"])]
+            for level in record.details.get("levels", [])]
+    return output.table(["level", "ok", "errors", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "TPOT p50 ms",
+                         "e2e p50 ms", "out tok/s", "req/s", "goodput req/s"], rows)
