@@ -9,6 +9,7 @@ which :func:`main` turns into one line on stderr and exit code 2; set
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -25,6 +26,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+# click's UsageError, from the copy of click that typer carries: every bad-argument error derives from it.
+_UsageError = typer.BadParameter.__base__
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT; click returns it for a KeyboardInterrupt
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]
 GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="Target card id or alias (see `bench gpus`).")]
@@ -243,13 +248,17 @@ def _check_choice(option: str, value: Optional[str], allowed: tuple) -> None:
 def _finish(record, results_dir: Path) -> None:
     """Print the record's summary; when the run itself failed, one line on stderr and exit 1."""
     from bench.record_output import error_line, render_record
+    from bench.results import saved_path
 
     print(render_record(record))
-    print(f"record: {results_dir / (record.id + '.json')}")
+    path = saved_path(record.id, results_dir)  # a fallback place when the results folder refused it
+    print(f"record: {path}")
     if record.details.get("log"):
         print(f"engine log: {record.details['log']}")
     if record.status != "ok":
         print(f"error: run {record.status}: {error_line(record)}", file=sys.stderr)
+        raise typer.Exit(1)
+    if path.parent != results_dir:  # measured, but not where it was asked for (the error line said so)
         raise typer.Exit(1)
 
 
@@ -330,6 +339,7 @@ def sweep(
     out-of-memory is a measured result (the configuration does not fit), not a failure of the
     sweep. Cells whose card arithmetic already rules out are listed and not run.
     """
+    from bench.results import check_writable
     from bench.results import results_dir as resolve_results_dir
     from bench.sweep import expand, load_sweep, run_sweep, select_runner_cells
 
@@ -344,6 +354,7 @@ def sweep(
         if left_out:
             print(f"--only-gpu leaves out {left_out} cell(s) that name no card (set unpinned_runner in {file})",
                   file=sys.stderr)
+    check_writable(resolve_results_dir(results_dir))
     progress = run_sweep(cells, resolve_results_dir(results_dir), executor, force)
     print(f"{spec.id}: {progress.done} ok, {progress.oom} out of memory, {progress.failed} failed, "
           f"{progress.skipped} skipped, {progress.refuted} refuted by arithmetic (not run) of {progress.total}")
@@ -408,16 +419,36 @@ def serve(
     _finish(record, directory)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     # torch and NVML must number devices the same way (PCI bus order).
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    # SIGTERM (a scheduler's stop) unwinds like Ctrl-C, so a run in progress stops its child tree on the way out.
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
-        app()
+        code = app(standalone_mode=False)  # click's usage errors come here, to be told in one line
+    except _UsageError as err:  # a bad option value, an unknown option, a missing argument
+        if type(err).__name__ == "NoArgsIsHelpError":  # plain `bench`: the help is the answer
+            err.show()
+            sys.exit(2)
+        command = err.ctx.info_name if err.ctx and err.ctx.parent else ""  # the subcommand, if one was named
+        where = f" {command}" if command else ""
+        print(f"error: {command + ': ' if command else ''}{err.format_message()} (see bench{where} --help)",
+              file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # before or after a command (a command's own comes back as code 130)
+        code = INTERRUPTED
     except UserError as err:
         if os.environ.get("BENCH_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    if code == INTERRUPTED:  # Ctrl-C or SIGTERM: the run in progress stopped and wrote no record
+        print("error: interrupted; records written before stay as they are", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -49,12 +49,19 @@ def load_rows(dataset: str, seed: int = 0) -> list[dict[str, Any]]:
         if not path.exists():
             raise UserError(f"{path}: no such file")
         rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{path}:{number}: not UTF-8 (byte 0x{raw[err.start]:02x} at column "
+                                f"{err.start + 1})") from None
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as err:
                     raise UserError(f"{path}:{number}: not a JSON line ({err.msg})") from None
+                if not isinstance(rows[-1], dict):
+                    raise UserError(f"{path}:{number}: a row must be a JSON object")
         return rows
     from datasets import load_dataset
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from bench.errors import UserError
 from bench.estimate.params import count_params
 from bench.estimate.training import training_memory
+from bench.finetune_data import check_rows, load_rows
 from bench.registry import Registry
 from bench.runner import check_device, execute, installed_engines, prepare_weights, resolve_model
 from bench.scenarios.finetune import FinetuneSettings
@@ -30,25 +32,36 @@ def run_finetune(registry: Registry, model_name: str, *, recipe_name: str, gpu: 
         raise UserError(f"--weights synthetic makes a random 4-bit base for QLoRA recipes; {recipe.id} trains a "
                         f"{recipe.quant} base, which needs the checkpoint (use `bench plan --finetune` for the "
                         "arithmetic)")
+    dataset = dataset or recipe.dataset
+    if not _is_hub_dataset(dataset):  # a bad local file is bad input (exit 2), found before any model loads
+        check_rows(load_rows(dataset), recipe.method, dataset)
     spec_weights = prepare_weights(model, weights, recipe.quant)
     cfg = model.architecture
     extra = model.spec.extra_params if model.spec else 0
     estimate = training_memory(cfg, count_params(cfg, extra), recipe, int((target.runtime_overhead_gib if target
                                else 1.0) * 2**30), target.budget_bytes if target else None)
-    adapter_dir = Path(tempfile.mkdtemp(prefix=f"bench-{recipe.id}-")) / "adapter"
+    # The adapter is saved, measured and loaded back inside the run; nothing reads it afterwards.
+    scratch = Path(tempfile.mkdtemp(prefix=f"bench-{recipe.id}-"))
     settings = FinetuneSettings(
         model_path=spec_weights.path, recipe=recipe.model_dump(), device=device, steps=steps or recipe.steps,
-        dataset=dataset or recipe.dataset, adapter_dir=str(adapter_dir),
+        dataset=dataset, adapter_dir=str(scratch / "adapter"),
         target_budget_bytes=cap.target_cuda_bytes if cap.emulated else None, synthetic_weights=random_base)
-    return execute("finetune", "bench.scenarios.finetune:measure", asdict(settings), model=model,
-                   weights=spec_weights, device=device, gpu=target, cap=cap,
-                   config={"recipe": recipe.model_dump(), "steps": settings.steps, "dataset": settings.dataset,
-                           "device": device},
-                   results_dir=results_dir, timeout_s=timeout_s, labels=labels,
-                   estimate={"training_memory_bytes": estimate.total_bytes,
-                             "lower_bound_bytes": estimate.lower_bound_bytes,
-                             "breakdown": {"weights": estimate.weights_bytes, "trainable": estimate.trainable_bytes,
-                                           "activations": estimate.activations_bytes,
-                                           "logits": estimate.logits_bytes, "overhead": estimate.overhead_bytes},
-                             "note": "bench's estimator at the recipe's settings; compare with peak_memory_bytes "
-                                     "(on a GPU; a CPU run's peak RSS includes the Python runtime)"})
+    try:
+        return execute("finetune", "bench.scenarios.finetune:measure", asdict(settings), model=model,
+                       weights=spec_weights, device=device, gpu=target, cap=cap,
+                       config={"recipe": recipe.model_dump(), "steps": settings.steps, "dataset": settings.dataset,
+                               "device": device},
+                       results_dir=results_dir, timeout_s=timeout_s, labels=labels,
+                       estimate={"training_memory_bytes": estimate.total_bytes,
+                                 "lower_bound_bytes": estimate.lower_bound_bytes,
+                                 "breakdown": {"weights": estimate.weights_bytes, "trainable": estimate.trainable_bytes,
+                                               "activations": estimate.activations_bytes,
+                                               "logits": estimate.logits_bytes, "overhead": estimate.overhead_bytes},
+                                 "note": "bench's estimator at the recipe's settings; compare with peak_memory_bytes "
+                                         "(on a GPU; a CPU run's peak RSS includes the Python runtime)"})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _is_hub_dataset(dataset: str) -> bool:
+    return not dataset.startswith("builtin:") and Path(dataset).suffix != ".jsonl"

@@ -87,6 +87,14 @@ class TextConfig(BaseModel):
             )
         if self.is_moe and self.num_experts_per_tok > self.num_local_experts:  # type: ignore[operator]
             raise ValueError("num_experts_per_tok exceeds num_local_experts")
+        # Shapes no model can have: the engines split the hidden size into heads, and share each KV head
+        # among a whole number of query heads.
+        if self.head_dim is None and self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                             f"{self.num_attention_heads} (and no head_dim is given)")
+        if self.num_attention_heads % self.kv_heads:
+            raise ValueError(f"num_attention_heads {self.num_attention_heads} is not a multiple of "
+                             f"num_key_value_heads {self.kv_heads}")
         return self
 
     # --- derived shape -----------------------------------------------------
@@ -189,6 +197,22 @@ def load_hf_config(path: Path) -> TextConfig:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a config.json must be a JSON object")
     return from_hf_dict(raw, str(path))
+
+
+def refuse_remote_code(config_path: Path, allowed: bool) -> None:
+    """Refuse a checkpoint whose config maps its classes to code shipped in the repository (`auto_map`),
+    unless its registry entry opted in at a pinned revision: with remote code off, transformers would
+    quietly load the checkpoint as the built-in class of its model_type, a different model than claimed."""
+    if allowed:
+        return
+    try:
+        raw = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        return  # no readable config: the engine's own loading error says more
+    if isinstance(raw, dict) and raw.get("auto_map"):
+        raise UserError(f"{config_path}: auto_map asks to run the repository's own code "
+                        f"({', '.join(sorted(raw['auto_map']))}); bench runs it only for a registry entry with "
+                        "trust_remote_code: true at a pinned revision")
 
 
 def describe_validation_error(err: ValidationError) -> str:

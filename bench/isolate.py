@@ -16,6 +16,11 @@ The child leads its own process group, so that engine workers it started are fou
 and killed even after the child itself has crashed: a leftover worker would hold
 device memory and spoil the next measurement of a sweep. A fresh process per
 measurement also gives clean peak-memory numbers.
+
+The other way round, the child dies with its parent: when `bench` itself is killed
+(kill -9, a CI runner's cancel), nobody is left to run the clean-up above, so the
+child watches its parent and, once the parent is gone, kills its own process group,
+itself and the engine processes it started with it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -41,6 +47,7 @@ from bench import failures
 ERROR_TAIL_CHARS = 4000
 LOG_TAIL_BYTES = 256 * 2**10  # the engine's closing tracebacks, with room to spare
 KILL_GRACE_S = 3.0
+PARENT_POLL_S = 0.2  # how soon an orphaned child notices that its parent is gone
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,9 @@ class Outcome:
     log_path: str | None = None  # the child's output, when the caller asked to keep it
 
 
-def _child(target: str, kwargs: dict[str, Any], conn: Any, log_path: str) -> None:
+def _child(target: str, kwargs: dict[str, Any], conn: Any, log_path: str, parent_pid: int) -> None:
     os.setpgrp()  # see the module docstring: the parent kills this group when it is done
+    _die_with_parent(parent_pid)
     os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # torch and NVML number devices alike
     _redirect_output(log_path)
     try:
@@ -67,6 +75,20 @@ def _child(target: str, kwargs: dict[str, Any], conn: Any, log_path: str) -> Non
         conn.send((status, traceback.format_exc()[-ERROR_TAIL_CHARS:]))
     finally:
         conn.close()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Kill this process group once `parent_pid` is no longer our parent (it died; we were re-parented).
+
+    A thread rather than a signal handler: Python runs handlers only between bytecodes of the
+    main thread, which may sit in a long engine call; the thread runs whenever the GIL is free.
+    """
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="bench-parent-watch", daemon=True).start()
 
 
 def _redirect_output(log_path: str) -> None:
@@ -175,7 +197,8 @@ def _run_child(target: str, kwargs: dict[str, Any], timeout_s: float, log_path: 
     """(status, value or error text, seconds) of one child run; the child's whole tree is gone on return."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(target, kwargs, sender, log_path), daemon=False)
+    process = context.Process(target=_child, args=(target, kwargs, sender, log_path, os.getpid()),
+                              daemon=False)
     start = time.perf_counter()
     root: psutil.Process | None = None
     try:

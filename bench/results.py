@@ -5,6 +5,12 @@ id, through a temporary file that is hard-linked into place, so a reader never s
 half a record and an existing record is never replaced. Readers skip a corrupt file
 with one warning and go on. A Hugging Face token must never reach a record: writing
 refuses any text that contains one (from the environment or `huggingface-cli login`'s file).
+
+A record's id names its file and the copies a report makes of it, so an id is a plain
+file name, and a file whose id is not its own name is skipped: an id read from a file
+must never become a path (`../../x`). Records of a schema this bench does not know (a
+newer bench wrote them) are skipped with a warning; older schemas are read through the
+reader of their version.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
+import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +31,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 SCHEMA_VERSION = 1
+# Every variable huggingface_hub reads a token from (HF_TOKEN, and the name older versions used).
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# A plain file name: letters, digits, dot, dash, underscore; not starting with a dot (hidden, `..`).
+RECORD_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+# The least free space a results folder must have before a run: a record, its log's tail, headroom.
+MIN_FREE_BYTES = 16 * 2**20
 
 
 class _Frozen(BaseModel):
@@ -60,6 +73,13 @@ class RunRecord(_Frozen):
     started_at: str  # ISO 8601 in UTC
     duration_s: float
     notes: list[str] = []
+
+    @field_validator("id")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        if not RECORD_ID.fullmatch(value):
+            raise ValueError("must be a plain file name (letters, digits, '.', '-', '_'; not starting with '.')")
+        return value
 
     @field_validator("started_at")
     @classmethod
@@ -125,19 +145,92 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def iter_records(directory: Path) -> Iterator[RunRecord]:
+def check_writable(directory: Path) -> None:
+    """Refuse, before a run, a results folder that cannot take its record: the measurement would be lost."""
+    from bench.errors import UserError
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):  # a real write: root ignores permission bits, not a ro mount
+            pass
+    except OSError as err:
+        raise UserError(f"results folder {directory} is not writable ({err.strerror or err})") from None
+    free = shutil.disk_usage(directory).free
+    if free < MIN_FREE_BYTES:
+        raise UserError(f"results folder {directory} has {free // 2**10} KiB free; a run needs at least "
+                        f"{MIN_FREE_BYTES // 2**20} MiB") from None
+
+
+def fallback_dir() -> Path:
+    """Where a record goes when its results folder refuses it (full, read-only, removed meanwhile)."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "bench" / "unsaved-records"
+
+
+def write_record_or_fallback(record: RunRecord, directory: Path) -> Path:
+    """Write the record into `directory`, else into :func:`fallback_dir` (then the temporary folder),
+    saying where in one line on stderr: a finished measurement is never lost to a full disk."""
+    try:
+        return write_record(record, directory)
+    except OSError as err:
+        first = err
+    for place in (fallback_dir(), Path(tempfile.gettempdir()) / "bench-unsaved-records"):
+        try:
+            path = write_record(record, place)
+        except OSError:
+            continue
+        print(f"error: could not write the record into {directory} ({first.strerror or first}); "
+              f"kept it at {path}", file=sys.stderr)
+        return path
+    raise first
+
+
+def saved_path(record_id: str, directory: Path) -> Path:
+    """Where the record `record_id` was written: the results folder, or a fallback place."""
+    for place in (directory, fallback_dir(), Path(tempfile.gettempdir()) / "bench-unsaved-records"):
+        if (place / f"{record_id}.json").is_file():
+            return place / f"{record_id}.json"
+    return directory / f"{record_id}.json"
+
+
+# Readers of the schema versions this bench knows: each turns a parsed record of its version into
+# the current fields. A new schema version adds its reader here and upgrades the older ones.
+READERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: lambda raw: raw}
+
+
+def read_record(path: Path) -> RunRecord:
+    """One record file, through the reader of its schema version; ValueError when it is none of ours."""
+    raw = json.loads(path.read_text())
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    version = raw.get("schema_version")
+    if type(version) is not int or version not in READERS:
+        raise ValueError(f"schema_version {version!r} is not one this bench reads ({', '.join(map(str, READERS))})")
+    record = RunRecord.model_validate(READERS[version](raw))
+    if record.id != path.stem:
+        raise ValueError(f"its id {record.id!r} is not its file name")
+    return record
+
+
+def iter_record_files(directory: Path) -> Iterator[tuple[Path, RunRecord]]:
     """Every valid record in `directory` and its subfolders (the published results/gpu/, results/cpu/),
-    by path; corrupt files are skipped with a warning."""
+    with its file, by path; corrupt, foreign and future-schema files are skipped with a warning."""
     if not directory.is_dir():
         return
     for path in sorted(directory.rglob("*.json")):
         if any(part.startswith(".") for part in path.relative_to(directory).parts):
             continue  # a write in progress, or an editor's or a file system's litter
         try:
-            record = RunRecord.model_validate(json.loads(path.read_text()))
+            record = read_record(path)
         except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, bad UTF-8, invalid
             print(f"warning: skipping {path}: not a valid bench record ({_reason(err)})", file=sys.stderr)
             continue
+        yield path, record
+
+
+def iter_records(directory: Path) -> Iterator[RunRecord]:
+    """The records of :func:`iter_record_files`, without their files."""
+    for _, record in iter_record_files(directory):
         yield record
 
 
@@ -174,7 +267,12 @@ def record_row(record: RunRecord) -> dict[str, Any]:
 
 def load_frame(directory: Path):
     """All records of a directory as one pandas frame, one row per record, read once."""
+    return records_frame(iter_records(directory))
+
+
+def records_frame(records: Iterable[RunRecord]):
+    """Records already read as one pandas frame, one row per record."""
     import pandas as pd
 
-    rows = [record_row(r) for r in iter_records(directory)]
+    rows = [record_row(r) for r in records]
     return pd.DataFrame(rows, columns=None if rows else list(FRAME_COLUMNS))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.hfconfig import TextConfig, load_hf_config
+from bench.hfconfig import TextConfig, load_hf_config, refuse_remote_code
 from bench.preflight import CapPlan
 from bench.registry import Registry
 from bench.specs import HardwareSpec, ModelSpec
@@ -42,6 +42,7 @@ def resolve_model(registry: Registry, name: str) -> ResolvedModel:
     """A registry id or alias, or a local directory holding a config.json."""
     path = Path(name)
     if path.is_dir() and (path / "config.json").exists():
+        refuse_remote_code(path / "config.json", allowed=False)  # a local folder has no pinned opt-in
         return ResolvedModel(id=path.name, architecture=load_hf_config(path / "config.json"), local_path=path)
     spec = registry.model(name)
     return ResolvedModel(id=spec.id, architecture=spec.architecture, spec=spec)
@@ -74,6 +75,7 @@ def prepare_weights(model: ResolvedModel, weights: str | None, quant: str = "bf1
         missing = download_bytes(spec, checkpoint) - hub.cached_bytes(checkpoint.repo)
         free_disk_needed(missing, hub.free_bytes(), str(hub.cache_dir()))
     checkout = hub.download(checkpoint.repo, checkpoint.revision)
+    refuse_remote_code(Path(checkout.path) / "config.json", allowed=spec.trust_remote_code)
     return Weights(str(checkout.path), "real", checkpoint.repo, checkpoint.revision, checkout.commit)
 
 
@@ -130,8 +132,9 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
     """
     from bench.environment import parent_view_of_hardware, software_versions
     from bench.isolate import run_isolated
-    from bench.results import ModelRef, RunRecord, new_record_id, write_record
+    from bench.results import ModelRef, RunRecord, check_writable, new_record_id, write_record_or_fallback
 
+    check_writable(results_dir)  # before the run: a measurement with nowhere to go would be lost
     started = datetime.now(timezone.utc)
     record_id = new_record_id(kind, model.id, started)
     clock = time.perf_counter()
@@ -166,7 +169,7 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
         duration_s=time.perf_counter() - clock,
         notes=notes + list(value.get("notes", [])),
     )
-    write_record(record, results_dir)
+    write_record_or_fallback(record, results_dir)
     return record
 
 

@@ -31,7 +31,7 @@ from bench.errors import UserError
 from bench.hfconfig import describe_validation_error
 from bench.preflight import BITSANDBYTES_QUANTS, check_engine, choose_backend
 from bench.registry import Registry, read_yaml
-from bench.results import RunRecord, iter_records, write_record
+from bench.results import RunRecord, iter_records, write_record_or_fallback
 
 
 # Sweep files are checked against every engine bench knows; what this machine has installed is
@@ -396,7 +396,7 @@ def _refused_record(cell: Cell, reason: str, results_dir: Path) -> RunRecord:
         config={"cell": asdict(cell)}, hardware={**observed_hardware("cpu"), "target": cell.gpu, "emulated": False},
         software=software_versions(), metrics={}, details={"labels": {"sweep_cell": cell.key}},
         started_at=started.isoformat(), duration_s=0.0)
-    write_record(record, results_dir)
+    write_record_or_fallback(record, results_dir)
     return record
 
 
@@ -412,7 +412,7 @@ def _run_on_ray(cells: list[Cell], results_dir: Path, progress: Progress) -> Non
         cell = pending.pop(finished[0])
         try:
             record = RunRecord.model_validate_json(ray.get(finished[0]))
-            write_record(record, results_dir)
+            write_record_or_fallback(record, results_dir)
         except Exception as err:  # the task itself died (worker lost, UserError in the cell): keep going
             reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
             record = _refused_record(cell, reason, results_dir)

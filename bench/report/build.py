@@ -19,7 +19,8 @@ from jinja2 import Environment, PackageLoader
 from bench.registry import Registry
 from bench.report import plots
 from bench.report.regressions import Thresholds, describe_key, history_changes
-from bench.results import RunRecord, iter_records, load_frame, record_row
+from bench.report.sanitize import markdown_text, safe_url
+from bench.results import RunRecord, iter_record_files, record_row, records_frame
 from bench.evidence import engine_quant
 from bench.verdicts import Verdict, all_verdicts
 
@@ -38,15 +39,10 @@ def _environment() -> Environment:
     env = Environment(loader=PackageLoader("bench.report", "templates"),
                       autoescape=lambda name: name is None or ".html" in name, trim_blocks=True, lstrip_blocks=True)
     env.filters["md"] = markdown_text
+    env.filters["url"] = safe_url
     env.filters["gib"] = lambda n: "-" if n is None else f"{n / 2**30:,.1f} GiB"
     env.filters["num"] = lambda n, digits=3: "-" if n is None else f"{n:,.{digits}g}"
     return env
-
-
-def markdown_text(value: Any) -> str:
-    """Quoted text as inert Markdown: no HTML (a quote may hold `<script>`), no table breaks."""
-    text = " ".join(str(value).split())
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def _provenance(record: RunRecord) -> dict[str, Any]:
@@ -116,15 +112,16 @@ def _measured_tables(records: list[RunRecord]) -> dict[str, list[dict]]:
 
 
 def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_dir: Path) -> ReportSummary:
-    records = list(iter_records(results_dir))
+    found = list(iter_record_files(results_dir))  # read once, so each skipped file is warned about once
+    records = [record for _, record in found]
     by_id = {r.id: r for r in records}
     verdicts = all_verdicts(registry, records)
     changes = history_changes(records, Thresholds.from_config(config_dir))
     env = _environment()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "records").mkdir(exist_ok=True)
-    for record in records:
-        shutil.copyfile(results_dir / f"{record.id}.json", out_dir / "records" / f"{record.id}.json")
+    for path, record in found:  # the file it was read from; its id, checked to be that file's name, names the copy
+        shutil.copyfile(path, out_dir / "records" / f"{record.id}.json")
 
     pages, page_links = [], {}
     by_source: dict[str, list[Verdict]] = defaultdict(list)
@@ -160,7 +157,7 @@ def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_di
             path.write_text(env.get_template(f"page.{ext}.j2").render(**context))
         pages.append(out_dir / f"{slug}.html")
 
-    frame = load_frame(results_dir) if records else None
+    frame = records_frame(records) if records else None
     index = {
         "verdicts": verdicts, "page_links": page_links, "sources": registry.claim_sources,
         "leaderboard": _leaderboard(frame), "changes": [
