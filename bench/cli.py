@@ -288,14 +288,21 @@ def report(
 
 @app.command()
 def cite(
-    claim_or_record: Annotated[str, typer.Argument(metavar="ID", help="A claim id or a record id.")],
+    claim_or_record: Annotated[str, typer.Argument(
+        metavar="ID", help="A claim id (see `bench verdicts`) or a record id (see `bench results`).")],
+    fmt: Annotated[str, typer.Option("--format", help="text, markdown, bibtex (a @misc entry) or json.")] = "text",
     results_dir: ResultsDirOpt = None,
 ) -> None:
-    """A paste-ready Markdown citation of a claim's verdict or of one record."""
+    """A paste-ready citation of a claim's verdict or of one record.
+
+    Quote, speaker and page; verdict and its evidence class; the deciding number; conditions; the
+    command that reproduces it; bench version and commit; record ids. Example: `bench cite
+    mistral-medium-3-apache-blurb --format markdown`.
+    """
     from bench.report.cite import cite as make_citation
     from bench.results import results_dir as resolve_results_dir
 
-    print(make_citation(_registry(), claim_or_record, resolve_results_dir(results_dir)))
+    print(make_citation(_registry(), claim_or_record, resolve_results_dir(results_dir), fmt))
 
 
 @app.command()

@@ -22,6 +22,7 @@ ARITHMETIC_ESTIMATE = "arithmetic estimate"
 ARITHMETIC_ROOFLINE = "arithmetic upper bound (bandwidth roofline)"
 MEASURED_ON_CPU = "measured on CPU"
 MEASURED_LLAMACPP_CPU = "measured on a CPU with llama.cpp"
+LLAMACPP_PLUS_CUDA = "llama.cpp buffers measured on a CPU plus the planner's CUDA overhead"
 MEASURED_LLAMACPP_CPU_PLUS_CUDA = "llama.cpp buffers measured on a CPU plus the planner's CUDA overhead"
 MEASURED_SYNTHETIC = "measured with synthetic weights"
 MEASURED_UNDER_CAP = "measured under a cap"
@@ -67,6 +68,8 @@ def verdict_class(verdict: Any, records: Mapping[str, RunRecord]) -> str:
     if evidence.get("cuda_overhead_bytes"):  # a GPU claim naming a local runner (bench.verdicts._llamacpp_budget)
         return MEASURED_LLAMACPP_CPU_PLUS_CUDA
     record = _decisive(verdict, records)
+    if record is not None and evidence.get("cuda_overhead_bytes"):  # a GPU claim naming a local runner
+        return LLAMACPP_PLUS_CUDA
     if record is not None:
         return _RANK_CLASSES.get(rank(record)) or RANK_LABELS.get(rank(record), record_class(record))
     if verdict.kind in _MEMORY_KINDS and evidence.get("estimates"):

@@ -221,7 +221,9 @@ class ClaimSource(Strict):
     """A file of ``configs/claims/``: the claims quoted from one seed page."""
 
     source: str = Field(description="Seed file name")
-    title: str
+    title: str = Field(description="The page's title, as it heads the page")
+    address: str | None = Field(None, description="The page's web address, where known (citations carry it)")
+    published: str | None = Field(None, description="The page's publication date, where known")
     products: list[str]
     claims: list[ClaimSpec]
     uncheckable: list[str] = Field([], description="Statements judged uncheckable, each with why")

@@ -1,6 +1,11 @@
 """Open a built report in headless Chromium: every page must load without a console error,
 every internal link and image must resolve, and a screenshot of each page is saved.
 
+The index, each comparison page and one claim page are opened (the claim page of the first
+claim with a record, else the first). Against the records copied into the report, the
+index's verdict counts must equal the verdicts computed from them, and one measured number
+(a record's TTFT as its comparison page shows it) must equal the record's own value.
+
 Usage: python scripts/check_report_browser.py REPORT_DIR [--screenshots DIR]
 Exit 1 with one line per problem. Needs Debian's `chromium` (/usr/bin/chromium) and the
 `playwright` Python package (no browser download: it drives the system Chromium).
@@ -24,7 +29,7 @@ def check_report(report: Path, screenshots: Path, expect_text: str | None = None
 
     problems: list[str] = []
     screenshots.mkdir(parents=True, exist_ok=True)
-    pages = sorted(report.glob("*.html"))
+    pages = sorted(report.glob("*.html")) + _one_claim_page(report)
     shown = False
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -50,11 +55,60 @@ def check_report(report: Path, screenshots: Path, expect_text: str | None = None
                 problems.append(f"{html.name}: {broken_images} image(s) failed to load")
             if expect_text is not None and expect_text in page.inner_text("body"):
                 shown = True
+            if html.name == "index.html":
+                problems += _check_counts(page, report)
+            problems += _check_measured(page, report, html)
             page.screenshot(path=str(screenshots / f"{html.stem}.png"), full_page=True)
             page.close()
         browser.close()
     if expect_text is not None and not shown:
         problems.append(f"no page shows the text {expect_text!r}")
+    return problems
+
+
+def _records(report: Path) -> list:
+    from bench.results import RunRecord
+
+    return [RunRecord.model_validate_json(p.read_text()) for p in sorted((report / "records").glob("*.json"))]
+
+
+def _one_claim_page(report: Path) -> list[Path]:
+    claim_pages = sorted((report / "claims").glob("*.html"))
+    with_records = [p for p in claim_pages if "records/" in p.read_text()]
+    return (with_records or claim_pages)[:1]
+
+
+def _check_counts(page, report: Path) -> list[str]:
+    """The index's totals per verdict word against the verdicts computed here from the report's records."""
+    from collections import Counter
+
+    from bench.registry import load_registry
+    from bench.verdicts import all_verdicts
+
+    expected = Counter(v.verdict for v in all_verdicts(load_registry(), _records(report)))
+    shown = page.eval_on_selector_all("td[data-total]", "els => els.map(e => [e.dataset.total, e.innerText])")
+    if not shown:
+        return ["index.html: no verdict counts shown"]
+    return [f"index.html: {word} shows {text}, the records give {expected.get(word, 0)}"
+            for word, text in shown if int(text) != expected.get(word, 0)]
+
+
+def _check_measured(page, report: Path, html: Path) -> list[str]:
+    """Each TTFT cell the page shows, against the TTFT of the record its row links to."""
+    from bench.output import seconds
+
+    cells = page.eval_on_selector_all(
+        "table.measured tr", "rows => rows.filter(r => r.querySelector('td[data-metric=ttft_s]')).map(r => "
+        "[r.querySelector('a').getAttribute('href'), r.querySelector('td[data-metric=ttft_s]').innerText])")
+    by_id = {r.id: r for r in _records(report)}
+    problems = []
+    for href, text in cells:
+        record = by_id.get(Path(href).stem)
+        if record is None:
+            problems.append(f"{html.name}: row links to {href}, not a record of the report")
+        elif text != seconds(record.metrics["ttft_s"].value):
+            problems.append(f"{html.name}: TTFT of {record.id} shows {text}, the record holds "
+                            f"{record.metrics['ttft_s'].value} s")
     return problems
 
 

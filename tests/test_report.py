@@ -3,6 +3,7 @@ and the HTML checked in headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -51,10 +52,23 @@ def built(tmp_path_factory, configs):
 def test_report_files_and_links(built):
     _, out, _ = built
     assert (out / "index.html").exists() and (out / "index.md").exists()
-    assert len(list(out.glob("*.html"))) == 6 and len(list(out.glob("*.md"))) == 6  # index + five pages
+    assert len(list(out.glob("*.html"))) == 6  # index + five pages
+    assert {p.name for p in out.glob("*.md")} >= {"index.md", "measurements.md"}
+    assert (out / "claims" / "scout-toolkit-qlora-24gb.html").exists()
+    assert (out / "verdicts.csv").read_text().count("\n") > 10 and "night-2" in (out / "measurements.csv").read_text()
     index = (out / "index.html").read_text()
     assert "scout-toolkit-qlora-24gb" in index and "refuted-by-arithmetic" in index
     assert (out / "records" / "night-2.json").exists()
+
+
+def test_index_counts_and_contradictions_first(built):
+    _, out, _ = built
+    md = (out / "index.md").read_text()
+    claims_table = md.split("## All claims")[1]
+    first_row = next(line for line in claims_table.splitlines() if line.startswith("| [`"))
+    assert "**fails**" in first_row or "**refuted-by-arithmetic**" in first_row
+    totals = next(line for line in md.splitlines() if line.startswith("| all pages"))
+    assert sum(int(c) for c in totals.split("|")[3:-1]) == 2 * int(totals.split("|")[-2])  # words sum to total
 
 
 def test_measured_record_decides_and_is_linked(built):
@@ -84,23 +98,32 @@ def test_pages_open_in_chromium_without_errors(built):
     pytest.importorskip("playwright")
     if not Path("/usr/bin/chromium").exists():
         pytest.fail("Debian's chromium is missing: scripts/setup-cpu.sh installs it")
-    _, out, _ = built
+    _, out, env = built
     proc = subprocess.run([sys.executable, "scripts/check_report_browser.py", str(out), "--expect-text",
-                           SCRIPT_QUOTE], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           SCRIPT_QUOTE], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert len(list((out / "screenshots").glob("*.png"))) == 6
+    assert len(list((out / "screenshots").glob("*.png"))) == 7  # index, five pages, one claim page
 
 
 def test_cite_a_record_and_a_claim(built, run_bench):
     results, _, env = built
     record = run_bench("cite", "night-2", "--results-dir", str(results), env=env)
     assert record.returncode == 0
-    for text in ("48 tokens/s", "NVIDIA H100 80GB HBM3, memory capped to rtx-4090", "vllm 0.32.0", "`night-2`",
-                 "2026-11-22"):
+    for text in ("48.0 tokens/s", "NVIDIA H100 80GB HBM3, memory capped to rtx-4090", "vllm 0.32.0",
+                 "record: night-2", "2026-11-22", "measured under a cap emulating rtx-4090", "reproduce: bench run"):
         assert text in record.stdout
     claim = run_bench("cite", "scout-toolkit-qlora-24gb", "--results-dir", str(results), env=env)
-    assert "**Verdict: refuted-by-arithmetic.**" in claim.stdout and "rtx-4090" in claim.stdout
-    assert run_bench("cite", "no-such-thing", env=env).returncode == 2
+    assert "verdict: refuted-by-arithmetic" in claim.stdout and "evidence: arithmetic lower bound" in claim.stdout
+    assert "reproduce: bench plan llama-4-scout --finetune qlora-sft --gpu rtx-4090" in claim.stdout
+    markdown = run_bench("cite", "scout-toolkit-qlora-24gb", "--format", "markdown", "--results-dir", str(results),
+                         env=env)
+    assert "- evidence: arithmetic lower bound" in markdown.stdout and "bench 0.1.0, commit" in markdown.stdout
+    bib = run_bench("cite", "night-2", "--format", "bibtex", "--results-dir", str(results), env=env).stdout
+    assert bib.startswith("@misc{night-2,") and "records = {night-2}" in bib
+    as_json = json.loads(run_bench("cite", "scout-toolkit-qlora-24gb", "--format", "json", env=env).stdout)
+    assert as_json["evidence_class"] == "arithmetic lower bound" and as_json["page"]["address"] is None
+    wrong = run_bench("cite", "scout-toolkit-qlora-24g", env=env)
+    assert wrong.returncode == 2 and "did you mean: scout-toolkit-qlora-24gb" in wrong.stderr
 
 
 def test_compare_exits_1_on_regression(tmp_path, run_bench):

@@ -17,10 +17,10 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 
 from bench.registry import Registry
-from bench.report import plots
+from bench.report import claim_pages, plots, tables
 from bench.report.regressions import Thresholds, describe_key, history_changes
 from bench.report.sanitize import markdown_text, safe_url
-from bench.results import RunRecord, iter_record_files, record_row, records_frame
+from bench.results import RunRecord, iter_record_files, records_frame
 from bench.evidence import engine_quant
 from bench.verdicts import Verdict, all_verdicts
 
@@ -93,6 +93,23 @@ def _speed_rows(records: list[RunRecord]) -> list[dict]:
     return rows
 
 
+def _latency_rows(records: list[RunRecord]) -> list[dict]:
+    """The latest ok inference run per model, backend and card: TTFT and ITL in ms, throughputs in tokens/s."""
+    runs = _latest_by([r for r in records if r.kind == "inference" and "ttft_s" in r.metrics],
+                      lambda r: (r.model.id, r.config.get("scenario", {}).get("backend"),
+                                 r.hardware.get("target") or r.hardware.get("device_name")))
+    rows = []
+    for r in runs:
+        m = r.metrics
+        card = r.hardware.get("target") or r.hardware.get("device_name") or r.hardware.get("cpu_model")
+        rows.append({"label": f"{r.model.id} {r.config.get('scenario', {}).get('backend')} on {card}",
+                     "ttft_ms": m["ttft_s"].value * 1e3,
+                     "itl_ms": m["itl_p50_s"].value * 1e3 if "itl_p50_s" in m else None,
+                     "decode": m["decode_tokens_per_s"].value if "decode_tokens_per_s" in m else None,
+                     "batch": m["throughput_tokens_per_s"].value if "throughput_tokens_per_s" in m else None})
+    return rows
+
+
 def _score_rows(records: list[RunRecord]) -> list[dict]:
     rows = []
     for r in _latest_by([r for r in records if r.kind == "eval"], lambda r: (r.model.id, r.model.weights)):
@@ -104,11 +121,9 @@ def _score_rows(records: list[RunRecord]) -> list[dict]:
     return rows
 
 
-def _measured_tables(records: list[RunRecord]) -> dict[str, list[dict]]:
-    tables: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        tables[r.kind].append({**record_row(r), "record": r})
-    return tables
+def _product(name: str, verdicts: list[Verdict], claims: dict[str, Any]) -> dict[str, Any]:
+    """A product's section of a page: its verdict counts and its claims grouped, contradictions first."""
+    return {"name": name, "counts": tables.counts(verdicts), "groups": tables.grouped(verdicts, claims)}
 
 
 def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_dir: Path) -> ReportSummary:
@@ -123,13 +138,17 @@ def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_di
     for path, record in found:  # the file it was read from; its id, checked to be that file's name, names the copy
         shutil.copyfile(path, out_dir / "records" / f"{record.id}.json")
 
-    pages, page_links = [], {}
+    pages, page_links = [], {s.source: registry.claim_slugs[s.source] for s in registry.claim_sources}
+    claims = {c.id: c for _, c in registry.claims()}
+    measured = claim_pages.measured_rows(records)
+    rows_by_id = {r["id"]: r for r in measured}
+    claim_links = claim_pages.write_claim_pages(env, out_dir, registry, verdicts, records, rows_by_id, page_links)
+    exports = claim_pages.write_exports(env, out_dir, registry, verdicts, measured)
     by_source: dict[str, list[Verdict]] = defaultdict(list)
     for v in verdicts:
         by_source[v.source].append(v)
     for source in registry.claim_sources:
-        slug = registry.claim_slugs[source.source]
-        page_links[source.source] = slug
+        slug = page_links[source.source]
         subjects = sorted({c.subject for c in source.claims})
         page_records = [r for r in records if r.model.id in subjects]
         page_verdicts = by_source[source.source]
@@ -139,16 +158,19 @@ def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_di
                                              plot_dir / f"{slug}-memory.png", "Memory: estimate and measured peak"),
             "speed": plots.speed_vs_roofline(_speed_rows(page_records), plot_dir / f"{slug}-speed.png",
                                              "Decode speed against the roofline"),
+            "latency": plots.latency_and_throughput(_latency_rows(page_records), plot_dir / f"{slug}-latency.png",
+                                                    "Latency and throughput per model and backend (latest run)"),
             "scores": plots.scores_with_errors(_score_rows(page_records), plot_dir / f"{slug}-scores.png",
                                                "Eval scores"),
         }
         context = {
             "source": source, "slug": slug,
-            "products": [{"name": p, "verdicts": [v for v in page_verdicts
-                                                  if registry.claim(v.claim_id).product == p]}
+            "products": [_product(p, [v for v in page_verdicts if claims[v.claim_id].product == p], claims)
                          for p in source.products],
+            "claims": claims, "claim_links": claim_links,
             "models": [registry.model(m) for m in subjects],
-            "tables": _measured_tables(page_records),
+            "measured": [rows_by_id[r.id] for r in page_records],
+            "columns": tables.columns_present([rows_by_id[r.id] for r in page_records]),
             "images": {k: f"plots/{v.name}" for k, v in images.items() if v},
             "provenance": [_provenance(r) for r in page_records],
         }
@@ -163,6 +185,7 @@ def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_di
         "leaderboard": _leaderboard(frame), "changes": [
             {"key": describe_key(c.key), "change": c} for c in changes],
         "regressions": sum(c.regression for c in changes), "record_count": len(records),
+        "claim_links": claim_links, "exports": exports, **claim_pages.index_context(registry, verdicts),
     }
     for ext in ("html", "md"):
         (out_dir / f"index.{ext}").write_text(env.get_template(f"index.{ext}.j2").render(**index))

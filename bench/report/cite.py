@@ -1,90 +1,251 @@
-"""`bench cite`: a paste-ready Markdown citation of a claim's verdict or of one record.
+"""`bench cite`: a paste-ready citation of a claim's verdict or of one record.
 
-A citation carries what a reader needs to judge and re-run the number: the value and
-its unit, the conditions, the hardware (and whether it was emulated), the date, the
-library versions, and the record id.
+A citation carries what a reader needs to judge and re-run the number: the quote and who
+said it on which page, the verdict and its evidence class in words, the number it hinges
+on with its unit, the conditions, the exact command that reproduces it, the bench version
+and commit, and the record ids. One `Citation` is rendered as text, Markdown, a
+BibTeX-like entry or JSON.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bench.errors import UserError
+from bench import __version__
+from bench.errors import UserError, unknown_name_error
+from bench.evidence_class import deciding_number, record_class
 from bench.registry import Registry
 from bench.results import RunRecord, iter_records
-from bench.verdicts import all_verdicts
 
-CITED_METRICS = ("decode_tokens_per_s", "throughput_tokens_per_s", "ttft_s", "itl_p50_s", "itl_p99_s",
+FORMATS = ("text", "markdown", "bibtex", "json")
+CITED_METRICS = ("ttft_s", "itl_p50_s", "itl_p99_s", "decode_tokens_per_s", "throughput_tokens_per_s",
                  "peak_memory_bytes", "peak_allocated_bytes", "roofline_fraction", "loss_first", "loss_last",
                  "tokens_per_s", "adapter_reloaded")
 
 
-def _value(value, unit: str) -> str:
-    if unit == "bytes" and isinstance(value, (int, float)):
-        return f"{value / 2**30:.2f} GiB"
-    if isinstance(value, float):
-        return f"{value:.4g} {unit}"
-    return f"{value} {unit}"
+@dataclass
+class Citation:
+    id: str
+    title: str  # what is cited: the quote's claim or the record's run
+    verdict: str
+    evidence_class: str
+    number: str  # the deciding number with its unit
+    quote: str = ""
+    speaker: str = ""
+    page: dict[str, Any] = field(default_factory=dict)  # title, address, published, seed
+    reason: str = ""
+    conditions: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)  # a record's measured figures
+    reproduce: list[str] = field(default_factory=list)
+    records: list[str] = field(default_factory=list)
+    bench: str = ""  # version and commit
+    would_change: str = ""
 
 
-def _hardware(record: RunRecord) -> str:
-    hw = record.hardware
-    device = hw.get("device_name") or hw.get("cpu_model") or "unknown device"
-    if hw.get("emulated"):
-        return f"{device}, memory capped to {hw.get('target')} (speed is the {device}'s)"
-    return device + (f" (target {hw['target']})" if hw.get("target") else "")
+def _value(value: Any, unit: str) -> str:
+    from bench.record_output import format_value
+
+    return format_value(value, unit)
 
 
-def _versions(record: RunRecord) -> str:
-    sw = record.software
-    libs = ("vllm", "torch", "transformers", "peft", "trl", "lm_eval", "bitsandbytes")
-    parts = [f"{k} {sw[k]}" for k in libs if sw.get(k)]
-    commit = (sw.get("bench_commit") or "unknown")[:12]
-    return ", ".join(parts + [f"bench {commit}"])
+def record_command(record: RunRecord) -> str:
+    """The `bench` command line that repeats a record's run (same model, engine, shape and card)."""
+    cfg, hw, model = record.config, record.hardware, record.model
+    parts = ["bench", record.kind, model.id]
+    if record.kind == "inference":
+        s = cfg.get("scenario", {})
+        parts[1] = "run"
+        engine = s.get("engine", {})
+        parts += ["--backend", s.get("backend", "vllm"), "--quant", engine.get("quant") or "bf16",
+                  "--batch", str(s.get("batch")), "--prompt-len", str(s.get("prompt_len")),
+                  "--output-len", str(s.get("output_len"))]
+        if s.get("context"):
+            parts += ["--context", str(s["context"])]
+        if engine.get("max_model_len") and s.get("backend") in ("vllm", "llama.cpp"):
+            parts += ["--max-model-len", str(engine["max_model_len"])]
+    elif record.kind == "finetune":
+        recipe = cfg.get("recipe", {})
+        parts += ["--recipe", str(recipe.get("id")), "--steps", str(recipe.get("steps"))]
+    elif record.kind == "eval":
+        ev = cfg.get("eval", {})
+        for task in ev.get("tasks") or []:
+            parts += ["--tasks", task]
+        if ev.get("limit"):
+            parts += ["--limit", str(ev["limit"])]
+    parts += ["--weights", model.weights, "--device", str(hw.get("device") or "cuda")]
+    if hw.get("target"):
+        parts += ["--gpu", hw["target"]]
+    return " ".join(parts)
 
 
-def cite_record(record: RunRecord) -> str:
-    lines = [f"**{record.kind} of `{record.model.id}`** ({record.model.weights} weights, revision "
-             f"`{record.model.resolved_revision or record.model.revision or 'local'}`): status **{record.status}**"]
-    if record.status != "ok":
-        lines.append(f"- error: {(record.error or '').strip().splitlines()[-1] if record.error else record.status}")
-    for name in CITED_METRICS:
-        if name in record.metrics:
-            m = record.metrics[name]
-            lines.append(f"- {name}: **{_value(m.value, m.unit)}**")
-    if "scores" in record.metrics:
-        for task, values in record.metrics["scores"].value.items():
-            for metric, value in values.items():
-                if not metric.endswith("_stderr"):
-                    err = values.get(f"{metric}_stderr")
-                    lines.append(f"- {task} {metric}: **{value:.3f}**" + (f" ± {err:.3f}" if err is not None else ""))
-    scenario = record.config.get("scenario") or record.config.get("recipe") or record.config.get("eval") or {}
-    shape = {k: scenario.get(k) for k in ("backend", "batch", "prompt_len", "output_len", "context", "id", "method",
-                                          "quant", "tasks", "limit") if scenario.get(k) is not None}
-    if shape:
-        lines.append("- conditions: " + ", ".join(f"{k} {v}" for k, v in shape.items()))
-    lines.append(f"- hardware: {_hardware(record)}")
-    lines.append(f"- measured {record.started_at[:10]} with {_versions(record)}")
-    lines.append(f"- record: `{record.id}` (re-run: see its `config`)")
-    return "\n".join(lines)
+def _bench_of(records: list[RunRecord]) -> str:
+    from bench.environment import harness_commit
+
+    commits = sorted({(r.software.get("bench_commit") or "unknown")[:12] for r in records})
+    if commits:
+        return f"bench {', '.join(sorted({r.software.get('bench') or __version__ for r in records}))}, " \
+               f"commit {', '.join(commits)} (as recorded)"
+    return f"bench {__version__}, commit {(harness_commit() or 'unknown')[:12]}"
 
 
-def cite(registry: Registry, ident: str, results_dir: Path) -> str:
-    records = list(iter_records(results_dir))
-    for record in records:
-        if record.id == ident:
-            return cite_record(record)
-    claim_ids = {c.id for _, c in registry.claims()}
-    if ident not in claim_ids:
-        raise UserError(f"{ident!r} is neither a claim id (see `bench verdicts`) nor a record in {results_dir}")
+def _claim_reproduce(registry: Registry, verdict, records: dict[str, RunRecord]) -> list[str]:
+    cond, subject = verdict.conditions, verdict.subject
+    measured = [records[r] for r in verdict.evidence.get("records", []) if r in records]
+    if measured:
+        return [record_command(r) for r in measured[:3]] + [f"bench cite {verdict.claim_id}"]
+    if verdict.kind in ("license", "open-weights", "context"):
+        return [f"bench models --json  (entry {subject})"]
+    if verdict.kind == "params":
+        return [f"bench plan {subject}"]
+    if verdict.kind in ("inference-memory", "finetune-memory", "speed") and cond.get("gpu"):
+        recipe = registry.recipe(cond["recipe"]) if cond.get("recipe") else None
+        if recipe is not None and cond.get("quant") != recipe.quant:
+            return [f"bench plan --claims --json  (entry {verdict.claim_id}: {recipe.id} on a 4-bit base)"]
+        shape = f"--gpu {cond['gpu']} --context {cond.get('context')} --batch {cond.get('batch') or 1}"
+        what = f"--finetune {recipe.id}" if recipe else f"--quant {cond.get('quant')}"
+        return [f"bench plan {subject} {what} {shape}"]
+    return [f"bench cite {verdict.claim_id}"]
+
+
+def _conditions(conditions: dict[str, Any]) -> list[str]:
+    out = []
+    for key, value in conditions.items():
+        if value in (None, [], ""):
+            continue
+        if key == "unstated":
+            out += [f"not stated by the quote: {u}" for u in value]
+        elif isinstance(value, list):
+            out.append(f"{key}: {', '.join(str(v) for v in value)}")
+        else:
+            out.append(f"{key}: {value}")
+    return out
+
+
+def claim_citation(registry: Registry, ident: str, records: list[RunRecord]) -> Citation:
+    from bench.verdicts import all_verdicts
+
+    by_id = {r.id: r for r in records}
     verdict = next(v for v in all_verdicts(registry, records) if v.claim_id == ident)
     claim = registry.claim(ident)
-    conditions = ", ".join(f"{k} {v}" for k, v in verdict.conditions.items() if v not in (None, [], ""))
-    lines = [f"> \"{claim.quote}\" ({claim.speaker}, {verdict.source})", "",
-             f"**Verdict: {verdict.verdict}.** {verdict.reason}.", f"- conditions: {conditions or 'none stated'}"]
-    for rid in verdict.evidence.get("records", []):
-        lines.append(f"- record: `{rid}`")
-    if verdict.would_change:
-        lines.append(f"- would change with: {verdict.would_change}")
-    lines.append(f"- claim `{ident}`; check it yourself: `bench verdicts --json`")
+    source = next(s for s in registry.claim_sources if s.source == verdict.source)
+    cited = [by_id[r] for r in verdict.evidence.get("records", []) if r in by_id]
+    page = {"title": source.title, "address": source.address, "published": source.published,
+            "seed": source.source}
+    return Citation(id=ident, title=f"{claim.product}: {claim.kind} claim", verdict=verdict.verdict,
+                    evidence_class=verdict.evidence_class, number=deciding_number(verdict, by_id),
+                    quote=claim.quote, speaker=claim.speaker, page=page, reason=verdict.reason,
+                    conditions=_conditions(verdict.conditions),
+                    reproduce=_claim_reproduce(registry, verdict, by_id), records=[r.id for r in cited],
+                    bench=_bench_of(cited), would_change=verdict.would_change)
+
+
+def record_citation(record: RunRecord) -> Citation:
+    figures = [f"{name}: {_value(record.metrics[name].value, record.metrics[name].unit)}"
+               + (f" (n={len(record.metrics[name].samples)})" if record.metrics[name].samples else "")
+               for name in CITED_METRICS if name in record.metrics]
+    if "scores" in record.metrics:
+        from bench.record_output import score_lines
+
+        figures += score_lines(record.metrics["scores"].value)
+    hw, sw = record.hardware, record.software
+    device = hw.get("device_name") or hw.get("cpu_model") or "unknown device"
+    libs = ", ".join(f"{k} {sw[k]}" for k in ("vllm", "torch", "transformers", "peft", "trl", "lm_eval",
+                                              "llama_cpp_python", "bitsandbytes") if sw.get(k))
+    conditions = [f"device: {device}" + (f", memory capped to {hw.get('target')} (speed is the device's)"
+                                         if hw.get("emulated") else ""),
+                  f"model revision: {record.model.resolved_revision or record.model.revision or 'local'}",
+                  f"measured {record.started_at[:10]} with {libs}"]
+    error = f"; {(record.error or '').strip().splitlines()[-1]}" if record.error else ""
+    return Citation(id=record.id, title=f"{record.kind} of {record.model.id} ({record.model.weights} weights)",
+                    verdict=f"status {record.status}{error}", evidence_class=record_class(record),
+                    number=figures[0] if figures else "", conditions=conditions, figures=figures,
+                    reproduce=[record_command(record)], records=[record.id], bench=_bench_of([record]))
+
+
+def cite(registry: Registry, ident: str, results_dir: Path, fmt: str = "text") -> str:
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
+    records = list(iter_records(results_dir))
+    record = next((r for r in records if r.id == ident), None)
+    claim_ids = {c.id for _, c in registry.claims()}
+    if record is not None:
+        citation = record_citation(record)
+    elif ident in claim_ids:
+        citation = claim_citation(registry, ident, records)
+    else:
+        raise unknown_name_error("claim or record id", ident, claim_ids | {r.id for r in records})
+    return RENDERERS[fmt](citation)
+
+
+def _page_text(c: Citation) -> str:
+    page = c.page
+    if not page:
+        return ""
+    extra = [page.get("address") or "address unknown", page.get("published") or "date unknown"]
+    return f"{page['title']} ({'; '.join(extra)}; seed {page['seed']})"
+
+
+def render_text(c: Citation) -> str:
+    lines = []
+    if c.quote:
+        lines += [f"\"{c.quote}\"", f"  said by: {c.speaker}, on the page: {_page_text(c)}"]
+    lines += [f"{c.title}", f"verdict: {c.verdict}" + (f" ({c.reason})" if c.reason else ""),
+              f"evidence: {c.evidence_class}"]
+    if c.number:
+        lines.append(f"deciding number: {c.number}")
+    lines += [f"figure: {f}" for f in c.figures[1:]]
+    lines += [f"condition: {x}" for x in c.conditions]
+    if c.would_change:
+        lines.append(f"would change with: {c.would_change}")
+    lines += [f"reproduce: {cmd}" for cmd in c.reproduce]
+    lines += [f"record: {r}" for r in c.records]
+    lines += [f"claim: {c.id}" if c.quote else "", c.bench]
+    return "\n".join(line for line in lines if line)
+
+
+def _md(text: str) -> str:
+    from bench.report.sanitize import markdown_text
+
+    return markdown_text(text)
+
+
+def render_markdown(c: Citation) -> str:
+    lines = []
+    if c.quote:
+        lines += [f"> \"{_md(c.quote)}\"", f"> — {_md(c.speaker)}, *{_md(_page_text(c))}*", ""]
+    lines += [f"**{_md(c.title)}: {_md(c.verdict)}.** {_md(c.reason)}".rstrip(),
+              f"- evidence: {_md(c.evidence_class)}"]
+    if c.number:
+        lines.append(f"- deciding number: **{_md(c.number)}**")
+    lines += [f"- {_md(f)}" for f in c.figures[1:]]
+    lines += [f"- {_md(x)}" for x in c.conditions]
+    if c.would_change:
+        lines.append(f"- would change with: {_md(c.would_change)}")
+    lines += [f"- reproduce: `{cmd}`" for cmd in c.reproduce]
+    lines += [f"- record: `{r}`" for r in c.records]
+    lines.append(f"- {'claim `' + c.id + '`; ' if c.quote else ''}{_md(c.bench)}")
     return "\n".join(lines)
+
+
+def _bib(text: str) -> str:
+    return str(text).replace("\\", "\\\\").replace("{", "\\{").replace("}", "\\}")
+
+
+def render_bibtex(c: Citation) -> str:
+    fields = {"title": c.title, "quote": c.quote, "speaker": c.speaker,
+              "howpublished": _page_text(c), "url": c.page.get("address"), "date": c.page.get("published"),
+              "verdict": c.verdict, "evidence": c.evidence_class, "number": c.number,
+              "conditions": "; ".join(c.conditions), "reproduce": "; ".join(c.reproduce),
+              "records": ", ".join(c.records), "note": c.bench}
+    body = ",\n".join(f"  {k} = {{{_bib(v)}}}" for k, v in fields.items() if v)
+    return f"@misc{{{c.id},\n{body}\n}}"
+
+
+def render_json(c: Citation) -> str:
+    return json.dumps(asdict(c), indent=2)
+
+
+RENDERERS = {"text": render_text, "markdown": render_markdown, "bibtex": render_bibtex, "json": render_json}
