@@ -1,0 +1,116 @@
+"""Faults in storage: a read-only and a full results folder (a real tmpfs where the machine lets a user
+namespace mount one, else a simulated failing write), concurrent writers to one folder, and a writer
+killed at each step of writing a record."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.faults.conftest import PYTHON, TINY_RUN, can_mount_tmpfs, one_line, valid_records
+
+TMPFS = can_mount_tmpfs()
+
+
+def in_own_mount(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a shell script in a private mount namespace, where it may mount a tmpfs."""
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+
+
+def test_a_read_only_results_folder_is_refused_before_the_run(tmp_path, fault):
+    results = tmp_path / "results"
+    results.mkdir()
+    bench = f"{PYTHON} -m bench.cli {' '.join(TINY_RUN)} --results-dir {results}"
+    if TMPFS:
+        proc = in_own_mount(f"mount -t tmpfs -o ro tmpfs {results} && exec {bench}", {})
+    elif os.geteuid() != 0:
+        results.chmod(0o555)
+        proc = subprocess.run(bench.split(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    else:
+        pytest.skip("root without user namespaces: no read-only folder can be made here")
+    assert proc.returncode == 2 and "not writable" in one_line(proc.stderr)
+    assert "peak memory" not in proc.stdout  # refused before, not after, the measurement
+
+
+@pytest.mark.skipif(not TMPFS, reason="no tmpfs mount here; the simulated write failure below covers the fallback")
+def test_a_folder_that_fills_during_the_run_keeps_the_record_in_the_fallback_place(tmp_path, fault):
+    results, state = tmp_path / "results", tmp_path / "state"
+    results.mkdir()
+    script = (f"mount -t tmpfs -o size=20m tmpfs {results} && {PYTHON} -m tests.faults.driver "
+              f"fills_the_results_folder {results} 60 results_dir={results}")
+    proc = in_own_mount(script, {"XDG_STATE_HOME": str(state)})
+    assert proc.returncode == 0, proc.stderr
+    assert "kept it at" in one_line(proc.stderr) and str(state) in proc.stderr
+    records = valid_records(state / "bench" / "unsaved-records")
+    fault.lost_records = 1 - len(records)
+    assert [r.status for r in records] == ["ok"]
+
+
+def test_a_failing_write_keeps_the_record_in_the_fallback_place(tmp_path, fault, monkeypatch):
+    """The same fallback without a tmpfs: the results folder is removed from under the run."""
+    from tests.faults.driver import main as run_driver
+
+    results, state = tmp_path / "results", tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setattr("sys.argv", ["driver", "returns_a_metric", str(results), "60"])
+    import bench.isolate
+
+    real = bench.isolate.run_isolated
+
+    def then_lose_the_folder(*args, **kwargs):
+        outcome = real(*args, **kwargs)
+        results.rename(tmp_path / "gone")  # the folder vanishes after the run...
+        results.write_text("now a file")  # ...and a file takes its name: no record can go there
+        return outcome
+
+    monkeypatch.setattr(bench.isolate, "run_isolated", then_lose_the_folder)
+    run_driver()
+    records = valid_records(state / "bench" / "unsaved-records")
+    fault.lost_records = 1 - len(records)
+    assert [r.status for r in records] == ["ok"]
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from tests.faults.writers import write_many
+    write_many(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+""")
+
+
+def test_concurrent_writers_to_one_folder_lose_nothing(tmp_path, fault):
+    writers, each = 4, 25
+    procs = [subprocess.Popen([PYTHON, "-c", WRITER, str(tmp_path), str(w), str(each)], cwd=ROOT)
+             for w in range(writers)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    records = valid_records(tmp_path)
+    fault.lost_records = writers * each - len(records)
+    assert fault.lost_records == 0 and len({r.id for r in records}) == writers * each
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# (function, which call of it, before or after it): every step of write_record that a kill can fall between.
+STEPS = [("fchmod", 1, "before"), ("fsync", 1, "before"), ("fsync", 1, "after"), ("link", 1, "after"),
+         ("unlink", 1, "after"), ("fsync", 2, "after")]
+
+
+@pytest.mark.parametrize("function,call,when", STEPS, ids=[f"{w}-{f}-{c}" for f, c, w in STEPS])
+def test_a_writer_killed_at_each_step_leaves_the_old_state_or_the_new(tmp_path, fault, function, call, when):
+    proc = subprocess.run([PYTHON, "-c", "import sys; from tests.faults.writers import killed_while_writing; "
+                           "killed_while_writing(*sys.argv[1:])", str(tmp_path), function, str(call), when],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr  # it was killed where asked
+    records = {r.id: r for r in valid_records(tmp_path)}
+    fault.lost_records = 0 if "older" in records else 1  # the record written before is never harmed
+    new = set(records) - {"older"}
+    visible = {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")}
+    assert visible == {"older.json"} | {f"{i}.json" for i in new}  # no half-written record in sight
+    if function == "link" or (function == "unlink") or call == 2:
+        assert new == {"newer"}  # the rename happened: the new state, whole
+    else:
+        assert not new
+    assert records.get("newer", records["older"]).metrics["decode_tokens_per_s"].value > 0
