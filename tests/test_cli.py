@@ -122,3 +122,20 @@ def test_claim_naming_an_unknown_gpu_is_rejected(run_bench, config_copy):
     proc = run_bench("verdicts", env={"BENCH_CONFIG_DIR": str(config_copy)})
     assert proc.returncode == 2
     assert str(path) in proc.stderr and "unknown GPU 'rtx-5090'" in proc.stderr
+
+
+def test_run_keeps_engine_logs_out_of_the_terminal(tmp_path, run_bench):
+    """`bench run` on the CPU: the terminal shows bench's summary only; the engine's lines are in the log."""
+    proc = run_bench("run", "tiny-llama", "--device", "cpu", "--backend", "transformers", "--iterations", "2",
+                     "--min-duration", "0.1", "--batch", "2", "--output-len", "4", "--prompt-len", "8",
+                     "--results-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    (log,) = tmp_path.glob("*.log")
+    engine_lines = [line.strip() for line in log.read_text().splitlines() if line.strip()]
+    assert engine_lines, "the engine wrote nothing to its log"
+    terminal = proc.stdout + proc.stderr
+    assert not [line for line in engine_lines if line in terminal]
+    assert f"engine log: {log}" in proc.stdout
+    assert "TTFT (p50)" in proc.stdout and " ms " in proc.stdout and "n=" in proc.stdout  # human units, samples
+    paths = ("record:", "engine log:")  # a file's path is as long as the folder it is in
+    assert max(len(line) for line in proc.stdout.splitlines() if not line.startswith(paths)) <= 120
