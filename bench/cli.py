@@ -38,7 +38,8 @@ ResultsDirOpt = Annotated[Optional[Path], typer.Option(
 DeviceOpt = Annotated[str, typer.Option(help="cuda, or cpu (tiny models, the demo, the tests).")]
 WeightsOpt = Annotated[Optional[str], typer.Option(
     help="real (from the hub at the registry's revision) or synthetic (random weights of the real architecture).")]
-TimeoutOpt = Annotated[Optional[float], typer.Option(help="Seconds before the run is killed and recorded as a timeout.")]
+TimeoutOpt = Annotated[Optional[float], typer.Option(
+    min=0.001, help="Seconds before the run is killed and recorded as a timeout.")]
 
 
 def _registry():
@@ -151,7 +152,7 @@ def run(
     max_model_len: Annotated[Optional[int], typer.Option(
         min=2, help="The engine's context capacity (KV cache sized for it) without a request that fills it.")] = None,
     iterations: Annotated[int, typer.Option(min=1, help="Minimum batch-1 latency iterations.")] = 5,
-    min_duration: Annotated[float, typer.Option(help="Minimum seconds of batch-1 latency runs.")] = 2.0,
+    min_duration: Annotated[float, typer.Option(min=0, help="Minimum seconds of batch-1 latency runs.")] = 2.0,
     timeout: TimeoutOpt = None,
     results_dir: ResultsDirOpt = None,
 ) -> None:
@@ -281,6 +282,8 @@ def report(
     from bench.report.build import build_report
     from bench.results import results_dir as resolve_results_dir
 
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: not a folder")
     summary = build_report(_registry(), resolve_results_dir(results_dir), out, default_config_dir())
     print(f"wrote {out / 'index.html'} and {len(summary.pages)} comparison pages from {summary.records} records"
           f" ({summary.regressions} regression(s))")

@@ -192,7 +192,7 @@ def load_hf_config(path: Path) -> TextConfig:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
         raise UserError(f"{path}: not a readable JSON config ({err})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a config.json must be a JSON object")

@@ -149,6 +149,8 @@ def check_writable(directory: Path) -> None:
     """Refuse, before a run, a results folder that cannot take its record: the measurement would be lost."""
     from bench.errors import UserError
 
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"results folder {directory} is a file, not a folder")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):  # a real write: root ignores permission bits, not a ro mount
