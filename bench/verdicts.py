@@ -205,22 +205,35 @@ def _params_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Ver
                     evidence=evidence, conditions={"tolerance": t.tolerance})
 
 
+# Where a registry entry keeps the source of each fact a claim can be checked against, best first.
+_FACT_SOURCE_KEYS = {"license": ("license", "availability"), "open-weights": ("open-weights", "availability"),
+                     "context": ("context", "max_position_embeddings", "architecture")}
+
+
+def fact_source(model: ModelSpec, kind: str) -> str:
+    """The source of the registry fact that decides a claim. Open weights with no written source are
+    sourced by the repository that holds them."""
+    found = next((model.sources[k] for k in _FACT_SOURCE_KEYS[kind] if model.sources.get(k)), "")
+    if not found and kind == "open-weights" and model.repo:
+        found = f"https://huggingface.co/{model.repo} (the repository holding the weights)"
+    return found
+
+
 def _fact_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdict:
     t = claim.threshold
     if claim.kind == "license":
-        claimed, recorded, key = t.license, model.license, "license"
+        claimed, recorded = t.license, model.license
         admitted = PERMISSIVE_LICENSES if claimed == "permissive" else {(claimed or "").lower()}
         ok = recorded.lower() in admitted
     elif claim.kind == "open-weights":
-        claimed, recorded, key = t.open_weights, model.open_weights, "availability"
+        claimed, recorded = t.open_weights, model.open_weights
         ok = claimed is not None and claimed == recorded
     else:  # context
-        claimed, recorded, key = t.context_tokens, model.architecture.max_position_embeddings, "architecture"
+        claimed, recorded = t.context_tokens, model.architecture.max_position_embeddings
         ok = claimed is not None and recorded >= claimed
     if claimed is None:
         return _verdict(claim, UNTESTED, f"the claim states no {claim.kind} value")
-    evidence = {"recorded": recorded, "claimed": claimed,
-                "source": model.sources.get(claim.kind, model.sources.get(key, "")),
+    evidence = {"recorded": recorded, "claimed": claimed, "source": fact_source(model, claim.kind),
                 "findings": [f.fact for f in model.findings]}
     reason = f"registry records {claim.kind} {recorded!r}; the claim says {claimed!r}"
     return _verdict(claim, HOLDS if ok else FAILS, reason, evidence=evidence,

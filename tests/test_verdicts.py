@@ -121,3 +121,25 @@ def test_refutation_uses_the_packed_floor_not_todays_library(verdicts):
     assert v.verdict == "untested" and "bitsandbytes" in v.reason
     nf4 = v.evidence["estimates"]["nf4"]["breakdown"]
     assert nf4["weights_bytes"] > 3 * nf4["weights_floor_bytes"]
+
+
+def registry_sources(model_id):
+    import yaml
+
+    from tests.conftest import ROOT
+
+    return yaml.safe_load((ROOT / "configs" / "models" / f"{model_id}.yaml").read_text())["sources"]
+
+
+def test_every_registry_fact_verdict_names_its_source(verdicts):
+    facts = [v for v in verdicts.values() if v.kind in ("license", "open-weights", "context")
+             and "recorded" in v.evidence]
+    assert facts and all(v.evidence["source"] for v in facts), [v.claim_id for v in facts if not v.evidence["source"]]
+
+
+
+def test_a_context_claim_is_sourced_by_the_registrys_context_source(registry):
+    v = check(registry, id="c", subject="llama-4-scout", kind="context", threshold={"context_tokens": 10_000_000})
+    assert v.evidence["source"] == registry_sources("llama-4-scout")["max_position_embeddings"]
+    v = check(registry, id="c", subject="mistral-3b", kind="open-weights", threshold={"open_weights": True})
+    assert v.evidence["source"].startswith("https://huggingface.co/mistralai/Ministral-3-3B-Instruct-2512 ")
