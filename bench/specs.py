@@ -167,6 +167,7 @@ ClaimKind = Literal[
     "inference-memory",  # the model runs on the card (weights + KV + runtime)
     "finetune-memory",  # a recipe trains on the card
     "speed",  # a throughput or latency figure on a card
+    "responsive",  # a chat answers and streams fast enough for one user (bench serve; bench.serve.verdict)
     "context",  # a context length the model supports
     "params",  # a parameter count, total or active
     "license",  # the license the weights ship under
@@ -203,6 +204,8 @@ class ClaimThreshold(Strict):
     license: str | None = None
     open_weights: bool | None = None
     decode_tokens_per_s: float | None = None
+    ttft_s: float | None = Field(None, gt=0, description="Responsive claims: time to first token, seconds")
+    tokens_per_s_per_user: float | None = Field(None, gt=0, description="Responsive claims: the reading rate")
 
 
 class ClaimSpec(Strict):

@@ -12,6 +12,8 @@ Verdict words are a contract (design section 6). How each kind of claim is decid
 * license, open-weights and context claims are decided by the registry's recorded
   facts (each with its source): ``holds`` or ``fails``.
 * speed claims: ``refuted-by-arithmetic`` above the roofline, else ``plausible``.
+* responsive claims: a ``bench serve`` record at one user against a TTFT and a reading rate
+  (the convention is in :mod:`bench.serve.verdict`), else the roofline against the reading rate.
 * eval claims: each compared task's primary score against each compared model's, a gap
   inside the combined standard error being a tie: ``holds`` when every comparison is a
   win, ``fails`` on any loss or tie, ``untested`` while any record is missing.
@@ -73,6 +75,10 @@ def verdict_for(registry: Registry, source: ClaimSource, claim: ClaimSpec,
         verdict = _measured_memory(registry, claim, verdict, list(records))
     elif claim.kind == "speed":
         verdict = _measured_speed(claim, verdict, list(records))
+    elif claim.kind == "responsive":
+        from bench.serve.verdict import measured_responsive
+
+        verdict = measured_responsive(claim, verdict, list(records))
     elif claim.kind == "runtime":
         verdict = _measured_runtime(claim, verdict, list(records))
     verdict.source = source.source
@@ -255,6 +261,13 @@ def _speed_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verd
                         evidence=evidence, conditions=conditions)
     return _verdict(claim, PLAUSIBLE, f"roofline bound {bound:.1f} tokens/s >= claimed {wanted:g}",
                     evidence=evidence, conditions=conditions, would_change="a measured run on the card")
+
+
+def _responsive_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdict:
+    """The convention and its deciding code live with `bench serve` (bench.serve.verdict)."""
+    from bench.serve.verdict import responsive_by_arithmetic
+
+    return responsive_by_arithmetic(registry, model, claim)
 
 
 def _eval_comparison(registry: Registry, claim: ClaimSpec, records: list[RunRecord]) -> Verdict:
@@ -462,4 +475,5 @@ _DECIDERS = {
     "context": _fact_claim,
     "speed": _speed_claim,
     "runtime": _runtime_claim,
+    "responsive": _responsive_claim,
 }

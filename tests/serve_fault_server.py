@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
 
 TOKENS = 4
 
@@ -92,6 +96,26 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def launch(behaviours: str, cwd: Path, die_after: int | None = None) -> tuple[str, subprocess.Popen]:
+    """Start the server in a child process on a free loopback port; (base URL, process) once it answers."""
+    from bench.serve.server import free_port
+
+    port = free_port()
+    args = [sys.executable, "-m", "tests.serve_fault_server", str(port), behaviours]
+    if die_after is not None:
+        args.append(str(die_after))
+    process = subprocess.Popen(args, cwd=cwd, env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(base + "/v1/models", timeout=1).status_code == 200:
+                return base, process
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the fault server did not start")
 
 
 def main() -> None:

@@ -9,18 +9,15 @@ every connection. The load generator and the record writer are bench's own, unmo
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 
-import httpx
 import pytest
 
 from bench.serve.job import Endpoint, SweepSettings, run_sweep, write_serve_record
 from bench.serve.load import Level
 from bench.serve.server import free_port
-from tests.conftest import ROOT
+from tests.serve_fault_server import launch
 
 MODEL_REF = {"id": "faulty", "repo": None, "revision": None, "resolved_revision": None, "weights": "unknown"}
 
@@ -31,20 +28,9 @@ def fault_server(tmp_path):
     started = []
 
     def start(behaviours: str, die_after: int | None = None):
-        port = free_port()
-        args = [sys.executable, "-m", "tests.serve_fault_server", str(port), behaviours]
-        if die_after is not None:
-            args.append(str(die_after))
-        process = subprocess.Popen(args, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+        base, process = launch(behaviours, tmp_path, die_after)
         started.append(process)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(base + "/v1/models", timeout=1).status_code == 200:
-                    return base, process
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("the fault server did not start")
+        return base, process
 
     yield start
     for process in started:

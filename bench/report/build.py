@@ -21,6 +21,7 @@ from bench.report import claim_pages, plots, tables
 from bench.report.regressions import Thresholds, describe_key, history_changes
 from bench.report.sanitize import markdown_text, safe_url
 from bench.results import RunRecord, iter_record_files, records_frame
+from bench.serve.report import serve_curves
 from bench.evidence import engine_quant
 from bench.verdicts import Verdict, all_verdicts
 
@@ -162,6 +163,8 @@ def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_di
                                                     "Latency and throughput per model and backend (latest run)"),
             "scores": plots.scores_with_errors(_score_rows(page_records), plot_dir / f"{slug}-scores.png",
                                                "Eval scores"),
+            "serve": plots.latency_vs_throughput(serve_curves(page_records), plot_dir / f"{slug}-serve.png",
+                                                 "Serving: latency against throughput, per model and server"),
         }
         context = {
             "source": source, "slug": slug,

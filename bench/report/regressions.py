@@ -4,6 +4,8 @@ Two records are "the same configuration" when model, weights, kind, engine, quan
 target card, observed device and the scenario's shape (batch, prompt and output
 lengths, recipe) agree. Speed metrics regress when they drop by more than
 `speed_drop`; peak memory when it grows by more than `memory_growth` (configs/report.yaml).
+A serve sweep (same server kind and API too) compares level by level: output tokens/s and
+goodput regress when they drop by more than `speed_drop`, TTFT and TPOT p90 when they grow by more.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from bench.evidence import engine_quant
 from bench.registry import read_yaml
 from bench.results import RunRecord
+from bench.serve.report import regression_metrics
 
 SPEED_METRICS = ("decode_tokens_per_s", "throughput_tokens_per_s", "tokens_per_s")
 MEMORY_METRICS = ("peak_memory_bytes",)
@@ -57,20 +60,26 @@ def config_key(record: RunRecord) -> str:
         "target": record.hardware.get("target"), "device": record.hardware.get("device_name")
         or record.hardware.get("cpu_model"), "batch": scenario.get("batch"), "prompt_len": scenario.get("prompt_len"),
         "output_len": scenario.get("output_len"), "recipe": record.config.get("recipe", {}).get("id"),
+        "api": scenario.get("api"),
     }
     return json.dumps(shape, sort_keys=True)
 
 
 def _changes(key: str, before: RunRecord, after: RunRecord, limits: Thresholds) -> list[Change]:
     changes = []
-    for name in SPEED_METRICS + MEMORY_METRICS:
+    # A serve sweep's per-level throughputs regress like speeds; its latencies when they grow past `speed_drop`.
+    serve = regression_metrics(after)
+    for name in SPEED_METRICS + MEMORY_METRICS + tuple(serve):
         a, b = before.metrics.get(name), after.metrics.get(name)
         if a is None or b is None or not isinstance(a.value, (int, float)) or not isinstance(b.value, (int, float)):
             continue
         if not a.value:
             continue
         relative = (b.value - a.value) / a.value
-        worse = -relative > limits.speed_drop if name in SPEED_METRICS else relative > limits.memory_growth
+        if name in serve:
+            worse = -relative > limits.speed_drop if serve[name] else relative > limits.speed_drop
+        else:
+            worse = -relative > limits.speed_drop if name in SPEED_METRICS else relative > limits.memory_growth
         changes.append(Change(key, name, a.value, b.value, before.id, after.id, worse))
     return changes
 
