@@ -145,3 +145,38 @@ def test_published_subfolders_are_read_and_hidden_ones_are_not(tmp_path, capsys)
     (tmp_path / "gpu" / "checks" / "cap-checks.jsonl").write_text('{"check": "emulation-cap"}\n')
     assert sorted(r.id for r in iter_records(tmp_path)) == ["r-gpu", "r-top"]
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_future_schema_is_skipped_with_a_warning(tmp_path, capsys):
+    path = write_record(make_record(), tmp_path)
+    future = {**json.loads(path.read_text()), "id": "from-the-future", "schema_version": 999}
+    (tmp_path / "from-the-future.json").write_text(json.dumps(future))
+    assert [r.id for r in iter_records(tmp_path)] == [path.stem]
+    assert "schema_version 999 is not one this bench reads" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad_id", ["../../../src/pwn", "a/b", ".hidden", "", "x" * 201, "caf\u00e9"])
+def test_an_id_must_be_a_plain_file_name(bad_id):
+    with pytest.raises(ValidationError):
+        make_record(id=bad_id)
+
+
+def test_a_record_whose_id_is_not_its_file_name_is_skipped(tmp_path, capsys):
+    path = write_record(make_record(), tmp_path)
+    path.rename(tmp_path / "renamed.json")
+    assert list(iter_records(tmp_path)) == []
+    assert "is not its file name" in capsys.readouterr().err
+
+
+def test_a_refused_write_goes_to_the_fallback_place_and_says_where(tmp_path, monkeypatch, capsys):
+    from bench.results import saved_path, write_record_or_fallback
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    blocked = tmp_path / "results"
+    blocked.write_text("a file where the folder should be")
+    record = make_record()
+    path = write_record_or_fallback(record, blocked)
+    assert path == tmp_path / "state" / "bench" / "unsaved-records" / f"{record.id}.json"
+    assert saved_path(record.id, blocked) == path
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: could not write the record") and str(path) in line
