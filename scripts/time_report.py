@@ -1,15 +1,18 @@
-"""Wall time of `bench report` over many records (1,000 by default), as a new process.
+"""Wall time of `bench report` over many records (5,000 by default), as a new process, against its 10 s budget.
 
 Records are constructed (inference, fine-tune and eval kinds, spread over models, cards
 and nights, so regressions and the leaderboard have work to do) and written to a
-temporary results directory; then `bench report` runs on them several times.
-Usage: python scripts/time_report.py [--records N] [--runs R]
+temporary results directory; then `bench report` runs on them several times. The slowest
+run must stay within the budget; the exit code is 1 when it does not.
+Usage: python scripts/time_report.py [--records N] [--runs R] [--budget S]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,23 +57,36 @@ def synthetic_record(i: int, rng: random.Random) -> RunRecord:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=10.0, help="seconds the slowest run may take")
     args = parser.parse_args()
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         results, out = Path(tmp) / "results", Path(tmp) / "site"
         for i in range(args.records):
             write_record(synthetic_record(i, rng), results)
-        samples = []
+        samples, cpu = [], []
         for _ in range(args.runs):
-            start = time.perf_counter()
+            start, used = time.perf_counter(), _children_cpu_s()
             subprocess.run([sys.executable, "-m", "bench.cli", "report", "--out", str(out), "--results-dir",
                             str(results)], check=True, capture_output=True)
             samples.append(time.perf_counter() - start)
-    print(f"{'command':45s} {'records':>8s} {'min s':>7s} {'median s':>9s} {'max s':>7s}")
-    print(f"{'bench report':45s} {args.records:8d} {min(samples):7.2f} {statistics.median(samples):9.2f} "
-          f"{max(samples):7.2f}")
+            cpu.append(_children_cpu_s() - used)
+    within = max(samples) <= args.budget
+    print(f"{'command':14s} {'records':>8s} {'runs':>5s} {'min s':>7s} {'median s':>9s} {'max s':>7s} "
+          f"{'cpu s':>7s} {'budget s':>9s} {'within':>7s}")
+    print(f"{'bench report':14s} {args.records:8d} {args.runs:5d} {min(samples):7.2f} "
+          f"{statistics.median(samples):9.2f} {max(samples):7.2f} {statistics.median(cpu):7.2f} {args.budget:9.1f} "
+          f"{'yes' if within else 'NO':>7s}")
+    print(f"load average during the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(wall time grows with it; cpu s, user + system of the report process, does not)")
+    sys.exit(0 if within else 1)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":
