@@ -18,6 +18,7 @@ import typer
 
 from bench import output
 from bench.errors import UserError
+from bench.progress import session
 
 app = typer.Typer(
     help="Check claims about open-weight LLMs against arithmetic and measurement.",
@@ -38,6 +39,8 @@ ResultsDirOpt = Annotated[Optional[Path], typer.Option(
 DeviceOpt = Annotated[str, typer.Option(help="cuda, or cpu (tiny models, the demo, the tests).")]
 WeightsOpt = Annotated[Optional[str], typer.Option(
     help="real (from the hub at the registry's revision) or synthetic (random weights of the real architecture).")]
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", help="Also stream the engine's log to the terminal (it always goes to the log beside the record).")]
 TimeoutOpt = Annotated[Optional[float], typer.Option(
     min=0.001, help="Seconds before the run is killed and recorded as a timeout.")]
 
@@ -155,6 +158,7 @@ def run(
     min_duration: Annotated[float, typer.Option(min=0, help="Minimum seconds of batch-1 latency runs.")] = 2.0,
     timeout: TimeoutOpt = None,
     results_dir: ResultsDirOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Measured inference: load time, TTFT, inter-token latency, decode and batch throughput, peak memory.
 
@@ -170,11 +174,12 @@ def run(
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
     directory = resolve_results_dir(results_dir)
-    record = run_inference(
-        _registry(), model, gpu=gpu, backend=backend, quant=quant, weights=weights, device=device, batch=batch,
-        prompt_len=prompt_len, output_len=output_len, context=context, max_model_len=max_model_len,
-        min_iterations=iterations, min_duration_s=min_duration, results_dir=directory,
-        timeout_s=timeout or (1800 if device == "cuda" else 900), gguf=gguf)
+    with session(verbose):
+        record = run_inference(
+            _registry(), model, gpu=gpu, backend=backend, quant=quant, weights=weights, device=device, batch=batch,
+            prompt_len=prompt_len, output_len=output_len, context=context, max_model_len=max_model_len,
+            min_iterations=iterations, min_duration_s=min_duration, results_dir=directory,
+            timeout_s=timeout or (1800 if device == "cuda" else 900), gguf=gguf)
     _finish(record, directory)
 
 
@@ -192,6 +197,7 @@ def finetune(
     device: DeviceOpt = "cuda",
     timeout: TimeoutOpt = None,
     results_dir: ResultsDirOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Fine-tune smoke test: the recipe starts, fits, lowers the loss, and leaves an adapter that loads.
 
@@ -204,10 +210,11 @@ def finetune(
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
     directory = resolve_results_dir(results_dir)
-    record = run_finetune(_registry(), model, recipe_name=recipe, gpu=gpu, steps=steps,
-                          learning_rate=learning_rate, weights=weights,
-                          dataset=dataset, device=device, results_dir=directory,
-                          timeout_s=timeout or (3600 if device == "cuda" else 900))
+    with session(verbose):
+        record = run_finetune(_registry(), model, recipe_name=recipe, gpu=gpu, steps=steps,
+                              learning_rate=learning_rate, weights=weights,
+                              dataset=dataset, device=device, results_dir=directory,
+                              timeout_s=timeout or (3600 if device == "cuda" else 900))
     _finish(record, directory)
 
 
@@ -224,6 +231,7 @@ def eval_(
     device: DeviceOpt = "cuda",
     timeout: TimeoutOpt = None,
     results_dir: ResultsDirOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """lm-eval scores with standard errors; one record. Example: `bench eval tiny-llama --tasks smoke --device cpu`."""
     from bench.eval_job import run_eval
@@ -234,9 +242,10 @@ def eval_(
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
     directory = resolve_results_dir(results_dir)
-    record = run_eval(_registry(), default_config_dir(), model, tasks=tasks, limit=limit, num_fewshot=num_fewshot,
-                      backend=backend, weights=weights, device=device, results_dir=directory,
-                      timeout_s=timeout or (7200 if device == "cuda" else 900))
+    with session(verbose):
+        record = run_eval(_registry(), default_config_dir(), model, tasks=tasks, limit=limit,
+                          num_fewshot=num_fewshot, backend=backend, weights=weights, device=device,
+                          results_dir=directory, timeout_s=timeout or (7200 if device == "cuda" else 900))
     _finish(record, directory)
 
 
@@ -342,6 +351,7 @@ def sweep(
     only_gpu: Annotated[Optional[str], typer.Option(help="Run only the cells for this card (one runner per card).")]
     = None,
     results_dir: ResultsDirOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Many runs, each isolated; a failed cell is a failed record and the sweep goes on.
 
@@ -365,7 +375,8 @@ def sweep(
             print(f"--only-gpu leaves out {left_out} cell(s) that name no card (set unpinned_runner in {file})",
                   file=sys.stderr)
     check_writable(resolve_results_dir(results_dir))
-    progress = run_sweep(cells, resolve_results_dir(results_dir), executor, force)
+    with session(verbose):
+        progress = run_sweep(cells, resolve_results_dir(results_dir), executor, force)
     print(f"{spec.id}: {progress.done} ok, {progress.oom} out of memory, {progress.failed} failed, "
           f"{progress.skipped} skipped, {progress.refuted} refuted by arithmetic (not run) of {progress.total}")
     for line in progress.unexpected:

@@ -42,7 +42,7 @@ from typing import Any
 
 import psutil
 
-from bench import failures
+from bench import failures, progress
 
 ERROR_TAIL_CHARS = 4000
 LOG_TAIL_BYTES = 256 * 2**10  # the engine's closing tracebacks, with room to spare
@@ -64,6 +64,7 @@ def _child(target: str, kwargs: dict[str, Any], conn: Any, log_path: str, parent
     _die_with_parent(parent_pid)
     os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # torch and NVML number devices alike
     _redirect_output(log_path)
+    progress.enable_reporting()  # phase lines go to the log, which the parent tails (bench.progress)
     try:
         module, name = target.split(":")
         value = getattr(importlib.import_module(module), name)(**kwargs)

@@ -17,6 +17,7 @@ from typing import Any
 from bench.errors import UserError
 from bench.hfconfig import TextConfig, load_hf_config, refuse_remote_code
 from bench.preflight import CapPlan
+from bench.progress import current_display
 from bench.registry import Registry
 from bench.specs import HardwareSpec, ModelSpec
 
@@ -140,7 +141,9 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
     clock = time.perf_counter()
     # The engines' own output goes to a log beside the record; a failure's root cause is read from it.
     log_path = _log_path(results_dir, record_id)
-    outcome = run_isolated(target, {"settings": settings}, timeout_s, log_path=log_path)
+    display = current_display()
+    with display.run(f"{kind} {model.id}", log_path):
+        outcome = run_isolated(target, {"settings": settings}, timeout_s, log_path=log_path)
     value = outcome.value or {}
     hardware = dict(value.get("hardware") or parent_view_of_hardware(device))
     emulation = value.get("emulation") or {"emulated": bool(cap and cap.emulated),
@@ -169,6 +172,7 @@ def execute(kind: str, target: str, settings: dict[str, Any], *, model: Resolved
         duration_s=time.perf_counter() - clock,
         notes=notes + list(value.get("notes", [])),
     )
+    display.set_phase("writing the record")
     write_record_or_fallback(record, results_dir)
     return record
 

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bench.errors import UserError
 from bench.hfconfig import describe_validation_error
 from bench.preflight import BITSANDBYTES_QUANTS, check_engine, choose_backend
+from bench.progress import current_display
 from bench.registry import Registry, read_yaml
 from bench.results import RunRecord, iter_records, write_record_or_fallback
 
@@ -324,6 +325,7 @@ class Progress:
 
     def show(self, running: int, last: str = "") -> None:
         finished = self.done + self.oom + self.failed + self.skipped + self.refuted
+        current_display().cells(finished, self.total)  # the live display's count and estimate (bench.progress)
         print(f"[{finished}/{self.total}] done {self.done}, out of memory {self.oom}, running {running}, "
               f"failed {self.failed}, skipped {self.skipped}, refuted {self.refuted}" + (f"  {last}" if last else ""),
               file=sys.stderr, flush=True)

@@ -139,3 +139,18 @@ def test_run_keeps_engine_logs_out_of_the_terminal(tmp_path, run_bench):
     assert "TTFT (p50)" in proc.stdout and " ms " in proc.stdout and "n=" in proc.stdout  # human units, samples
     paths = ("record:", "engine log:")  # a file's path is as long as the folder it is in
     assert max(len(line) for line in proc.stdout.splitlines() if not line.startswith(paths)) <= 120
+
+
+def test_verbose_run_streams_the_engine_log_to_stderr(tmp_path, run_bench):
+    """`--verbose`: every line of the engine's log, its phase lines included, also reaches stderr; the
+    summary on stdout stays as it is."""
+    proc = run_bench("run", "tiny-llama", "--device", "cpu", "--backend", "transformers", "--iterations", "2",
+                     "--min-duration", "0", "--batch", "2", "--output-len", "4", "--prompt-len", "8",
+                     "--results-dir", str(tmp_path), "--verbose")
+    assert proc.returncode == 0, proc.stderr
+    (log,) = tmp_path.glob("*.log")
+    logged = [line for line in log.read_text().splitlines() if line.strip()]
+    assert "bench-phase: loading the model" in logged and "bench-phase: latency iteration 2 of 2" in logged
+    assert [line for line in logged if line not in proc.stderr] == []
+    assert [line for line in logged if line in proc.stdout] == []
+    assert "TTFT (p50)" in proc.stdout

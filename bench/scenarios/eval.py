@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.environment import observed_hardware, software_versions
 from bench.evals.smoke_tasks import write_smoke_tasks
+from bench.progress import phase
 from bench.scenarios.inference import metric
 
 
@@ -95,9 +96,12 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
 
     s = EvalSettings(**settings)
     with tempfile.TemporaryDirectory(prefix="bench-tasks-") as tasks_dir:
+        phase("loading the task data")
         manager = _task_manager(Path(tasks_dir))
         _check_task_data(s.tasks, manager)
+        phase("loading the model")
         model = _model(s)
+        phase(f"evaluating {len(s.tasks)} task(s)" + (f", {s.limit} documents each" if s.limit else ""))
         out = simple_evaluate(model=model, tasks=s.tasks, task_manager=manager, limit=s.limit,
                               num_fewshot=s.num_fewshot, random_seed=s.seed, numpy_random_seed=s.seed,
                               torch_random_seed=s.seed, fewshot_random_seed=s.seed, log_samples=False)

@@ -27,6 +27,7 @@ from bench import stats
 from bench.emulation import memory_cap
 from bench.environment import observed_hardware, software_versions
 from bench.finetune_data import check_rows, formatting_report, load_rows
+from bench.progress import counted, phase
 from bench.scenarios.inference import metric
 from bench.synthetic_quant import nf4_config, random_model
 from bench.trackers.memory import PeakMemoryTracker
@@ -130,6 +131,7 @@ class _StepLog:
 
             def on_step_end(self, args, state, control, **kw):
                 log.step_times.append(time.perf_counter() - log._started)
+                phase(counted("training step", state.global_step, state.max_steps))
 
             def on_log(self, args, state, control, logs=None, **kw):
                 if logs and "loss" in logs:
@@ -218,21 +220,25 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
     check_rows(rows, recipe["method"], s.dataset)
     log = _StepLog()
     with PeakMemoryTracker(device=s.device) as tracker:
+        phase("loading the model")
         tokenizer, model = _load_base(s, reward)
         peft_config, targets = _lora_config(recipe, model, reward)
         trainer = _trainer(s, model, tokenizer, rows, peft_config, log)
         census = state_census(trainer.model)
         formatting = (formatting_report(tokenizer, trainer.data_collator, rows[0], trainer.train_dataset[0])
                       if recipe["method"] in ("lora", "qlora") else None)
+        phase(counted("training step", 0, s.steps))
         start = time.perf_counter()
         trainer.train()
         train_s = time.perf_counter() - start
         trainable = {n: p.numel() for n, p in trainer.model.named_parameters() if p.requires_grad}
         trainer_name = type(trainer).__name__
+        phase("saving the adapter")
         trainer.model.save_pretrained(s.adapter_dir)
     memory = tracker.result()
     del trainer, model
     adapter_bytes = sum(f.stat().st_size for f in Path(s.adapter_dir).glob("*.safetensors"))
+    phase("reloading the adapter onto a fresh base")
     reload = _reload_and_compare(s, rows[0], reward)
 
     metrics = {

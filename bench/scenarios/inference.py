@@ -29,6 +29,7 @@ from bench.backends import EngineSettings, create_backend
 from bench.backends.base import Backend, Generation
 from bench.emulation import memory_cap
 from bench.environment import observed_hardware, software_versions
+from bench.progress import counted, phase
 from bench.trackers.memory import PeakMemoryTracker
 
 
@@ -60,6 +61,7 @@ def latency_samples(backend: Backend, s: InferenceSettings, rng: random.Random) 
     ttft, itl, decode_rate, e2e = [], [], [], []
     started = time.perf_counter()
     while len(ttft) < s.min_iterations or time.perf_counter() - started < s.min_duration_s:
+        phase(counted("latency iteration", len(ttft) + 1, s.min_iterations))
         (gen,) = backend.generate(random_prompts(1, s.prompt_len, s.vocab_size, rng), s.output_len)
         _check_length(gen, s.output_len)
         times = gen.token_times
@@ -74,7 +76,8 @@ def latency_samples(backend: Backend, s: InferenceSettings, rng: random.Random) 
 
 def throughput_samples(backend: Backend, s: InferenceSettings, rng: random.Random) -> tuple[list[float], list[float]]:
     output_rates, total_rates = [], []
-    for _ in range(s.throughput_runs):
+    for run in range(s.throughput_runs):
+        phase(counted(f"throughput at batch {s.batch}, run", run + 1, s.throughput_runs))
         prompts = random_prompts(s.batch, s.prompt_len, s.vocab_size, rng)
         start = time.perf_counter()
         gens = backend.generate(prompts, s.output_len)
@@ -106,9 +109,11 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
     engine = EngineSettings(**{**s.engine, "memory_fraction": fraction})
     backend = create_backend(s.backend, engine)
     with PeakMemoryTracker(device=device, cards=engine.tensor_parallel_size) as tracker:
+        phase("loading the model")
         start = time.perf_counter()
         backend.load()
         load_s = time.perf_counter() - start
+        phase("warm-up")
         for _ in range(s.warmup):
             backend.generate(random_prompts(1, s.prompt_len, s.vocab_size, rng), s.output_len)
         backend.generate(random_prompts(s.batch, s.prompt_len, s.vocab_size, rng), s.output_len)
@@ -118,6 +123,7 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
         output_rates, total_rates = throughput_samples(backend, s, rng)
         context = None
         if s.context:
+            phase(f"one request at context {s.context:,}")
             prompt = random_prompts(1, max(1, s.context - s.output_len), s.vocab_size, rng)
             (gen,) = backend.generate(prompt, s.output_len)
             _check_length(gen, s.output_len)
