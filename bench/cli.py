@@ -96,7 +96,8 @@ def plan(
     gpu: GpuOpt = None,
     quant: Annotated[Optional[str], typer.Option(help="Weight format: bf16, fp16, fp8, int8, nf4, int4.")] = None,
     context: Annotated[Optional[int], typer.Option(min=1, help="Tokens per sequence (default 4096).")] = None,
-    batch: Annotated[int, typer.Option(min=1, help="Concurrent sequences.")] = 1,
+    batch: Annotated[Optional[int], typer.Option(
+        min=1, help="Concurrent sequences; with --finetune the micro batch (default: the recipe's).")] = None,
     finetune: Annotated[Optional[str], typer.Option(help="Plan a fine-tune recipe instead of inference.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="A Hugging Face config.json instead of a model id.")] = None,
     claims: Annotated[bool, typer.Option("--claims", help="Every claim with its arithmetic verdict.")] = False,

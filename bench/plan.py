@@ -54,7 +54,7 @@ class PlanRequest:
     gpu: HardwareSpec | None = None
     quant: str | None = None
     context: int | None = None
-    batch: int = DEFAULT_BATCH
+    batch: int | None = None  # None: the recipe's micro batch, or 1 for inference
     recipe: RecipeSpec | None = None
     kv_dtype: str = "auto"
     notes: list[str] = field(default_factory=list)
@@ -72,6 +72,11 @@ class PlanRequest:
                             f"{', '.join(self.subject.quants)}")
         return quant
 
+    def resolved_batch(self) -> int:
+        if self.batch is not None:
+            return self.batch
+        return self.recipe.micro_batch if self.recipe is not None else DEFAULT_BATCH
+
     def resolved_context(self) -> int:
         if self.recipe is not None and self.context is None:
             return self.recipe.sequence_length
@@ -88,12 +93,13 @@ def _overhead(gpu: HardwareSpec | None) -> int:
     return int(per_device * 2**30 * (gpu.device_count if gpu else 1))
 
 
-def memory_for(req: PlanRequest, quant: str, context: int, gpu: HardwareSpec | None
+def memory_for(req: PlanRequest, quant: str, context: int, gpu: HardwareSpec | None, batch: int | None = None
                ) -> InferenceMemory | TrainingMemory:
     subject, budget = req.subject, (gpu.budget_bytes if gpu else None)
+    batch = batch or req.resolved_batch()
     if req.recipe is not None:
-        return training_memory(subject.config, subject.params, req.recipe, _overhead(gpu), budget, context)
-    return inference_memory(subject.config, subject.params, weight_format(quant), context, req.batch,
+        return training_memory(subject.config, subject.params, req.recipe, _overhead(gpu), budget, context, batch)
+    return inference_memory(subject.config, subject.params, weight_format(quant), context, batch,
                             _overhead(gpu), budget, KV_DTYPE_BYTES[req.kv_dtype])
 
 
@@ -109,13 +115,26 @@ def max_context_that_fits(req: PlanRequest, quant: str, gpu: HardwareSpec) -> in
     return lo
 
 
+def max_micro_batch_that_fits(req: PlanRequest, quant: str, context: int, gpu: HardwareSpec,
+                              ceiling: int = 4096) -> int:
+    """Largest micro batch whose training estimate fits at `context` tokens; 0 if not even one does."""
+    lo, hi = 0, ceiling
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if memory_for(req, quant, context, gpu, mid).fits:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def quants_that_fit(req: PlanRequest, context: int, gpu: HardwareSpec) -> list[str]:
     return [q for q in req.subject.quants if memory_for(req, q, context, gpu).fits]
 
 
 def make_plan(req: PlanRequest) -> dict[str, Any]:
     subject, gpu = req.subject, req.gpu
-    quant, context = req.resolved_quant(), req.resolved_context()
+    quant, context, batch = req.resolved_quant(), req.resolved_context(), req.resolved_batch()
     params = subject.params
     memory = memory_for(req, quant, context, gpu)
 
@@ -125,13 +144,14 @@ def make_plan(req: PlanRequest) -> dict[str, Any]:
         "gpu": gpu.id if gpu else None,
         "quant": quant,
         "context": context,
-        "batch": req.batch,
+        "batch": batch,
         "finetune": req.recipe.id if req.recipe else None,
         "params": {"total": params.total, "active": params.active, "text": params.text,
                    "by_part": _params_by_part(params)},
         "memory": _memory_fields(memory, kv_bytes_per_token(subject.config, KV_DTYPE_BYTES[req.kv_dtype])),
         "fits": memory.fits,
         "max_context_that_fits": None,
+        "max_micro_batch_that_fits": None,
         "fastest_quant_that_fits": None,
         "highest_precision_quant_that_fits": None,
         "roofline": None,
@@ -140,21 +160,22 @@ def make_plan(req: PlanRequest) -> dict[str, Any]:
     if gpu is None:
         return plan
     plan["max_context_that_fits"] = max_context_that_fits(req, quant, gpu)
-    rl = roofline(subject.config, params, weight_format(quant), gpu, context, req.batch,
+    rl = roofline(subject.config, params, weight_format(quant), gpu, context, batch,
                   KV_DTYPE_BYTES[req.kv_dtype])
     plan["roofline"] = {
         "decode_tokens_per_s": rl.decode_tokens_per_s,
         "prefill_tokens_per_s": rl.prefill_tokens_per_s,
         "throughput_tokens_per_s": rl.throughput_tokens_per_s,
-        "throughput_batch": req.batch,
+        "throughput_batch": batch,
     }
     if req.recipe is not None:
+        plan["max_micro_batch_that_fits"] = max_micro_batch_that_fits(req, quant, context, gpu)
         plan["roofline"]["train_tokens_per_s"] = train_tokens_per_s(
             subject.config, params, gpu, context, req.recipe.method == "full", req.recipe.gradient_checkpointing)
     else:
         fitting = quants_that_fit(req, context, gpu)
         if fitting:
-            speed = {q: roofline(subject.config, params, weight_format(q), gpu, context, req.batch)
+            speed = {q: roofline(subject.config, params, weight_format(q), gpu, context, batch)
                      .decode_tokens_per_s for q in fitting}
             plan["fastest_quant_that_fits"] = max(fitting, key=lambda q: speed[q])
             plan["highest_precision_quant_that_fits"] = max(
@@ -194,5 +215,8 @@ def _memory_fields(m: InferenceMemory | TrainingMemory, kv_per_token: int) -> di
     }
     if isinstance(m, TrainingMemory):
         fields.update(trainable_params=m.trainable_params, trainable_bytes=m.trainable_bytes,
-                      tokens_per_step=m.tokens_per_step)
+                      tokens_per_step=m.tokens_per_step, micro_batch=m.micro_batch,
+                      recompute_bytes=m.recompute_bytes, optimizer_step_bytes=m.optimizer_step_bytes,
+                      active_peak_bytes=m.active_peak_bytes, outside_allocator_bytes=m.outside_allocator_bytes,
+                      beyond_allocator_bytes=m.beyond_allocator_bytes)
     return fields

@@ -15,7 +15,7 @@ from bench.verdicts import all_verdicts, four_bit_variant
 
 
 def print_plan(registry: Registry, model: str | None, config: Path | None, gpu: str | None, quant: str | None,
-               context: int | None, batch: int, finetune: str | None, json_out: bool) -> None:
+               context: int | None, batch: int | None, finetune: str | None, json_out: bool) -> None:
     if config is not None:
         cfg = load_hf_config(config)
         subject = Subject(id=str(config), config=cfg, quants=("bf16", "fp16", "fp8", "int8", "nf4", "int4"))
@@ -48,8 +48,13 @@ def render_plan(plan: dict[str, Any]) -> str:
                      output.gib(mem["trainable_bytes"])])
     else:
         rows.append([f"KV cache ({mem['kv_bytes_per_token']:,} B/token)", output.gib(mem["kv_cache_bytes"])])
-    rows += [["activations", output.gib(mem["activations_bytes"])], ["logits", output.gib(mem["logits_bytes"])],
-             ["runtime overhead", output.gib(mem["overhead_bytes"])], ["total", output.gib(mem["total_bytes"])]]
+    rows += [["activations", output.gib(mem["activations_bytes"])], ["logits", output.gib(mem["logits_bytes"])]]
+    if plan["finetune"]:
+        rows.append(["allocator active peak", output.gib(mem["active_peak_bytes"])])
+        if mem["outside_allocator_bytes"]:
+            rows.append(["paged optimizer state (host-pageable, not counted)",
+                         output.gib(mem["outside_allocator_bytes"])])
+    rows += [["runtime overhead", output.gib(mem["overhead_bytes"])], ["total", output.gib(mem["total_bytes"])]]
     if mem["budget_bytes"] is not None:
         rows.append(["budget", output.gib(mem["budget_bytes"])])
     lines += ["  " + line for line in output.table(["memory", "GiB"], rows).splitlines()]
@@ -72,8 +77,12 @@ def fit_sentences(plan: dict[str, Any]) -> list[str]:
     else:
         lines = [f"does not fit on {plan['gpu']}: {margin} ({output.gib(total - budget, 2)} over)"]
     largest = plan["max_context_that_fits"]
-    lines.append(f"largest context that fits: {largest:,} tokens" if largest
-                 else "does not fit at any context")
+    if plan["finetune"]:
+        lines.append(f"longest sequence that fits: {largest:,} tokens at micro batch {plan['batch']}; largest "
+                     f"micro batch at {plan['context']:,} tokens: {plan['max_micro_batch_that_fits']:,}")
+    else:
+        lines.append(f"largest context that fits: {largest:,} tokens" if largest
+                     else "does not fit at any context")
     if not plan["finetune"]:
         lines.append(f"fastest quant that fits: {plan['fastest_quant_that_fits'] or 'none'}; "
                      f"highest precision that fits: {plan['highest_precision_quant_that_fits'] or 'none'}")

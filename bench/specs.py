@@ -148,7 +148,23 @@ class RecipeSpec(Strict):
     micro_batch: int = Field(gt=0)
     gradient_accumulation: int = Field(1, ge=1)
     gradient_checkpointing: bool = True
+    activation_offload: bool = Field(False, description="Checkpointed layer inputs kept in host memory (torchtune)")
+    packing: bool = Field(False, description="Sequences packed to `sequence_length`, so no step holds padding")
+    adapter_dtype: Literal["fp32", "bf16"] | None = Field(
+        None, description="How adapters are held; None: as trl leaves them (fp32 over a 16-bit base, bf16 over a "
+                          "bitsandbytes one)")
+    full_precision: Literal["mixed", "bf16"] = Field(
+        "bf16", description="Full fine-tuning: pure bf16 weights, or fp32 master weights with bf16 autocast")
     optimizer: Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "sgd"]
+    optimizer_in_backward: bool = Field(
+        False, description="Each parameter stepped as its gradient arrives, so gradients are never all held")
+    loss: Literal["hf", "chunked", "fused_linear"] = Field(
+        "fused_linear", description="hf: the model's own cross-entropy over fp32 logits; chunked: torchtune's "
+                                    "chunked cross-entropy; fused_linear: logits never materialised (trl's fused "
+                                    "LM head, Liger)")
+    dpo_reference: Literal["adapter_off", "copy", "precomputed"] = Field(
+        "adapter_off", description="DPO's reference: the base with the adapter off, a second frozen copy, or "
+                                   "log-probs computed before training")
     learning_rate: float = Field(gt=0)
     steps: int = Field(gt=0, description="Optimizer steps in a smoke test")
     dataset: str = Field(description="builtin:<name>, a local JSONL path, or a hub dataset id")
@@ -160,7 +176,29 @@ class RecipeSpec(Strict):
             raise ValueError(f"method {self.method} trains adapters: set `rank` and `target_modules`")
         if self.method == "qlora" and self.quant != "nf4":
             raise ValueError("method qlora holds the base in nf4: set `quant: nf4`")
+        for problem in _impossible_combinations(self):
+            raise ValueError(problem)
         return self
+
+
+def _impossible_combinations(r: RecipeSpec) -> list[str]:
+    """Settings that contradict each other, each as the one line a user sees."""
+    problems = []
+    if r.method == "full" and r.quant not in ("bf16", "fp16"):
+        problems.append(f"method full trains every weight: a {r.quant} base cannot be trained, use bf16")
+    if r.method == "full" and r.adapter_dtype is not None:
+        problems.append("method full trains no adapter: drop `adapter_dtype`")
+    if r.method != "full" and r.full_precision != "bf16":
+        problems.append(f"full_precision applies to method full, not {r.method}")
+    if r.optimizer_in_backward and r.gradient_accumulation > 1:
+        problems.append("optimizer_in_backward steps on every micro batch: it needs gradient_accumulation 1")
+    if r.activation_offload and not r.gradient_checkpointing:
+        problems.append("activation_offload moves checkpointed layer inputs: it needs gradient_checkpointing")
+    if r.method == "reward" and r.loss != "fused_linear":
+        problems.append("a reward model scores with a one-output head: it has no vocabulary loss to choose")
+    if r.method != "dpo" and r.dpo_reference != "adapter_off":
+        problems.append(f"dpo_reference applies to method dpo, not {r.method}")
+    return problems
 
 
 ClaimKind = Literal[

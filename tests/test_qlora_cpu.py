@@ -79,8 +79,9 @@ def test_estimate_is_what_the_trainer_held(runs, registry):
     assert frozen == pytest.approx(estimate.weights_bytes, rel=0.01)
     assert estimate.trainable_params == record.metrics["trainable_params"].value
     assert census["trainable"]["bfloat16"] == estimate.trainable_params * estimate.trainable_dtype_bytes
-    # weights, gradients in bf16, and paged 8-bit AdamW's two 8-bit moments
-    assert estimate.trainable_bytes == estimate.trainable_params * (2 + 2 + 2)
+    # weights and gradients in bf16 in the allocator; paged 8-bit AdamW's two 8-bit moments outside it
+    assert estimate.trainable_bytes == estimate.trainable_params * (2 + 2)
+    assert estimate.outside_allocator_bytes == int(estimate.trainable_params * 2 * (1 + 4 / 256))
 
 
 def test_a_random_base_is_for_4bit_recipes_only(run_bench, tmp_path):

@@ -1,49 +1,41 @@
-"""Training memory of a fine-tune recipe: frozen base, trainable state, activations, logits.
+"""Training memory of a fine-tune recipe, term by term, as the libraries allocate it.
 
-Conventions, stated because published tables disagree on them:
+The estimate is the allocator's *active peak* (what torch's `max_memory_allocated` and
+torchtune's "peak memory" report) plus, separately, what the card needs beyond it: the
+CUDA context and caching slack (`overhead_bytes`, from the hardware profile). A paged
+optimizer's state is reported on its own: bitsandbytes keeps it in unified memory outside
+torch's allocator, which the driver evicts to host memory when the card is full.
+Comparisons are like with like: a published allocator peak against `active_peak_bytes`,
+a "fits on the card" question against `total_bytes`.
 
-* The run is what trl's users run: the model loaded (in 4 bits for QLoRA) and the
-  LoRA config handed to the trainer. Frozen tensors stay as loaded: the quantized
-  linear layers in their format, everything else (embeddings, norms, lm_head) in 16
-  bits. Nothing calls peft's `prepare_model_for_kbit_training`, which would cast
-  those to fp32.
-* LoRA adapters over a 16-bit base are fp32 (peft's `get_peft_model` casts adapters
-  up by default): 4 bytes of weights and 4 of gradients per parameter. Over a 4-bit
-  base trl's trainers cast every trainable tensor back to bf16 (QLoRA's recipe):
-  2 + 2 bytes. Gradients take the parameter's dtype.
-* Optimizer state per trainable parameter: torch's AdamW keeps two moments in the
-  parameter's dtype (8 bytes for fp32, 4 for bf16); bitsandbytes' 32-bit AdamW two
-  fp32 moments (8) and its 8-bit AdamW two 8-bit ones (2), whatever the parameter.
-* Full fine-tuning keeps fp32 master weights and gradients (4 + 4 bytes/param)
-  plus the optimizer state: 16 bytes/param with AdamW.
-* Activations are 16-bit. With gradient checkpointing only each layer's input is
-  kept, and one layer's activations are alive again during its recompute.
-* The loss upcasts logits: 16-bit logits, an fp32 copy and its fp32 gradient.
-  A reward model has a one-number score head instead, so no vocabulary logits.
-* DPO and reward recipes run the chosen and the rejected sequence together.
-  DPO with an adapter needs no second model: its reference is the base with the
-  adapter switched off, run without gradients.
+Each term follows the code that allocates it (transformers 5.19, trl 1.16, peft 0.21,
+bitsandbytes); docs/estimator.md cites the lines, and tests/test_training_memory.py holds
+the terms to a CPU measurement of the same trainer (bench.training_probe).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.estimate.memory import layer_activation_bytes_per_token, weight_bytes, weight_floor_bytes
+from bench.estimate.memory import mlp_width_per_token, weight_bytes, weight_floor_bytes
 from bench.estimate.params import ParamCounts
 from bench.estimate.quant import BITSANDBYTES_QUANTS, weight_format
 from bench.hfconfig import TextConfig
 from bench.specs import RecipeSpec
 
-OPTIMIZER_STATE_BYTES = {  # per trainable parameter; None: two moments in the parameter's own dtype
-    "adamw_torch": None,  # torch's exp_avg and exp_avg_sq are zeros_like(param)
-    "paged_adamw_32bit": 8,  # fp32 moments (bitsandbytes)
-    "adamw_8bit": 2,  # 8-bit blockwise states (bitsandbytes)
-    "paged_adamw_8bit": 2,
-    "sgd": 0,  # no momentum
-}
+COMPUTE_BYTES = 2  # bf16 activations and logits, the dtype every recipe trains in
+# Optimizer state per trainable parameter in torch's allocator: None is two moments in the
+# parameter's own dtype (torch AdamW: `zeros_like(param)`); bitsandbytes' 8-bit Adam two
+# uint8 moments plus one fp32 absmax per 256 values. Paged states live outside (PAGED_STATE_BYTES).
+OPTIMIZER_STATE_BYTES: dict[str, float | None] = {
+    "adamw_torch": None, "adamw_8bit": 2 * (1 + 4 / 256), "paged_adamw_8bit": 0, "paged_adamw_32bit": 0, "sgd": 0}
+PAGED_STATE_BYTES = {"paged_adamw_8bit": 2 * (1 + 4 / 256), "paged_adamw_32bit": 8}
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
+# trl's fused LM head projects hidden states through the vocabulary in tiles of at most
+# TOKEN_CHUNK_SIZE tokens x chunk_size columns (trl/kernels/chunked_logprob.py, trl/trainer/utils.py).
+FUSED_TOKEN_TILE, FUSED_VOCAB_TILE = 4096, 32768
+TORCHTUNE_CE_CHUNKS = 8  # torchtune's CEWithChunkedOutputLoss num_output_chunks
+CPU_TILE_TEMP_BYTES = 29  # trl's torch fallback of the tile fold (`_backward_tile`): see logits_bytes
 
 
 def _module_shapes(cfg: TextConfig, width: int) -> dict[str, tuple[int, int]]:
@@ -56,62 +48,168 @@ def _module_shapes(cfg: TextConfig, width: int) -> dict[str, tuple[int, int]]:
     }
 
 
-def trainable_dtype_bytes(recipe: RecipeSpec) -> int:
-    """Bytes of one trainable parameter as the trainer holds it: fp32, except bf16 over a base
-    bitsandbytes quantized (trl casts down when the model `is_loaded_in_4bit` or `_8bit`)."""
-    return 2 if recipe.quant in BITSANDBYTES_QUANTS else 4
+def _adapted_modules(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> list[tuple[int, int, int]]:
+    """(in, out, copies) of every module the recipe adapts in one layer.
+
+    In an MoE layer `moe_targets` decides: attention modules with `attention`, the routed
+    experts with `experts`, the shared expert with `shared_experts`. The router never.
+    """
+    if layer in cfg.moe_layer_indices():
+        shapes = _module_shapes(cfg, cfg.intermediate_size)
+        mlp_copies = ((cfg.num_local_experts or 0) if "experts" in recipe.moe_targets else 0) + (
+            cfg.shared_experts if "shared_experts" in recipe.moe_targets else 0)
+    else:
+        width = cfg.intermediate_size_mlp if cfg.model_type == "llama4_text" else cfg.intermediate_size
+        shapes, mlp_copies = _module_shapes(cfg, width or cfg.intermediate_size), 1
+    found = []
+    for name in recipe.target_modules:
+        if name not in shapes:
+            continue
+        copies = mlp_copies
+        if name in ATTENTION_MODULES:
+            copies = 0 if cfg.is_moe and "attention" not in recipe.moe_targets else 1
+        found.append((*shapes[name], copies))
+    return found
 
 
 def lora_params(cfg: TextConfig, recipe: RecipeSpec) -> int:
-    """Adapter parameters: rank x (in + out) for every targeted module of every layer.
-
-    In an MoE model the recipe's `moe_targets` decides: attention modules only with
-    `attention`, the routed experts only with `experts`, the shared expert only with
-    `shared_experts`. The router is never adapted.
-    """
+    """Adapter parameters: rank x (in + out) for every targeted module of every layer."""
     rank = recipe.rank or 0
-    moe_layers = cfg.moe_layer_indices()
-    total = 0
-    for i in range(cfg.num_hidden_layers):
-        if i in moe_layers:
-            shapes = _module_shapes(cfg, cfg.intermediate_size)
-            mlp_copies = 0
-            if "experts" in recipe.moe_targets:
-                mlp_copies += cfg.num_local_experts or 0
-            if "shared_experts" in recipe.moe_targets:
-                mlp_copies += cfg.shared_experts
-        else:
-            width = cfg.intermediate_size_mlp if cfg.model_type == "llama4_text" else cfg.intermediate_size
-            shapes = _module_shapes(cfg, width or cfg.intermediate_size)
-            mlp_copies = 1
-        for name in recipe.target_modules:
-            if name not in shapes:
-                continue
-            copies = 1 if name in ATTENTION_MODULES else mlp_copies
-            if name in ATTENTION_MODULES and cfg.is_moe and "attention" not in recipe.moe_targets:
-                copies = 0
-            fan_in, fan_out = shapes[name]
-            total += copies * rank * (fan_in + fan_out)
-    return total
+    return sum(copies * rank * (fan_in + fan_out)
+               for layer in range(cfg.num_hidden_layers) for fan_in, fan_out, copies in _adapted_modules(cfg, recipe, layer))
+
+
+def trainable_dtype_bytes(recipe: RecipeSpec) -> int:
+    """Bytes of one trainable parameter as the trainer holds it.
+
+    Adapters: fp32 as peft makes them (`autocast_adapter_dtype`), except over a bitsandbytes
+    base, where trl casts every trainable parameter to bf16; a recipe may say otherwise
+    (`adapter_dtype`, e.g. torchtune's bf16 adapters). Full fine-tuning: fp32 master
+    weights (`mixed`) or the bf16 weights themselves.
+    """
+    if recipe.method == "full":
+        return 4 if recipe.full_precision == "mixed" else 2
+    if recipe.adapter_dtype is not None:
+        return 4 if recipe.adapter_dtype == "fp32" else 2
+    return 2 if recipe.quant in BITSANDBYTES_QUANTS else 4
+
+
+def _lora_branch_bytes_per_token(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> float:
+    """What peft's LoRA branch saves for backward per token: the dropout's mask (1 byte) and its output in
+    the adapter dtype, which lora_A keeps, and lora_A's rank-wide output, per adapted module."""
+    held = trainable_dtype_bytes(recipe)
+    mask = 1 if recipe.dropout > 0 else 0
+    return sum(copies * (fan_in * (held + mask) + (recipe.rank or 0) * held)
+               for fan_in, _, copies in _adapted_modules(cfg, recipe, layer))
+
+
+def layer_saved_bytes_per_token(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> float:
+    """Tensors one decoder layer saves for its backward, per token (transformers' Llama/Mistral/Mixtral code).
+
+    Two RMSNorms upcast their input to fp32 and keep it (4·H each); the attention keeps the
+    normed input, q (after RoPE), k and v, SDPA's output with its fp32 log-sum-exp per head,
+    and o_proj's input; the MLP keeps the normed input, gate, SiLU(gate), up and their product
+    (the `k` routed plus shared experts' width in an MoE layer); a full fine-tune also keeps
+    each norm's bf16 output for the norm weight's gradient.
+    """
+    b, h, hd = COMPUTE_BYTES, cfg.hidden_size, cfg.head_size
+    q, kv = cfg.num_attention_heads * hd, cfg.kv_heads * hd
+    norms = 2 * 4 * h + (2 * b * h if recipe.method == "full" else 0)
+    attention = b * (h + q + 2 * kv + 2 * q) + 4 * cfg.num_attention_heads
+    mlp = b * (h + 4 * mlp_width_per_token(cfg))
+    adapters = 0 if recipe.method == "full" else _lora_branch_bytes_per_token(cfg, recipe, layer)
+    return norms + attention + mlp + adapters
+
+
+def activation_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int) -> tuple[int, int]:
+    """(saved, recomputed): activations kept through the backward, and those of the one layer
+    being recomputed.
+
+    Without checkpointing every layer keeps what it saved and nothing is recomputed. With it
+    (transformers wraps each decoder layer in `torch.utils.checkpoint`) each layer keeps only
+    its bf16 input, held on the host with `activation_offload`; one layer at a time runs
+    again and saves its tensors, and its backward makes gradients as wide as the MLP
+    (`2·I`) beside them. The recompute comes after the loss's backward, so the two never
+    peak together.
+    """
+    layers = range(cfg.num_hidden_layers)
+    if not recipe.gradient_checkpointing:
+        return int(tokens * sum(layer_saved_bytes_per_token(cfg, recipe, i) for i in layers)), 0
+    widest = max(layer_saved_bytes_per_token(cfg, recipe, i) for i in layers)
+    inputs = 0 if recipe.activation_offload else cfg.num_hidden_layers * COMPUTE_BYTES * cfg.hidden_size
+    return tokens * inputs, int(tokens * (widest + 2 * COMPUTE_BYTES * mlp_width_per_token(cfg)))
+
+
+def logits_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int, sequences: int, device: str = "cuda") -> int:
+    """The loss's buffers at their peak, by implementation.
+
+    * hf (transformers' `ForCausalLMLoss`): bf16 logits (2·V), their fp32 copy (`logits.float()`,
+      4·V), then cross-entropy's log-softmax, saved for backward (4·V): 10·V bytes per token.
+    * chunked (torchtune): bf16 logits kept (2·V), each of 8 chunks upcast and log-softmaxed in turn.
+    * fused_linear (trl 1.16's fused LM head, Liger): logits are never whole. trl keeps one bf16
+      tile buffer of min(tokens, 4096) x 32768 columns (whatever the vocabulary), the fp32
+      gradient of the hidden states (4·H per token) and, for a full fine-tune, the lm_head's
+      gradient accumulated in fp32. Without Triton (the CPU) trl folds each tile with torch
+      ops: y, z, log p, p, the gradient and the target mask in fp32 are alive together at the
+      fold's peak, 29 bytes per tile element (seven fp32 copies and a bool mask), unless the
+      gradient GEMM after it (`_addmm_fp32`: the tile and the weight chunk upcast to fp32) is larger.
+    A reward model scores the last token with a one-output head: nothing vocabulary-wide.
+    """
+    if recipe.method == "reward":
+        return 0
+    v, h = cfg.vocab_size, cfg.hidden_size
+    if recipe.loss == "hf":
+        return tokens * v * (2 + 4 + 4)
+    if recipe.loss == "chunked":
+        return tokens * v * 2 + tokens * v * (4 + 4) // TORCHTUNE_CE_CHUNKS
+    scored = min(tokens - sequences, FUSED_TOKEN_TILE)
+    buffers = scored * FUSED_VOCAB_TILE * COMPUTE_BYTES + tokens * 4 * h
+    if recipe.method == "full":
+        buffers += v * h * 4
+    if device != "cuda":  # the fold's temporaries, or its fp32 gradient GEMM with the weight chunk upcast
+        tile = scored * min(v, FUSED_VOCAB_TILE)
+        buffers += int(max(tile * CPU_TILE_TEMP_BYTES, 4 * tile + 4 * min(v, FUSED_VOCAB_TILE) * h))
+    return buffers
 
 
 @dataclass(frozen=True)
 class TrainingMemory:
-    weights_bytes: int  # the frozen base (0 for full fine-tuning, whose weights are trainable state)
+    weights_bytes: int  # frozen base; for full fine-tuning the trained weights
     weights_floor_bytes: int  # the same at this bit width with every linear weight packed
     trainable_params: int
-    trainable_dtype_bytes: int  # bytes of one trainable parameter as held (fp32, or bf16 over a 4-bit base)
-    trainable_bytes: int  # trainable weights, their gradients and optimizer state
-    activations_bytes: int
+    trainable_dtype_bytes: int  # bytes of one trainable parameter as held
+    trainable_bytes: int  # adapters (none for full), gradients and optimizer state in the allocator
+    gradient_bytes: int  # of which gradients; a full fine-tune's replace activations as the backward frees them
+    activations_bytes: int  # saved through the backward, plus the recomputed layer with checkpointing
+    recompute_bytes: int  # of which the one layer recomputed at a time
     logits_bytes: int
-    overhead_bytes: int
+    optimizer_step_bytes: int  # temporaries of the optimizer step, when they outgrow the backward's
+    outside_allocator_bytes: int  # a paged optimizer's state: unified memory, evicted to the host under pressure
+    overhead_bytes: int  # CUDA context and caching slack: on the card, not in the allocator
     budget_bytes: int | None
     tokens_per_step: int
+    micro_batch: int
+
+    @property
+    def active_peak_bytes(self) -> int:
+        """The allocator's peak: everything resident plus the larger of the backward's and the step's transients."""
+        saved = self.activations_bytes - self.recompute_bytes
+        backward = saved + max(self.logits_bytes, self.recompute_bytes)
+        resident = self.weights_bytes + self.trainable_bytes - self.gradient_bytes
+        if self.trainable_dtype_bytes and self.weights_bytes == self.trainable_params * self.trainable_dtype_bytes:
+            # full fine-tuning: the gradients grow as the backward frees activations; whole at the step
+            return resident + max(backward, self.gradient_bytes + self.optimizer_step_bytes)
+        return resident + self.gradient_bytes + max(backward, self.optimizer_step_bytes)
+
+    @property
+    def beyond_allocator_bytes(self) -> int:
+        """What the card needs beyond the allocator's peak: the CUDA context and caching slack. A paged
+        optimizer's state is not in it: under pressure the driver evicts those pages to host memory."""
+        return self.overhead_bytes
 
     @property
     def total_bytes(self) -> int:
-        return (self.weights_bytes + self.trainable_bytes + self.activations_bytes
-                + self.logits_bytes + self.overhead_bytes)
+        return self.active_peak_bytes + self.beyond_allocator_bytes
 
     @property
     def lower_bound_bytes(self) -> int:
@@ -130,43 +228,62 @@ def training_memory(
     overhead_bytes: int,
     budget_bytes: int | None,
     sequence_length: int | None = None,
+    micro_batch: int | None = None,
+    device: str = "cuda",
 ) -> TrainingMemory:
+    """The recipe's memory at its sequence length and micro batch (or the ones given).
+
+    `device` "cpu" models trl's torch fallback for the fused LM head, for the CPU measurement.
+    """
     seq = sequence_length or recipe.sequence_length
-    pairs = 2 if recipe.method in ("dpo", "reward") else 1
-    tokens = recipe.micro_batch * seq * pairs
-    optimizer = OPTIMIZER_STATE_BYTES[recipe.optimizer]
+    batch = micro_batch or recipe.micro_batch
+    sequences = batch * (2 if recipe.method in ("dpo", "reward") else 1)  # chosen and rejected run together
+    tokens = sequences * seq
+    held = trainable_dtype_bytes(recipe)
+    moments = OPTIMIZER_STATE_BYTES[recipe.optimizer]
+    state = 2 * held if moments is None else moments
 
     base = params
-    if recipe.method == "reward":
-        # The lm_head gives way to a score head of one output (trained in full, held as the adapters are).
+    if recipe.method == "reward":  # the lm_head gives way to a one-output score head, trained in full
         base = ParamCounts(**{**params.__dict__, "lm_head": 0})
+    step_bytes = 0
     if recipe.method == "full":
         trainable = base.total
-        weights = floor = 0  # every weight is trainable state
+        weights = floor = trainable * held
+        # Gradients in the parameters' dtype; stepped in backward, only the largest is ever whole.
+        largest = max(cfg.vocab_size * cfg.hidden_size, base.total // max(cfg.num_hidden_layers, 1) // 4)
+        grads = largest * held if recipe.optimizer_in_backward else trainable * held
+        resident = trainable * state
+        if recipe.optimizer == "adamw_torch" and not recipe.optimizer_in_backward:
+            # torch's AdamW makes its denominator as a temporary: for every parameter at once with the
+            # foreach implementation (CUDA's default), one parameter at a time on the CPU.
+            step_bytes = (trainable if device == "cuda" else largest) * held
+        trainable_bytes, gradients = int(grads + resident), int(grads)
     else:
         score_head = cfg.hidden_size if recipe.method == "reward" else 0
         trainable = lora_params(cfg, recipe) + score_head
         fmt = weight_format(recipe.quant, recipe.double_quant)
         weights, floor = weight_bytes(base, fmt), weight_floor_bytes(base, fmt)
-    held = trainable_dtype_bytes(recipe)
-    state = 2 * held if optimizer is None else optimizer
-    trainable_bytes = trainable * (held + held + state)  # weights, gradients in their dtype, optimizer state
+        if recipe.method == "dpo" and recipe.dpo_reference == "copy":
+            weights, floor = 2 * weights, 2 * floor
+        trainable_bytes, gradients = int(trainable * (held + held + state)), trainable * held
+    outside = int(trainable * PAGED_STATE_BYTES.get(recipe.optimizer, 0))
+    saved, recompute = activation_bytes(cfg, recipe, tokens)
 
-    per_token_layer = layer_activation_bytes_per_token(cfg)
-    if recipe.gradient_checkpointing:
-        activations = tokens * (cfg.num_hidden_layers * 2 * cfg.hidden_size + per_token_layer)
-    else:
-        activations = tokens * cfg.num_hidden_layers * per_token_layer
-    logits = 0 if recipe.method == "reward" else tokens * cfg.vocab_size * (2 + 4 + 4)
     return TrainingMemory(
         weights_bytes=weights,
         weights_floor_bytes=floor,
         trainable_params=trainable,
         trainable_dtype_bytes=held,
         trainable_bytes=trainable_bytes,
-        activations_bytes=activations,
-        logits_bytes=logits,
+        gradient_bytes=gradients,
+        activations_bytes=saved + recompute,
+        recompute_bytes=recompute,
+        logits_bytes=logits_bytes(cfg, recipe, tokens, sequences, device),
+        optimizer_step_bytes=step_bytes,
+        outside_allocator_bytes=outside,
         overhead_bytes=overhead_bytes,
         budget_bytes=budget_bytes,
         tokens_per_step=tokens,
+        micro_batch=batch,
     )

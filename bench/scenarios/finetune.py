@@ -49,6 +49,7 @@ class FinetuneSettings:
     seed: int = 0
     target_budget_bytes: int | None = None
     synthetic_weights: bool = False  # random base weights from the config (no checkpoint)
+    cpu_dtype: str = "float32"  # a CPU run's 16-bit layers; "bfloat16" measures what a GPU run holds
 
 
 def _load_base(s: FinetuneSettings, reward: bool):
@@ -61,7 +62,7 @@ def _load_base(s: FinetuneSettings, reward: bool):
 
     recipe = s.recipe
     four_bit = recipe["quant"] == "nf4"
-    dtype = torch.bfloat16 if s.device == "cuda" or four_bit else torch.float32
+    dtype = torch.bfloat16 if s.device == "cuda" or four_bit else getattr(torch, s.cpu_dtype)
     quantization = nf4_config(double_quant=recipe["double_quant"]) if four_bit else None
     device = torch.device("cuda", torch.cuda.current_device()) if s.device == "cuda" else torch.device("cpu")
     device_map = {"": device.index} if s.device == "cuda" else None
@@ -127,11 +128,11 @@ class _StepLog:
 
         class Callback(TrainerCallback):
             def on_step_begin(self, args, state, control, **kw):
+                phase(counted("training step", state.global_step + 1, state.max_steps))
                 log._started = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kw):
                 log.step_times.append(time.perf_counter() - log._started)
-                phase(counted("training step", state.global_step, state.max_steps))
 
             def on_log(self, args, state, control, logs=None, **kw):
                 if logs and "loss" in logs:
@@ -227,7 +228,6 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
         census = state_census(trainer.model)
         formatting = (formatting_report(tokenizer, trainer.data_collator, rows[0], trainer.train_dataset[0])
                       if recipe["method"] in ("lora", "qlora") else None)
-        phase(counted("training step", 0, s.steps))
         start = time.perf_counter()
         trainer.train()
         train_s = time.perf_counter() - start

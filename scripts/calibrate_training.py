@@ -1,0 +1,88 @@
+"""Published fine-tuning memory measurements against `bench plan`'s training estimate.
+
+Each row is a measurement a fine-tuning project published, with its conditions written as a
+bench recipe, and the estimate under those conditions: the allocator's active peak where the
+source reports torch's peak (torchtune), the card total (active peak + 1 GiB of CUDA context
+and caching slack, + paged optimizer state) where it reports what the card used. Exit 1 when
+a row is more than 15% off or a fits/does-not-fit verdict disagrees with the source.
+
+    .venv/bin/python scripts/calibrate_training.py
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from bench.estimate.params import count_params
+from bench.estimate.training import training_memory
+from bench.hfconfig import TextConfig
+from bench.output import table
+from bench.specs import RecipeSpec
+
+GIB, TOLERANCE = 2**30, 0.15
+# config.json of meta-llama/Llama-3.1-8B and meta-llama/Llama-2-7b-hf (architecture facts).
+LLAMA31_8B = TextConfig(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                        num_key_value_heads=8, intermediate_size=14336, vocab_size=128256,
+                        max_position_embeddings=131072, tie_word_embeddings=False)
+LLAMA2_7B = TextConfig(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                       num_key_value_heads=32, intermediate_size=11008, vocab_size=32000,
+                       max_position_embeddings=65536, tie_word_embeddings=False)
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TORCHTUNE = ("pytorch/torchtune README.md, 'Memory and training speed' (Llama 3.1 8B, batch 2, packed 2048, "
+             "torch.compile; configs llama3_1/8B_*_single_device.yaml); torch's peak active memory")
+LLAMA_FACTORY = ("hiyouga/LLaMA-Factory wiki, 'Performance Comparison': Llama-2-7B QLoRA 4-bit, rank 8, batch 1, "
+                 "A100-40GB, HF trainer; GPU memory as the card reports it")
+
+
+def recipe(**fields: Any) -> RecipeSpec:
+    base = dict(id="calibration", description="published conditions", learning_rate=1e-4, steps=1,
+                dataset="published", gradient_accumulation=1, gradient_checkpointing=True, dropout=0.0)
+    return RecipeSpec(**{**base, **fields})
+
+
+# (label, model, recipe, published GiB (None: out of memory), compare "active" or "total", budget GiB, source)
+ROWS = [
+    ("torchtune LoRA, 4090", LLAMA31_8B,
+     recipe(method="lora", rank=8, alpha=16, target_modules=["q_proj", "v_proj", "o_proj", *ALL_LINEAR[4:]],
+            sequence_length=2048, micro_batch=2, packing=True, adapter_dtype="bf16", optimizer="adamw_torch",
+            loss="chunked"), 16.2, "active", 24, TORCHTUNE),
+    ("torchtune QLoRA, 4090", LLAMA31_8B,
+     recipe(method="qlora", quant="nf4", double_quant=True, rank=8, alpha=16, target_modules=ALL_LINEAR,
+            sequence_length=2048, micro_batch=2, packing=True, adapter_dtype="bf16", optimizer="adamw_torch",
+            loss="chunked"), 7.4, "active", 24, TORCHTUNE),
+    ("torchtune full, 4090", LLAMA31_8B,
+     recipe(method="full", full_precision="bf16", sequence_length=2048, micro_batch=2, packing=True,
+            optimizer="paged_adamw_8bit", optimizer_in_backward=True, loss="chunked"), 18.9, "active", 24, TORCHTUNE),
+    *[(f"LLaMA-Factory QLoRA {seq // 1024}k", LLAMA2_7B,
+       recipe(method="qlora", quant="nf4", double_quant=True, rank=8, alpha=16, target_modules=["q_proj", "v_proj"],
+              sequence_length=seq, micro_batch=1, adapter_dtype="fp32", optimizer="adamw_torch", loss="hf"),
+       published, "total", 40, LLAMA_FACTORY)
+      for seq, published in ((1024, 6), (4096, 9), (16384, 19), (32768, 32), (65536, None))],
+]
+
+
+def main() -> int:
+    out, bad = [], 0
+    for label, cfg, r, published, compare, budget_gib, _ in ROWS:
+        est = training_memory(cfg, count_params(cfg), r, GIB, int(budget_gib * GIB))
+        value = est.active_peak_bytes if compare == "active" else est.total_bytes
+        fits = est.total_bytes <= budget_gib * GIB
+        if published is None:
+            ok, err = not fits, "-"
+            shown = "out of memory"
+        else:
+            rel = value / (published * GIB) - 1
+            ok, err, shown = abs(rel) <= TOLERANCE and fits == (published <= budget_gib), f"{rel:+.1%}", f"{published}"
+        bad += not ok
+        out.append([label, shown, f"{value / GIB:.1f}", compare, err,
+                    f"{'fits' if fits else 'does not fit'} {budget_gib} GiB", "ok" if ok else "OFF"])
+    print(table(["published measurement", "GiB", "bench GiB", "compared", "error", "bench verdict", ""], out))
+    print("\nsources:")
+    for source in dict.fromkeys(row[-1] for row in ROWS):
+        print(f"  {source}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The training estimate against the trainer `bench finetune` runs, measured on this CPU.
+
+Each term is held to torch's allocator (bench.training_probe) on a small Llama shape,
+not to the estimator's own formula; the plan-level tests check the recipe settings reach
+the estimate and that impossible combinations are refused.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from bench.estimate.params import count_params
+from bench.estimate.training import training_memory
+from bench.plan import PlanRequest, Subject, make_plan
+
+SHAPE = {"vocab_size": 8192, "hidden_size": 512, "intermediate_size": 1024, "num_attention_heads": 8}
+
+
+def _setup(registry, recipe_id: str, **overrides):
+    arch = registry.model("tiny-llama").architecture.model_copy(update=SHAPE)
+    recipe = registry.recipe(recipe_id).model_copy(update={
+        "sequence_length": 256, "micro_batch": 2, "gradient_accumulation": 1, "full_precision": "bf16", **overrides})
+    return arch, recipe
+
+
+@pytest.mark.parametrize("recipe_id, checkpointing", [("lora-sft", True), ("lora-sft", False), ("full-sft", True)])
+def test_terms_match_the_cpu_measurement(registry, recipe_id, checkpointing):
+    from bench.training_probe import measure_training
+
+    arch, recipe = _setup(registry, recipe_id, gradient_checkpointing=checkpointing)
+    measured = measure_training(arch, recipe, steps=2)
+    est = training_memory(arch, count_params(arch), recipe, 0, None, device="cpu")
+    assert est.weights_bytes == pytest.approx(measured.weights_bytes, rel=0.01)
+    assert est.trainable_bytes == pytest.approx(measured.trainable_bytes, rel=0.01)
+    # above what is resident when a step begins: weights, adapters and optimizer state (gradients are freed)
+    transient = est.active_peak_bytes - (est.weights_bytes + est.trainable_bytes - est.gradient_bytes)
+    assert transient == pytest.approx(measured.transient_bytes, rel=0.10)
+    assert est.active_peak_bytes == pytest.approx(measured.active_peak_bytes, rel=0.10)
+
+
+def test_batch_reaches_the_training_estimate(registry):
+    subject = Subject.from_spec(registry.model("mistral-3-small"))
+    recipe, gpu = registry.recipe("qlora-sft"), registry.gpu("4090")
+    one = make_plan(PlanRequest(subject, gpu, None, None, None, recipe))
+    two = make_plan(PlanRequest(subject, gpu, None, None, 2, recipe))
+    assert one["batch"] == recipe.micro_batch and two["batch"] == 2
+    assert two["memory"]["tokens_per_step"] == 2 * one["memory"]["tokens_per_step"]
+    assert two["memory"]["activations_bytes"] > one["memory"]["activations_bytes"]
+    assert one["max_micro_batch_that_fits"] >= 1 and one["max_context_that_fits"] >= recipe.sequence_length
+
+
+def test_active_peak_and_what_the_card_needs_beyond_it(registry):
+    subject = Subject.from_spec(registry.model("mistral-3-small"))
+    mem = make_plan(PlanRequest(subject, registry.gpu("4090"), None, None, None, registry.recipe("qlora-sft")))["memory"]
+    assert mem["total_bytes"] == mem["active_peak_bytes"] + mem["beyond_allocator_bytes"]
+    assert mem["beyond_allocator_bytes"] == mem["overhead_bytes"] > 0
+    assert mem["outside_allocator_bytes"] > 0  # paged 8-bit AdamW: reported, not on the card
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"method": "full", "quant": "nf4"}, "cannot be trained"),
+    ({"optimizer_in_backward": True, "gradient_accumulation": 8}, "gradient_accumulation 1"),
+    ({"activation_offload": True, "gradient_checkpointing": False}, "needs gradient_checkpointing"),
+    ({"method": "reward", "loss": "hf"}, "no vocabulary loss"),
+    ({"dpo_reference": "copy"}, "applies to method dpo"),
+])
+def test_impossible_combinations_are_refused(registry, fields, words):
+    base = registry.recipe("lora-sft").model_dump()
+    with pytest.raises(ValidationError, match=words):
+        type(registry.recipe("lora-sft"))(**{**base, **fields})
+
+
+def test_loss_implementations_order(registry):
+    subject = Subject.from_spec(registry.model("mistral-3-small"))
+    recipe = registry.recipe("lora-sft")
+    logits = {loss: make_plan(PlanRequest(subject, None, None, None, None, recipe.model_copy(update={"loss": loss})))
+              ["memory"]["logits_bytes"] for loss in ("hf", "chunked", "fused_linear")}
+    assert logits["hf"] > logits["chunked"] > logits["fused_linear"]
