@@ -33,16 +33,26 @@ _UsageError = typer.BadParameter.__base__
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT; click returns it for a KeyboardInterrupt
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]
-GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="Target card id or alias (see `bench gpus`).")]
+GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help=(
+    "The card the claim is about, an id or alias of `bench gpus`. On a larger card the run is capped to its memory "
+    "(emulated: the record says so, and speed stays the real card's); on --device cpu only a llama.cpp run names "
+    "one, an edge budget. Default: none, no cap."))]
+PlanGpuOpt = Annotated[Optional[str], typer.Option("--gpu", help=(
+    "A card id or alias of `bench gpus`, to check the fit and speed on. Default: none; the plan lists every card "
+    "it fits on."))]
+# The recipes of configs/finetune/ (a test holds this list to the registry).
+RECIPES = "dpo, full-sft, lora-sft, qlora-sft, reward"
 ResultsDirOpt = Annotated[Optional[Path], typer.Option(
     "--results-dir", help="Where records go (default: $BENCH_RESULTS_DIR, else ./results).")]
-DeviceOpt = Annotated[str, typer.Option(help="cuda, or cpu (tiny models, the demo, the tests).")]
+DeviceOpt = Annotated[str, typer.Option(help="cuda, or cpu (tiny models, llama.cpp, the demo, the tests).")]
 WeightsOpt = Annotated[Optional[str], typer.Option(
-    help="real (from the hub at the registry's revision) or synthetic (random weights of the real architecture).")]
+    help="real (from the hub at the registry's revision) or synthetic (random weights of the real architecture). "
+         "Default: synthetic for the tiny models bench builds, real for the rest.")]
 VerboseOpt = Annotated[bool, typer.Option(
     "--verbose", help="Also stream the engine's log to the terminal (it always goes to the log beside the record).")]
 TimeoutOpt = Annotated[Optional[float], typer.Option(
-    min=0.001, help="Seconds before the run is killed and recorded as a timeout.")]
+    min=0.001, help="Seconds before the run is killed and recorded as a timeout. Default: 1800 for run, 3600 for "
+                    "finetune, 7200 for eval on cuda; 900 on cpu.")]
 
 
 def _registry():
@@ -93,19 +103,27 @@ def gpus(json_out: JsonOpt = False) -> None:
 @app.command()
 def plan(
     model: Annotated[Optional[str], typer.Argument(help="Model id or alias (see `bench models`).")] = None,
-    gpu: GpuOpt = None,
-    quant: Annotated[Optional[str], typer.Option(help="Weight format: bf16, fp16, fp8, int8, nf4, int4.")] = None,
-    context: Annotated[Optional[int], typer.Option(min=1, help="Tokens per sequence (default 4096).")] = None,
+    gpu: PlanGpuOpt = None,
+    quant: Annotated[Optional[str], typer.Option(help=(
+        "Weight format: bf16, fp16, fp8, int8, nf4, int4, or a GGUF type (q4_0, q4_k_m, q5_k_m, q6_k, q8_0, f16). "
+        "Default: the model's first listed format (bf16 for most); with --finetune the recipe's."))] = None,
+    context: Annotated[Optional[int], typer.Option(min=1, help=(
+        "Tokens per sequence. Default: 4096 (or the model's maximum, if smaller); with --finetune the recipe's "
+        "sequence length."))] = None,
     batch: Annotated[Optional[int], typer.Option(
         min=1, help="Concurrent sequences; with --finetune the micro batch (default: the recipe's).")] = None,
-    finetune: Annotated[Optional[str], typer.Option(help="Plan a fine-tune recipe instead of inference.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="A Hugging Face config.json instead of a model id.")] = None,
+    finetune: Annotated[Optional[str], typer.Option(
+        help=f"Plan a fine-tune recipe: {RECIPES}. Default: none, plan inference.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help=(
+        "A Hugging Face config.json (llama, mistral, mixtral, qwen2, gemma, llama4 text) to plan in place of a "
+        "model id. Default: none."))] = None,
     claims: Annotated[bool, typer.Option("--claims", help="Every claim with its arithmetic verdict.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Arithmetic: memory breakdown, fit, largest context, fastest quant, roofline speed.
+    """Memory, fit and speed by arithmetic from the architecture alone.
 
-    Examples: `bench plan mistral-3-small --gpu 4090`,
+    The memory breakdown, whether it fits the card and by how much, the largest context that
+    fits, the fastest quant that fits, and the roofline speed. Examples: `bench plan mistral-3-small --gpu 4090`,
     `bench plan llama-4-scout --gpu 4090 --finetune qlora-sft`, `bench plan --claims`.
     """
     from bench import plan_output
@@ -119,7 +137,10 @@ def plan(
 
 @app.command()
 def verdicts(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> None:
-    """Every claim with its verdict, evidence and conditions, from arithmetic and the records in the results dir."""
+    """Every claim's verdict, with its evidence and conditions.
+
+    From arithmetic and the records in the results directory.
+    """
     from bench.results import iter_records
     from bench.results import results_dir as resolve_results_dir
     from bench.verdicts import all_verdicts
@@ -147,23 +168,26 @@ def run(
     weights: WeightsOpt = None,
     gguf: Annotated[Optional[str], typer.Option(
         help="A real GGUF file for --backend llama.cpp: a local path, or owner/repo:file.gguf@COMMIT from the hub "
-             "(a 40-hex commit; the hub's sha256 is checked; source, revision and sha256 are recorded).")] = None,
+             "(a 40-hex commit; the hub's sha256 is checked; source, revision and sha256 are recorded). "
+             "Default: none (with --weights synthetic bench writes one).")] = None,
     device: DeviceOpt = "cuda",
     batch: Annotated[int, typer.Option(min=1, help="Requests submitted together for the throughput figure.")] = 8,
     prompt_len: Annotated[int, typer.Option(min=1, help="Prompt tokens per request.")] = 128,
     output_len: Annotated[int, typer.Option(min=2, help="Generated tokens per request (forced).")] = 64,
-    context: Annotated[Optional[int], typer.Option(min=2, help="Also run one request at this context length.")] = None,
+    context: Annotated[Optional[int], typer.Option(
+        min=2, help="Also run one request at this context length, in tokens. Default: none.")] = None,
     max_model_len: Annotated[Optional[int], typer.Option(
-        min=2, help="The engine's context capacity (KV cache sized for it) without a request that fills it.")] = None,
+        min=2, help="The engine's context capacity in tokens (KV cache sized for it) without a request that fills "
+                    "it. Default: the longest the run needs (prompt + output, or --context).")] = None,
     iterations: Annotated[int, typer.Option(min=1, help="Minimum batch-1 latency iterations.")] = 5,
     min_duration: Annotated[float, typer.Option(min=0, help="Minimum seconds of batch-1 latency runs.")] = 2.0,
     timeout: TimeoutOpt = None,
     results_dir: ResultsDirOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Measured inference: load time, TTFT, inter-token latency, decode and batch throughput, peak memory.
+    """Measure inference: load, TTFT, ITL, throughput, peak memory.
 
-    Runs in an isolated child process and writes one record. Examples:
+    Load time, time to first token, inter-token latency, decode and batch throughput, peak memory. Runs in an isolated child process and writes one record. Examples:
     `bench run mistral-3-small --gpu 4090`, `bench run tiny-llama --device cpu`,
     `bench run mistral-3b --backend llama.cpp --quant q4_k_m --weights synthetic --device cpu`,
     `bench run mistral-3b --backend llama.cpp --quant q4_k_m --gguf ./Ministral-3b-Q4_K_M.gguf --device cpu`.
@@ -187,22 +211,23 @@ def run(
 @app.command()
 def finetune(
     model: Annotated[str, typer.Argument(help="Model id or alias, or a local model directory.")],
-    recipe: Annotated[str, typer.Option(help="A recipe of configs/finetune/: lora-sft, qlora-sft, dpo, reward.")],
+    recipe: Annotated[str, typer.Option(help=f"A recipe of configs/finetune/: {RECIPES}.")],
     gpu: GpuOpt = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Optimizer steps (default: the recipe's).")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(
-        min=0, help="Override the recipe's learning rate (tiny models learn at larger rates).")] = None,
+        min=0, help="Learning rate (tiny models learn at larger rates). Default: the recipe's.")] = None,
     weights: WeightsOpt = None,
     dataset: Annotated[Optional[str], typer.Option(
-        help="builtin:chat-sft, builtin:preference-pairs, a local .jsonl, or a hub dataset id.")] = None,
+        help="builtin:chat-sft, builtin:preference-pairs, a local .jsonl, or a hub dataset id. "
+             "Default: the recipe's.")] = None,
     device: DeviceOpt = "cuda",
     timeout: TimeoutOpt = None,
     results_dir: ResultsDirOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Fine-tune smoke test: the recipe starts, fits, lowers the loss, and leaves an adapter that loads.
+    """Fine-tune smoke test: starts, fits, lowers the loss, reloads.
 
-    Examples: `bench finetune mistral-3-small --recipe qlora-sft --gpu 4090`,
+    The recipe starts, fits, lowers the loss, and leaves an adapter that loads. Examples: `bench finetune mistral-3-small --recipe qlora-sft --gpu 4090`,
     `bench finetune tiny-llama --recipe dpo --device cpu`.
     """
     from bench.finetune_job import run_finetune
@@ -224,8 +249,8 @@ def eval_(
     model: Annotated[str, typer.Argument(help="Model id or alias, or a local model directory.")],
     tasks: Annotated[list[str], typer.Option(
         help="A suite of configs/evals/suites.yaml (smoke, claims) or an lm-eval task; repeat for more.")],
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Documents per task (for testing only: "
-                                                          "limited scores are not citable).")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Documents per task (for testing only: limited scores "
+                                                          "are not citable). Default: every document.")] = None,
     num_fewshot: Annotated[Optional[int], typer.Option(min=0, help="Few-shot examples (default: the task's).")] = None,
     backend: Annotated[str, typer.Option(help="vllm or transformers.")] = "transformers",
     weights: WeightsOpt = None,
@@ -234,7 +259,10 @@ def eval_(
     results_dir: ResultsDirOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """lm-eval scores with standard errors; one record. Example: `bench eval tiny-llama --tasks smoke --device cpu`."""
+    """lm-eval scores with standard errors; one record.
+
+    Example: `bench eval tiny-llama --tasks smoke --device cpu`.
+    """
     from bench.eval_job import run_eval
     from bench.registry import default_config_dir
     from bench.results import results_dir as resolve_results_dir
@@ -275,7 +303,10 @@ def _finish(record, results_dir: Path) -> None:
 
 @app.command()
 def results(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> None:
-    """The records in the results directory: model, kind, status, key metrics, hardware, when."""
+    """List the records in the results directory.
+
+    Model, kind, status, key metrics, hardware, when.
+    """
     from bench.record_output import results_table
     from bench.results import results_dir as resolve_results_dir
 
@@ -287,7 +318,10 @@ def report(
     out: Annotated[Path, typer.Option(help="Directory for index.html, index.md, pages and plots.")] = Path("reports"),
     results_dir: ResultsDirOpt = None,
 ) -> None:
-    """The comparison reports: every claim's verdict, measured tables, plots, provenance, regressions."""
+    """Write the comparison reports, in HTML and Markdown.
+
+    Every claim's verdict, measured tables, plots, provenance, regressions.
+    """
     from bench.registry import default_config_dir
     from bench.report.build import build_report
     from bench.results import results_dir as resolve_results_dir
@@ -323,7 +357,10 @@ def compare(
     baseline: Annotated[Path, typer.Argument(help="Results directory of the baseline (e.g. last night).")],
     candidate: Annotated[Path, typer.Argument(help="Results directory to check against it.")],
 ) -> None:
-    """Compare two result sets run by run; exit 1 when a speed or memory regression passes the thresholds."""
+    """Compare two result sets; exit 1 on a regression.
+
+    Run by run: exit 1 when a speed or memory regression passes the thresholds.
+    """
     from bench.registry import default_config_dir
     from bench.report.regressions import Thresholds, compare_sets, describe_key
     from bench.results import iter_records
@@ -349,14 +386,14 @@ def sweep(
     executor: Annotated[str, typer.Option(help="local (one cell at a time) or ray (RAY_ADDRESS, else local Ray).")]
     = "local",
     force: Annotated[bool, typer.Option("--force", help="Re-run cells that already have a record.")] = False,
-    only_gpu: Annotated[Optional[str], typer.Option(help="Run only the cells for this card (one runner per card).")]
-    = None,
+    only_gpu: Annotated[Optional[str], typer.Option(
+        help="Run only the cells for this card (one runner per card). Default: every cell.")] = None,
     results_dir: ResultsDirOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Many runs, each isolated; a failed cell is a failed record and the sweep goes on.
+    """Many runs from a sweep file, each isolated.
 
-    Exit 1 when a cell crashed or timed out, or ended other than its block's `expect`; an
+    A failed cell is a failed record and the sweep goes on. Exit 1 when a cell crashed or timed out, or ended other than its block's `expect`; an
     out-of-memory is a measured result (the configuration does not fit), not a failure of the
     sweep. Cells whose card arithmetic already rules out are listed and not run.
     """
@@ -393,7 +430,7 @@ def serve(
     concurrency: Annotated[Optional[list[int]], typer.Option(
         min=1, help="Concurrent requests of a level; repeat for a sweep (default 1, 2, 4, 8).")] = None,
     rate: Annotated[Optional[list[float]], typer.Option(
-        min=0.001, help="Requests/s of a Poisson-arrival level; repeat for more.")] = None,
+        min=0.001, help="Requests/s of a Poisson-arrival level; repeat for more. Default: none.")] = None,
     api: Annotated[str, typer.Option(help="completions or chat (both streamed).")] = "completions",
     prompt_len: Annotated[int, typer.Option(min=1, help="Prompt tokens per request (the model's tokenizer).")] = 128,
     output_len: Annotated[int, typer.Option(min=2, help="Output tokens (forced where the server allows).")] = 64,
@@ -405,24 +442,24 @@ def serve(
     slo_itl: Annotated[float, typer.Option(help="Goodput SLO: mean inter-token latency (TPOT), seconds.")] = 0.1,
     served_model: Annotated[Optional[str], typer.Option(help="URL: the served model's name (default: the only one).")]
     = None,
-    model_id: Annotated[Optional[str], typer.Option(help="URL: the registry model the server serves (for claims).")]
-    = None,
+    model_id: Annotated[Optional[str], typer.Option(
+        help="URL: the registry model the server serves (for claims). Default: none.")] = None,
     tokenizer: Annotated[Optional[str], typer.Option(
         help="A local tokenizer directory (default: the server's tokenize endpoint, else usage fields).")] = None,
     quant: Annotated[str, typer.Option(help="MODEL: bf16, fp16, fp8, int4 (vLLM) or a GGUF type (llama.cpp).")]
     = "bf16",
     weights: WeightsOpt = None,
     device: DeviceOpt = "cuda",
-    gpu: Annotated[Optional[str], typer.Option(help="The card the server runs on (recorded; claims name it).")]
-    = None,
+    gpu: Annotated[Optional[str], typer.Option(
+        help="The card the server runs on (recorded; claims name it). Default: none.")] = None,
     startup_timeout: Annotated[float, typer.Option(help="MODEL: seconds to wait for the server.")] = 600.0,
     api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key (never recorded).")]
     = "OPENAI_API_KEY",
     results_dir: ResultsDirOpt = None,
 ) -> None:
-    """Load against an OpenAI-compatible server: TTFT, ITL, TPOT, latency, throughput and goodput per level.
+    """Load-test an OpenAI-compatible server.
 
-    Examples: `bench serve http://127.0.0.1:8000 --concurrency 1 --concurrency 8`,
+    TTFT, ITL, TPOT, latency, throughput and goodput per level. Examples: `bench serve http://127.0.0.1:8000 --concurrency 1 --concurrency 8`,
     `bench serve tiny-llama --quant q4_k_m --device cpu --rate 2`.
     """
     from bench.results import results_dir as resolve_results_dir

@@ -61,8 +61,10 @@ def test_gpus_resolve_aliases_and_budget(run_bench):
 
 @pytest.mark.parametrize("args,expected", [
     (["plan", "mistral-smal-3"], "did you mean"),
-    (["plan", "mistral-3-small", "--gpu", "4080"], "unknown GPU '4080'"),
-    (["plan", "mistral-3-small", "--finetune", "lora"], "unknown recipe 'lora'"),
+    (["plan", "mistral-3-small", "--gpu", "4080"], "unknown GPU '4080'; did you mean: 4090"),
+    (["plan", "mistral-3-small", "--finetune", "lora"], "unknown recipe 'lora'; did you mean: lora-sft"),
+    (["run", "tiny-lama", "--device", "cpu"], "unknown model 'tiny-lama'; did you mean: tiny-llama"),
+    (["cite", "mistral-3b-on-devic"], "did you mean: mistral-3b-on-device"),
     (["plan", "tiny-llama", "--quant", "nf4"], "does not apply to tiny-llama"),
     (["plan", "mistral-3-small", "--context", "100000"], "exceeds mistral-3-small's maximum"),
     (["plan"], "give a model id"),
@@ -154,3 +156,72 @@ def test_verbose_run_streams_the_engine_log_to_stderr(tmp_path, run_bench):
     assert [line for line in logged if line not in proc.stderr] == []
     assert [line for line in logged if line in proc.stdout] == []
     assert "TTFT (p50)" in proc.stdout
+
+
+def _help(args: list[str], columns: int) -> str:
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    result = CliRunner().invoke(app, [*args, "--help"], terminal_width=columns, env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _commands():
+    import typer.main
+
+    from bench.cli import app
+
+    return typer.main.get_command(app).commands
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_top_level_help_names_every_command_without_cutting_its_summary(columns):
+    lines = _help([], columns).split("Commands:", 1)[1].strip().splitlines()
+    assert sorted(line.split()[0] for line in lines) == sorted(_commands())
+    assert [line for line in lines if line.rstrip().endswith("...") or len(line) > columns] == []
+
+
+def _option_blocks(help_text: str) -> dict[str, str]:
+    """Each option's help in a command's --help, keyed by its first name (continuation lines joined)."""
+    blocks: dict[str, str] = {}
+    name = None
+    for line in help_text.split("Options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            name = line.split()[0].rstrip(",")
+            blocks[name] = line
+        elif name and line.startswith("    "):
+            blocks[name] += " " + line.strip()
+    return {k: " ".join(v.split()) for k, v in blocks.items()}
+
+
+def _value_options(command: str) -> list:
+    """The options of `command` that take a value and may be left out (flags are off when not given)."""
+    return [p for p in _commands()[command].params
+            if p.param_type_name == "option" and not p.is_flag and not p.required]
+
+
+@pytest.mark.parametrize("command", sorted(c for c in _commands() if _value_options(c)))
+def test_every_option_states_its_default(command):
+    """An option that takes a value says what it is when not given: typer's `[default: ...]` for a fixed
+    value, a sentence for one that depends (the recipe's, every card, none)."""
+    blocks = _option_blocks(_help([command], 100))
+    options = _value_options(command)
+    missing = [p.opts[0] for p in options if "default" not in blocks[p.opts[0]].lower()]
+    assert missing == []
+
+
+def test_option_help_lists_recipes_explains_emulation_and_quants_per_backend():
+    from bench.registry import load_registry
+
+    recipes = sorted(load_registry().recipes)
+    plan = _option_blocks(_help(["plan"], 100))
+    finetune = _option_blocks(_help(["finetune"], 100))
+    run = _option_blocks(_help(["run"], 100))
+    for recipe in recipes:
+        assert recipe in plan["--finetune"] and recipe in finetune["--recipe"]
+    assert "capped to its memory" in run["--gpu"] and "emulated" in run["--gpu"] and "emulated" in finetune["--gpu"]
+    for backend, quant in (("vLLM", "fp8"), ("transformers", "nf4"), ("llama.cpp", "q4_k_m")):
+        assert backend in run["--quant"] and quant in run["--quant"]
+    assert "[default: bf16]" in run["--quant"] and "[default: 8; x>=1]" in run["--batch"]
