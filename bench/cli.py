@@ -123,7 +123,8 @@ def plan(
     """Memory, fit and speed by arithmetic from the architecture alone.
 
     The memory breakdown, whether it fits the card and by how much, the largest context that
-    fits, the fastest quant that fits, and the roofline speed. Examples: `bench plan mistral-3-small --gpu 4090`,
+    fits, the fastest quant that fits, and the roofline speed. Examples:
+    `bench plan mistral-3-small --gpu 4090`,
     `bench plan llama-4-scout --gpu 4090 --finetune qlora-sft`, `bench plan --claims`.
     """
     from bench import plan_output
@@ -187,7 +188,8 @@ def run(
 ) -> None:
     """Measure inference: load, TTFT, ITL, throughput, peak memory.
 
-    Load time, time to first token, inter-token latency, decode and batch throughput, peak memory. Runs in an isolated child process and writes one record. Examples:
+    Load time, time to first token, inter-token latency, decode and batch throughput, peak
+    memory. Runs in an isolated child process and writes one record. Examples:
     `bench run mistral-3-small --gpu 4090`, `bench run tiny-llama --device cpu`,
     `bench run mistral-3b --backend llama.cpp --quant q4_k_m --weights synthetic --device cpu`,
     `bench run mistral-3b --backend llama.cpp --quant q4_k_m --gguf ./Ministral-3b-Q4_K_M.gguf --device cpu`.
@@ -227,7 +229,8 @@ def finetune(
 ) -> None:
     """Fine-tune smoke test: starts, fits, lowers the loss, reloads.
 
-    The recipe starts, fits, lowers the loss, and leaves an adapter that loads. Examples: `bench finetune mistral-3-small --recipe qlora-sft --gpu 4090`,
+    The recipe starts, fits, lowers the loss, and leaves an adapter that loads. Examples:
+    `bench finetune mistral-3-small --recipe qlora-sft --gpu 4090`,
     `bench finetune tiny-llama --recipe dpo --device cpu`.
     """
     from bench.finetune_job import run_finetune
@@ -393,9 +396,10 @@ def sweep(
 ) -> None:
     """Many runs from a sweep file, each isolated.
 
-    A failed cell is a failed record and the sweep goes on. Exit 1 when a cell crashed or timed out, or ended other than its block's `expect`; an
-    out-of-memory is a measured result (the configuration does not fit), not a failure of the
-    sweep. Cells whose card arithmetic already rules out are listed and not run.
+    A failed cell is a failed record and the sweep goes on. Exit 1 when a cell crashed or
+    timed out, or ended other than its block's `expect`; an out-of-memory is a measured result
+    (the configuration does not fit), not a failure of the sweep. Cells whose card arithmetic
+    already rules out are listed and not run.
     """
     from bench.results import check_writable
     from bench.results import results_dir as resolve_results_dir
@@ -459,7 +463,8 @@ def serve(
 ) -> None:
     """Load-test an OpenAI-compatible server.
 
-    TTFT, ITL, TPOT, latency, throughput and goodput per level. Examples: `bench serve http://127.0.0.1:8000 --concurrency 1 --concurrency 8`,
+    TTFT, ITL, TPOT, latency, throughput and goodput per level. Examples:
+    `bench serve http://127.0.0.1:8000 --concurrency 1 --concurrency 8`,
     `bench serve tiny-llama --quant q4_k_m --device cpu --rate 2`.
     """
     from bench.results import results_dir as resolve_results_dir
