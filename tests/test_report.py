@@ -4,6 +4,7 @@ and the HTML checked in headless Chromium."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -91,7 +92,30 @@ def test_quotes_are_text_not_markup(built):
     html = (out / "maverick-toolkit-vs-mistral-small-24b.html").read_text()
     assert "<script>" not in html and "&lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt;" in html
     md = (out / "maverick-toolkit-vs-mistral-small-24b.md").read_text()
-    assert "<script>" not in md and "&lt;script&gt;" in md
+    assert "<script>" not in md and "\\<script\\>" in md
+    rendered = _render_markdown(md)
+    assert "<script>" not in rendered and "&lt;script&gt;alert('owned')&lt;/script&gt;" in rendered
+
+
+def _render_markdown(text: str) -> str:
+    """The HTML a CommonMark renderer with GitHub's tables makes of a Markdown file."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table").render(text)
+
+
+def test_markdown_uses_markdown_escapes_not_html_entities(built):
+    """Escaped once, the Markdown way: the files read `<=` and `>` as backslash escapes, never `&lt;`, and
+    render to text that an HTML page shows as `<=` (one entity in the HTML, never `&amp;lt;`)."""
+    _, out, _ = built
+    pages = [*out.glob("*.md"), *(out / "claims").glob("*.md")]
+    assert len(pages) > 10
+    assert [p.name for p in pages if re.search(r"&(lt|gt|amp|quot|#\d+);", p.read_text())] == []
+    index = (out / "index.md").read_text()
+    assert "\\<= budget" in index and "\\> budget" in index
+    rendered = _render_markdown(index)
+    assert " &lt;= budget " in rendered and " GiB &gt; budget " in rendered
+    assert "&amp;lt;" not in rendered and "&amp;gt;" not in rendered
 
 
 def test_pages_open_in_chromium_without_errors(built):

@@ -19,9 +19,11 @@ SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
 _IGNORED_BY_BROWSERS = re.compile(r"[\x00-\x20\x7f]")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 # Characters that make live Markdown (CommonMark, GitHub's tables) out of text: links and images need
-# brackets, autolinks and HTML need angle brackets; code spans, table cells, and a backslash that would
-# undo the escaping. Emphasis and parentheses are harmless and stay as typed.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]<>|])")
+# brackets, autolinks and HTML need angle brackets, entities an ampersand; code spans, table cells, and a
+# backslash that would undo the escaping. Each is backslash-escaped, which CommonMark allows for any ASCII
+# punctuation: the Markdown reads as typed ("<= 24 GiB", not "&lt;= 24 GiB") and renders as itself.
+# Emphasis and parentheses are harmless and stay as typed.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]<>|&])")
 
 
 def safe_url(url: Any) -> str:
@@ -42,6 +44,4 @@ def safe_url(url: Any) -> str:
 def markdown_text(value: Any) -> str:
     """Quoted text as inert Markdown on one line: every character that would make a link, an image,
     HTML, a code span or a table cell is escaped, so the text renders as itself."""
-    text = " ".join(str(value).split())
-    text = text.replace("&", "&amp;")
-    return _MARKDOWN_SPECIAL.sub(lambda m: {"<": "&lt;", ">": "&gt;"}.get(m.group(1), "\\" + m.group(1)), text)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
