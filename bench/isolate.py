@@ -48,6 +48,11 @@ ERROR_TAIL_CHARS = 4000
 LOG_TAIL_BYTES = 256 * 2**10  # the engine's closing tracebacks, with room to spare
 KILL_GRACE_S = 3.0
 PARENT_POLL_S = 0.2  # how soon an orphaned child notices that its parent is gone
+# multiprocessing's resource tracker, started from the parent with the first child, unlinks the shared memory
+# an engine leaves behind (vLLM's, when its processes are stopped) and, as bench exits, warns about each on
+# the terminal it inherited: engine noise after bench's own output. The segments are still unlinked; only
+# that module's warning is filtered, in the tracker (which reads PYTHONWARNINGS as it starts).
+TRACKER_WARNINGS = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,7 @@ def _tail(log: Path) -> str:
 def _run_child(target: str, kwargs: dict[str, Any], timeout_s: float, log_path: str) -> tuple[str, Any, float]:
     """(status, value or error text, seconds) of one child run; the child's whole tree is gone on return."""
     context = multiprocessing.get_context("spawn")
+    _quiet_resource_tracker()
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(target, kwargs, sender, log_path, os.getpid()),
                               daemon=False)
@@ -218,6 +224,12 @@ def _run_child(target: str, kwargs: dict[str, Any], timeout_s: float, log_path: 
             if process.exitcode is not None:
                 process.close()
         receiver.close()
+
+
+def _quiet_resource_tracker() -> None:
+    current = os.environ.get("PYTHONWARNINGS", "")
+    if TRACKER_WARNINGS not in current:
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [current, TRACKER_WARNINGS]))
 
 
 def _wait_for_ending(receiver: Any, process: Any, timeout_s: float) -> tuple[str, Any]:

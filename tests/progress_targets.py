@@ -18,3 +18,12 @@ def chatty(pause_s: float) -> dict:
             print(line, file=sys.stderr if line.startswith("WARNING") else sys.stdout, flush=True)
         time.sleep(pause_s)  # long enough for the live display to draw the phase
     return {"phases": len(PHASES)}
+
+
+def leaks_shared_memory() -> dict:
+    """Leave a shared-memory segment behind, as an engine killed mid-run does; return its name."""
+    from multiprocessing import shared_memory
+
+    segment = shared_memory.SharedMemory(create=True, size=4096)
+    segment.close()
+    return {"name": segment.name}

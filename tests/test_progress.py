@@ -1,11 +1,18 @@
-"""The parent's view of a run in progress: phases through the child's log, `--verbose`, the sweep estimate."""
+"""What the terminal shows of a run: its phases through the child's log, `--verbose`, the sweep estimate,
+and nothing of the engine's, not even as bench exits."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from bench import progress
 from bench.isolate import run_isolated
+from tests.conftest import ROOT
 from tests.progress_targets import ENGINE_LINES, PHASES
 
 
@@ -78,3 +85,17 @@ def test_sweep_line_counts_cells_and_estimates_from_measured_ones_only():
 def test_counted_says_when_a_minimum_is_passed():
     assert progress.counted("latency iteration", 3, 5) == "latency iteration 3 of 5"
     assert progress.counted("latency iteration", 7, 5) == "latency iteration 7 (5 minimum)"
+
+
+def test_shared_memory_an_engine_leaves_is_unlinked_without_a_word_on_the_terminal():
+    """The resource tracker cleans a segment the child left (vLLM's, when stopped) as bench exits; its
+    'leaked shared_memory objects' warning used to follow bench's summary on the terminal."""
+    script = ("import json; from bench.isolate import run_isolated; "
+              "out = run_isolated('tests.progress_targets:leaks_shared_memory', {}, 60); print(json.dumps(out.value))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    name = json.loads(proc.stdout)["name"]
+    assert proc.stderr == ""
+    assert not (Path("/dev/shm") / name).exists()
