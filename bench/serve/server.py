@@ -63,7 +63,7 @@ def vllm_spec(model_dir: str, served_name: str, port: int, max_model_len: int, m
     """vLLM's OpenAI server; on a CPU with its KV cache sized for the sweep (its default takes most of RAM)."""
     args = ["vllm.entrypoints.openai.api_server", "--model", model_dir, "--served-model-name", served_name,
             "--host", LOOPBACK, "--port", str(port), "--max-model-len", str(max_model_len),
-            "--max-num-seqs", str(max_seqs), "--dtype", dtype, "--disable-log-requests"]
+            "--max-num-seqs", str(max_seqs), "--dtype", dtype]
     if kv_cache_bytes is not None:
         args += ["--kv-cache-memory-bytes", str(kv_cache_bytes)]
     if device == "cpu":

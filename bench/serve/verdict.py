@@ -1,6 +1,6 @@
 """"Responsive" claims: a chat answers fast enough to start reading at once and streams as fast as one reads.
 
-The convention (docs/verdicts.md), with each threshold set in the claim's `threshold`:
+The convention (docs/metrics.md, "responsive"), with each threshold set in the claim's `threshold`:
 
 * `ttft_s` (1 s by convention): the limit under which a user's flow of thought stays
   uninterrupted (Nielsen, "Response Times: The 3 Important Limits", 1993, after Miller 1968
