@@ -81,6 +81,7 @@ class Display:
         self.cells_total = 0
         self._sweep_started: float | None = None
         self._cells_at_start = 0
+        self._last_cell_done = 0.0
 
     @contextlib.contextmanager
     def run(self, label: str, log_path: str | os.PathLike[str] | None) -> Iterator[None]:
@@ -102,17 +103,25 @@ class Display:
         """A sweep's count: `finished` of `total` cells have a result (run, skipped or refuted)."""
         if self._sweep_started is None:  # what was finished before anything ran took no time to finish
             self._sweep_started, self._cells_at_start = self.now(), finished
+        if finished != self.cells_done:
+            self._last_cell_done = self.now()
         self.cells_done, self.cells_total = finished, total
 
     def sweep_line(self) -> str:
-        """'cells 3/10 done, 4:12 elapsed, about 9:40 left' (no estimate before the first cell is measured)."""
+        """'cells 3/10 done, 4:12 elapsed, about 9:40 left'.
+
+        The estimate: the mean time of the cells measured so far for each cell left, less the time
+        the current cell has already run; none before the first cell is measured.
+        """
         if self.cells_done is None or self._sweep_started is None:
             return ""
-        elapsed = self.now() - self._sweep_started
+        now = self.now()
         measured = self.cells_done - self._cells_at_start
-        line = f"cells {self.cells_done}/{self.cells_total} done, {clock(elapsed)} elapsed"
+        line = f"cells {self.cells_done}/{self.cells_total} done, {clock(now - self._sweep_started)} elapsed"
         if measured > 0 and self.cells_done < self.cells_total:
-            line += f", about {clock(elapsed / measured * (self.cells_total - self.cells_done))} left"
+            per_cell = (self._last_cell_done - self._sweep_started) / measured
+            left = per_cell * (self.cells_total - self.cells_done) - (now - self._last_cell_done)
+            line += f", about {clock(max(left, 0))} left"
         return line
 
     def run_line(self) -> str:

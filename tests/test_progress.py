@@ -77,7 +77,10 @@ def test_sweep_line_counts_cells_and_estimates_from_measured_ones_only():
     clock[0] += 90
     display.cells(6, 10)  # two cells measured in 90 s: four left take about 180 s
     assert display.sweep_line() == "cells 6/10 done, 1:30 elapsed, about 3:00 left"
-    clock[0] += 3600
+    clock[0] += 30
+    display.cells(6, 10)  # 30 s into the next cell: 150 s left, not a longer estimate for a longer wait
+    assert display.sweep_line() == "cells 6/10 done, 2:00 elapsed, about 2:30 left"
+    clock[0] += 3570
     display.cells(10, 10)
     assert display.sweep_line() == "cells 10/10 done, 1:01:30 elapsed"
 
