@@ -158,10 +158,11 @@ class RecipeSpec(Strict):
     optimizer: Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "sgd"]
     optimizer_in_backward: bool = Field(
         False, description="Each parameter stepped as its gradient arrives, so gradients are never all held")
-    loss: Literal["hf", "chunked", "fused_linear"] = Field(
-        "fused_linear", description="hf: the model's own cross-entropy over fp32 logits; chunked: torchtune's "
-                                    "chunked cross-entropy; fused_linear: logits never materialised (trl's fused "
-                                    "LM head, Liger)")
+    loss: Literal["hf", "hf_legacy", "chunked", "fused_linear"] = Field(
+        "fused_linear", description="hf: the model's own cross-entropy over fp32 logits; hf_legacy: the same in "
+                                    "transformers before 4.46 (fp32 logits and a shifted fp32 copy); chunked: "
+                                    "torchtune's chunked cross-entropy; fused_linear: logits never materialised "
+                                    "(trl's fused LM head, Liger)")
     dpo_reference: Literal["adapter_off", "copy", "precomputed"] = Field(
         "adapter_off", description="DPO's reference: the base with the adapter off, a second frozen copy, or "
                                    "log-probs computed before training")
@@ -198,6 +199,9 @@ def _impossible_combinations(r: RecipeSpec) -> list[str]:
         problems.append("a reward model scores with a one-output head: it has no vocabulary loss to choose")
     if r.method != "dpo" and r.dpo_reference != "adapter_off":
         problems.append(f"dpo_reference applies to method dpo, not {r.method}")
+    if "experts" in r.moe_targets:
+        problems.append("moe_targets experts: transformers 5 holds routed experts as fused 3-D parameters, which LoRA "
+                        "target modules never reach; use attention and shared_experts")
     return problems
 
 

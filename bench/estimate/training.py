@@ -31,6 +31,10 @@ OPTIMIZER_STATE_BYTES: dict[str, float | None] = {
     "adamw_torch": None, "adamw_8bit": 2 * (1 + 4 / 256), "paged_adamw_8bit": 0, "paged_adamw_32bit": 0, "sgd": 0}
 PAGED_STATE_BYTES = {"paged_adamw_8bit": 2 * (1 + 4 / 256), "paged_adamw_32bit": 8}
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+# The tensor each adaptable module reads: q, k and v share the attention's normed input, gate and up the MLP's.
+MODULE_INPUTS = {"q_proj": "attention input", "k_proj": "attention input", "v_proj": "attention input",
+                 "o_proj": "attention output", "gate_proj": "MLP input", "up_proj": "MLP input",
+                 "down_proj": "gated product"}
 # trl's fused LM head projects hidden states through the vocabulary in tiles of at most
 # TOKEN_CHUNK_SIZE tokens x chunk_size columns (trl/kernels/chunked_logprob.py, trl/trainer/utils.py).
 FUSED_TOKEN_TILE, FUSED_VOCAB_TILE = 4096, 32768
@@ -48,16 +52,17 @@ def _module_shapes(cfg: TextConfig, width: int) -> dict[str, tuple[int, int]]:
     }
 
 
-def _adapted_modules(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> list[tuple[int, int, int]]:
-    """(in, out, copies) of every module the recipe adapts in one layer.
+def _adapted_modules(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> list[tuple[str, int, int, int]]:
+    """(name, in, out, copies) of every module the recipe adapts in one layer.
 
-    In an MoE layer `moe_targets` decides: attention modules with `attention`, the routed
-    experts with `experts`, the shared expert with `shared_experts`. The router never.
+    In an MoE layer `moe_targets` decides: attention modules with `attention`, the shared expert
+    with `shared_experts`. Routed experts never: transformers 5 stores them as fused 3-D
+    parameters (`experts.gate_up_proj`, `experts.down_proj`), which peft's `target_modules`
+    cannot match, so the recipe spec refuses `experts`. The router never either.
     """
     if layer in cfg.moe_layer_indices():
         shapes = _module_shapes(cfg, cfg.intermediate_size)
-        mlp_copies = ((cfg.num_local_experts or 0) if "experts" in recipe.moe_targets else 0) + (
-            cfg.shared_experts if "shared_experts" in recipe.moe_targets else 0)
+        mlp_copies = cfg.shared_experts if "shared_experts" in recipe.moe_targets else 0
     else:
         width = cfg.intermediate_size_mlp if cfg.model_type == "llama4_text" else cfg.intermediate_size
         shapes, mlp_copies = _module_shapes(cfg, width or cfg.intermediate_size), 1
@@ -68,7 +73,7 @@ def _adapted_modules(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> list[tu
         copies = mlp_copies
         if name in ATTENTION_MODULES:
             copies = 0 if cfg.is_moe and "attention" not in recipe.moe_targets else 1
-        found.append((*shapes[name], copies))
+        found.append((name, *shapes[name], copies))
     return found
 
 
@@ -76,7 +81,8 @@ def lora_params(cfg: TextConfig, recipe: RecipeSpec) -> int:
     """Adapter parameters: rank x (in + out) for every targeted module of every layer."""
     rank = recipe.rank or 0
     return sum(copies * rank * (fan_in + fan_out)
-               for layer in range(cfg.num_hidden_layers) for fan_in, fan_out, copies in _adapted_modules(cfg, recipe, layer))
+               for layer in range(cfg.num_hidden_layers)
+               for _, fan_in, fan_out, copies in _adapted_modules(cfg, recipe, layer))
 
 
 def trainable_dtype_bytes(recipe: RecipeSpec) -> int:
@@ -94,34 +100,55 @@ def trainable_dtype_bytes(recipe: RecipeSpec) -> int:
     return 2 if recipe.quant in BITSANDBYTES_QUANTS else 4
 
 
-def _lora_branch_bytes_per_token(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> float:
-    """What peft's LoRA branch saves for backward per token: the dropout's mask (1 byte) and its output in
-    the adapter dtype, which lora_A keeps, and lora_A's rank-wide output, per adapted module."""
-    held = trainable_dtype_bytes(recipe)
-    mask = 1 if recipe.dropout > 0 else 0
-    return sum(copies * (fan_in * (held + mask) + (recipe.rank or 0) * held)
-               for fan_in, _, copies in _adapted_modules(cfg, recipe, layer))
+def _lora_branch_bytes_per_token(cfg: TextConfig, recipe: RecipeSpec, layer: int, device: str) -> float:
+    """What peft's LoRA branches save for backward per token (`tuners/lora/layer.py`, `Linear.forward`).
+
+    Each branch runs `lora_B(lora_A(dropout(x)))` on `x` cast to the adapter's dtype, and lora_A keeps
+    its input: with dropout, the dropout's output in the adapter dtype plus its mask (a bool on CUDA's
+    fused kernel; on the CPU, torch's unfused dropout keeps a noise tensor in the input's dtype); without
+    dropout, the cast copy, or the module's own input when the dtypes agree (then shared by the modules that
+    read it: q, k and v one normed input, gate and up another). lora_B keeps lora_A's rank-wide output.
+    """
+    held, rank = trainable_dtype_bytes(recipe), recipe.rank or 0
+    mask = (held if device == "cpu" else 1) if recipe.dropout > 0 else 0
+    copies_each = recipe.dropout > 0 or held != COMPUTE_BYTES
+    total, shared = 0.0, {}
+    for name, fan_in, _, copies in _adapted_modules(cfg, recipe, layer):
+        total += copies * rank * held
+        if copies_each:
+            total += copies * fan_in * (held + mask)
+        elif copies:
+            shared[MODULE_INPUTS[name]] = fan_in * COMPUTE_BYTES
+    return total + sum(shared.values())
 
 
-def layer_saved_bytes_per_token(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> float:
+def layer_saved_bytes_per_token(cfg: TextConfig, recipe: RecipeSpec, layer: int, device: str = "cuda") -> float:
     """Tensors one decoder layer saves for its backward, per token (transformers' Llama/Mistral/Mixtral code).
 
-    Two RMSNorms upcast their input to fp32 and keep it (4·H each); the attention keeps the
-    normed input, q (after RoPE), k and v, SDPA's output with its fp32 log-sum-exp per head,
-    and o_proj's input; the MLP keeps the normed input, gate, SiLU(gate), up and their product
-    (the `k` routed plus shared experts' width in an MoE layer); a full fine-tune also keeps
-    each norm's bf16 output for the norm weight's gradient.
+    Two RMSNorms upcast their input to fp32 and keep it (4·H each); SDPA keeps q (after RoPE), k, v,
+    its output and an fp32 log-sum-exp per head. A linear layer keeps its input only to make its weight's
+    gradient, so over a frozen base (LoRA) the projections keep nothing of their own: the MLP keeps gate,
+    SiLU(gate) and up for the SiLU and the product, and the LoRA branches keep their inputs
+    (`_lora_branch_bytes_per_token`). A full fine-tune also keeps the normed inputs, o_proj's input, the
+    gated product and each norm's bf16 output for the norm weight's gradient. An MoE layer's routed experts
+    (fused 3-D parameters) keep their gathered inputs and outputs whatever is trained: the normed input,
+    gate, SiLU, up and product at the width of the `k` routed plus shared experts.
     """
     b, h, hd = COMPUTE_BYTES, cfg.hidden_size, cfg.head_size
     q, kv = cfg.num_attention_heads * hd, cfg.kv_heads * hd
-    norms = 2 * 4 * h + (2 * b * h if recipe.method == "full" else 0)
-    attention = b * (h + q + 2 * kv + 2 * q) + 4 * cfg.num_attention_heads
-    mlp = b * (h + 4 * mlp_width_per_token(cfg))
-    adapters = 0 if recipe.method == "full" else _lora_branch_bytes_per_token(cfg, recipe, layer)
+    width, full = mlp_width_per_token(cfg), recipe.method == "full"
+    sdpa = b * (q + 2 * kv + q) + 4 * cfg.num_attention_heads
+    norms = 2 * 4 * h + (2 * b * h if full else 0)
+    attention = sdpa + (b * (h + q) if full else 0)
+    if full or layer in cfg.moe_layer_indices():
+        mlp = b * (h + 4 * width)
+    else:
+        mlp = b * 3 * width
+    adapters = 0 if full else _lora_branch_bytes_per_token(cfg, recipe, layer, device)
     return norms + attention + mlp + adapters
 
 
-def activation_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int) -> tuple[int, int]:
+def activation_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int, device: str = "cuda") -> tuple[int, int]:
     """(saved, recomputed): activations kept through the backward, and those of the one layer
     being recomputed.
 
@@ -134,8 +161,8 @@ def activation_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int) -> tuple[
     """
     layers = range(cfg.num_hidden_layers)
     if not recipe.gradient_checkpointing:
-        return int(tokens * sum(layer_saved_bytes_per_token(cfg, recipe, i) for i in layers)), 0
-    widest = max(layer_saved_bytes_per_token(cfg, recipe, i) for i in layers)
+        return int(tokens * sum(layer_saved_bytes_per_token(cfg, recipe, i, device) for i in layers)), 0
+    widest = max(layer_saved_bytes_per_token(cfg, recipe, i, device) for i in layers)
     inputs = 0 if recipe.activation_offload else cfg.num_hidden_layers * COMPUTE_BYTES * cfg.hidden_size
     return tokens * inputs, int(tokens * (widest + 2 * COMPUTE_BYTES * mlp_width_per_token(cfg)))
 
@@ -145,6 +172,10 @@ def logits_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int, sequences: in
 
     * hf (transformers' `ForCausalLMLoss`): bf16 logits (2·V), their fp32 copy (`logits.float()`,
       4·V), then cross-entropy's log-softmax, saved for backward (4·V): 10·V bytes per token.
+    * hf_legacy (transformers before 4.46, which published HF-trainer baselines ran): `LlamaForCausalLM.forward`
+      replaced its bf16 logits with an fp32 copy (4·V), the loss shifted them with a contiguous copy
+      (`logits[..., :-1, :].contiguous()`, 4·V) and cross-entropy saved its log-softmax (4·V): 12·V bytes
+      per token. (4.46 to 4.48 upcast inside the loss and so also kept the bf16 logits: 2·V more.)
     * chunked (torchtune): bf16 logits kept (2·V), each of 8 chunks upcast and log-softmaxed in turn.
     * fused_linear (trl 1.16's fused LM head, Liger): logits are never whole. trl keeps one bf16
       tile buffer of min(tokens, 4096) x 32768 columns (whatever the vocabulary), the fp32
@@ -160,6 +191,8 @@ def logits_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int, sequences: in
     v, h = cfg.vocab_size, cfg.hidden_size
     if recipe.loss == "hf":
         return tokens * v * (2 + 4 + 4)
+    if recipe.loss == "hf_legacy":
+        return tokens * v * (4 + 4 + 4)
     if recipe.loss == "chunked":
         return tokens * v * 2 + tokens * v * (4 + 4) // TORCHTUNE_CE_CHUNKS
     scored = min(tokens - sequences, FUSED_TOKEN_TILE)
@@ -189,17 +222,26 @@ class TrainingMemory:
     budget_bytes: int | None
     tokens_per_step: int
     micro_batch: int
+    full: bool  # every weight trained (no adapter)
+    gradient_accumulation: int  # micro batches per optimizer step
 
     @property
     def active_peak_bytes(self) -> int:
-        """The allocator's peak: everything resident plus the larger of the backward's and the step's transients."""
+        """The allocator's peak: everything resident plus the largest of the loss's, the recompute's and the
+        step's transients.
+
+        The loss's backward runs first, before any gradient of this micro batch exists (the trainer frees them
+        after each step), so gradients count there only when micro batches accumulate into them. Adapter
+        gradients are whole by the recompute of the first layers; a full fine-tune's grow as the backward
+        frees activations, so only the step sees them all.
+        """
         saved = self.activations_bytes - self.recompute_bytes
-        backward = saved + max(self.logits_bytes, self.recompute_bytes)
+        accumulated = self.gradient_bytes if self.gradient_accumulation > 1 else 0
         resident = self.weights_bytes + self.trainable_bytes - self.gradient_bytes
-        if self.trainable_dtype_bytes and self.weights_bytes == self.trainable_params * self.trainable_dtype_bytes:
-            # full fine-tuning: the gradients grow as the backward frees activations; whole at the step
-            return resident + max(backward, self.gradient_bytes + self.optimizer_step_bytes)
-        return resident + self.gradient_bytes + max(backward, self.optimizer_step_bytes)
+        loss = saved + self.logits_bytes + accumulated
+        recompute = saved + self.recompute_bytes + (accumulated if self.full else self.gradient_bytes)
+        step = self.gradient_bytes + self.optimizer_step_bytes
+        return resident + max(loss, recompute, step)
 
     @property
     def beyond_allocator_bytes(self) -> int:
@@ -268,7 +310,7 @@ def training_memory(
             weights, floor = 2 * weights, 2 * floor
         trainable_bytes, gradients = int(trainable * (held + held + state)), trainable * held
     outside = int(trainable * PAGED_STATE_BYTES.get(recipe.optimizer, 0))
-    saved, recompute = activation_bytes(cfg, recipe, tokens)
+    saved, recompute = activation_bytes(cfg, recipe, tokens, device)
 
     return TrainingMemory(
         weights_bytes=weights,
@@ -286,4 +328,6 @@ def training_memory(
         budget_bytes=budget_bytes,
         tokens_per_step=tokens,
         micro_batch=batch,
+        full=recipe.method == "full",
+        gradient_accumulation=recipe.gradient_accumulation,
     )
