@@ -13,7 +13,7 @@ from bench.estimate.training import training_memory
 from bench.finetune_data import check_rows, load_rows
 from bench.registry import Registry
 from bench.runner import check_device, execute, installed_engines, prepare_weights, resolve_model
-from bench.scenarios.finetune import FinetuneSettings
+from bench.scenarios.finetune import FinetuneSettings, unsupported_setting
 
 
 def run_finetune(registry: Registry, model_name: str, *, recipe_name: str, gpu: str | None, steps: int | None,
@@ -24,6 +24,9 @@ def run_finetune(registry: Registry, model_name: str, *, recipe_name: str, gpu: 
     if learning_rate is not None:
         recipe = recipe.model_copy(update={"learning_rate": learning_rate})
     target = registry.gpu(gpu) if gpu else None
+    unsupported = unsupported_setting(recipe.model_dump())
+    if unsupported:
+        raise UserError(f"recipe {recipe.id}: {unsupported}")
     if recipe.quant == "nf4" and "bitsandbytes" not in installed_engines():
         raise UserError(f"recipe {recipe.id} quantises the base with bitsandbytes NF4, which is not installed here")
     cap = check_device(device, target, model.id)

@@ -1,5 +1,6 @@
-"""`bench finetune` for real on the CPU: LoRA SFT, DPO and a reward model on a tiny Llama,
-and LoRA SFT on a tiny Mixtral (router frozen). Fixed seed, a learnable built-in task."""
+"""`bench finetune` for real on the CPU: LoRA SFT, DPO, a reward model and a full fine-tune on a tiny
+Llama, and LoRA SFT on a tiny Mixtral (router frozen). Fixed seed, a learnable built-in task. Recipe
+settings the trainer cannot run are refused before any model loads."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from bench.estimate.params import count_params
 from bench.results import iter_records
 from tests.conftest import ROOT
 
@@ -67,6 +69,50 @@ def test_bad_dataset_file_is_one_line(run_bench, tmp_path):
     data.write_text('{"prompt": [], "completion": []}\n{oops\n')
     proc = run_bench("finetune", "tiny-llama", "--recipe", "lora-sft", "--device", "cpu", "--dataset", str(data),
                      "--results-dir", str(tmp_path))
-    assert proc.returncode == 1  # the run fails in its child; its record says why
+    assert proc.returncode == 2  # bad input, found before the run: no model loaded, no record
+    assert proc.stderr.strip().endswith("data.jsonl:2: not a JSON line (Expecting property name enclosed in double "
+                                        "quotes)") and len(proc.stderr.strip().splitlines()) == 1
+    assert list(iter_records(tmp_path)) == []
+
+
+def test_full_finetune_trains_every_weight_and_reloads(tmp_path, registry):
+    command = [sys.executable, "-m", "bench.cli", "finetune", "tiny-llama", "--recipe", "full-sft", "--device", "cpu",
+               "--steps", "6", "--learning-rate", "1e-3", "--results-dir", str(tmp_path)]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (record,) = list(iter_records(tmp_path))
-    assert record.status == "error" and "data.jsonl:2: not a JSON line" in record.error
+    m = {k: v.value for k, v in record.metrics.items()}
+    assert record.status == "ok" and m["loss_last"] < m["loss_first"]
+    assert m["trainable_params"] == count_params(registry.model("tiny-llama").architecture).total
+    assert record.details["engine"]["lora_targets"] == []
+    assert m["adapter_reloaded"] is True and m["adapter_changes_output"] is True  # the saved model, reloaded
+    census = record.details["engine"]["state_census"]
+    assert set(census["trainable"]) == {"float32"}  # full_precision mixed: fp32 master weights
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"loss": "hf"}, "fused LM head"),
+    ({"loss": "chunked"}, "fused LM head"),
+    ({"optimizer_in_backward": True, "gradient_accumulation": 1}, "steps after the backward"),
+    ({"activation_offload": True}, "checkpointed inputs"),
+    ({"packing": True, "method": "dpo"}, "packing applies to SFT"),
+    ({"quant": "int8"}, "bf16 or nf4 base"),
+])
+def test_recipe_settings_the_trainer_cannot_run_are_refused(registry, overrides, words):
+    from bench.scenarios.finetune import unsupported_setting
+
+    recipe = registry.recipe("lora-sft").model_copy(update=overrides).model_dump()
+    assert words in unsupported_setting(recipe)
+    assert unsupported_setting(registry.recipe("lora-sft").model_dump()) is None
+
+
+def test_a_refused_recipe_setting_is_one_line_before_any_run(registry, tmp_path, monkeypatch):
+    from bench.errors import UserError
+    from bench.finetune_job import run_finetune
+
+    offloaded = registry.recipe("lora-sft").model_copy(update={"activation_offload": True})
+    monkeypatch.setattr(type(registry), "recipe", lambda self, name: offloaded)
+    with pytest.raises(UserError, match="recipe lora-sft: activation_offload"):
+        run_finetune(registry, "tiny-llama", recipe_name="lora-sft", gpu=None, steps=1, learning_rate=None,
+                     weights=None, dataset=None, device="cpu", results_dir=tmp_path, timeout_s=60)
+    assert not list(tmp_path.iterdir())

@@ -1,10 +1,10 @@
 """The fine-tune smoke test: the recipe starts, fits, lowers the loss, and leaves an adapter that loads.
 
 Runs inside the isolated child process (`measure` is the entry point): peft adapters
-through trl's trainers (SFT, DPO, reward), with the recipe's hyperparameters. After
-training the adapter is saved, loaded back onto a freshly loaded base, and run once;
-its output is compared with the bare base's, so "the adapter reloads" means it loads
-*and* changes the model.
+through trl's trainers (SFT, DPO, reward), or every weight (method full, SFT), with the
+recipe's hyperparameters. After training the adapter (a full fine-tune: the whole model)
+is saved, loaded back onto a freshly loaded base, and run once; its output is compared
+with the bare base's, so "the adapter reloads" means it loads *and* changes the model.
 
 QLoRA runs as trl's users run it: the base loaded in 4 bits (bf16 for what bitsandbytes
 leaves unquantized) and the LoRA config handed to the trainer, nothing else. The trainer
@@ -36,6 +36,33 @@ from bench.trackers.memory import PeakMemoryTracker
 OPTIMIZERS = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
               "paged_adamw_32bit": "paged_adamw_32bit", "sgd": "sgd"}
 ROUTER_NAMES = ("router", "block_sparse_moe.gate", "mlp.gate.")
+TRAINABLE_BASES = ("bf16", "nf4")  # what `_load_base` loads: a 16-bit base, or bitsandbytes NF4 for QLoRA
+
+
+def unsupported_setting(recipe: dict[str, Any]) -> str | None:
+    """The first recipe setting the trainer bench builds cannot run, as the one line a user sees; None if all run.
+
+    The estimate models more than trl 1.16 and transformers' Trainer offer: other losses (trl's SFT and DPO
+    always train through the fused LM head), an optimizer step fused into the backward and activation offload
+    (torchtune's), and a second frozen DPO reference. Those recipes are for `bench plan`; bench finetune refuses
+    them before any model loads rather than train something else under their name.
+    """
+    method = recipe["method"]
+    if recipe["quant"] not in TRAINABLE_BASES:
+        return f"bench finetune loads a bf16 or nf4 base, not {recipe['quant']}"
+    if method != "reward" and recipe["loss"] != "fused_linear":
+        return (f"loss {recipe['loss']}: trl's trainers compute the loss through the fused LM head (fused_linear); "
+                "the other losses are for `bench plan`")
+    if recipe["optimizer_in_backward"]:
+        return "optimizer_in_backward: the Hugging Face trainer steps after the backward; it is for `bench plan`"
+    if recipe["activation_offload"]:
+        return ("activation_offload: the Hugging Face trainer keeps checkpointed inputs on the device; "
+                "it is for `bench plan`")
+    if recipe["dpo_reference"] == "copy":
+        return "dpo_reference copy: trl's DPO with an adapter uses the base with the adapter off (adapter_off)"
+    if recipe["packing"] and method in ("dpo", "reward"):
+        return f"packing applies to SFT; trl's {method} trainer pairs whole sequences"
+    return None
 
 
 @dataclass(frozen=True)
@@ -63,6 +90,8 @@ def _load_base(s: FinetuneSettings, reward: bool):
     recipe = s.recipe
     four_bit = recipe["quant"] == "nf4"
     dtype = torch.bfloat16 if s.device == "cuda" or four_bit else getattr(torch, s.cpu_dtype)
+    if recipe["method"] == "full":  # the trained weights themselves: fp32 masters (mixed) or pure bf16
+        dtype = torch.float32 if recipe["full_precision"] == "mixed" else torch.bfloat16
     quantization = nf4_config(double_quant=recipe["double_quant"]) if four_bit else None
     device = torch.device("cuda", torch.cuda.current_device()) if s.device == "cuda" else torch.device("cpu")
     device_map = {"": device.index} if s.device == "cuda" else None
@@ -81,9 +110,12 @@ def _load_base(s: FinetuneSettings, reward: bool):
 
 
 def _lora_config(recipe: dict[str, Any], model: Any, reward: bool):
-    """The recipe's target modules that exist in this model; MoE routers are never targeted."""
+    """The recipe's target modules that exist in this model; MoE routers are never targeted.
+    A full fine-tune has no adapter: (None, [])."""
     from peft import LoraConfig
 
+    if recipe["method"] == "full":
+        return None, []
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     targets = [t for t in recipe["target_modules"] if t in names]
     return LoraConfig(r=recipe["rank"], lora_alpha=recipe["alpha"], lora_dropout=recipe["dropout"],
@@ -147,6 +179,17 @@ class _StepLog:
         self._started = 0.0
 
 
+def _adapter_dtype(trainer: Any, recipe: dict[str, Any]) -> None:
+    """Hold the adapters in the recipe's `adapter_dtype`, where it names one (trl leaves them fp32 over a
+    16-bit base and casts them to bf16 over a bitsandbytes one). The optimizer is made later, in train()."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}.get(recipe.get("adapter_dtype") or "")
+    if dtype is None:
+        return
+    for param in trainer.model.parameters():
+        if param.requires_grad:
+            param.data = param.data.to(dtype)
+
+
 def _trainer(s: FinetuneSettings, model: Any, tokenizer: Any, rows: list[dict[str, Any]], peft_config: Any,
              log: _StepLog):
     from datasets import Dataset
@@ -165,8 +208,10 @@ def _trainer(s: FinetuneSettings, model: Any, tokenizer: Any, rows: list[dict[st
     if method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        trainer = DPOTrainer(model=model, args=DPOConfig(beta=recipe["beta"] or 0.1, **common), train_dataset=data,
-                             processing_class=tokenizer, peft_config=peft_config, callbacks=[log.callback])
+        args = DPOConfig(beta=recipe["beta"] or 0.1, precompute_ref_log_probs=recipe["dpo_reference"] == "precomputed",
+                         **common)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                             peft_config=peft_config, callbacks=[log.callback])
     elif method == "reward":
         from trl import RewardConfig, RewardTrainer
 
@@ -175,11 +220,13 @@ def _trainer(s: FinetuneSettings, model: Any, tokenizer: Any, rows: list[dict[st
     else:
         from trl import SFTConfig, SFTTrainer
 
-        trainer = SFTTrainer(model=model, args=SFTConfig(completion_only_loss=True, **common), train_dataset=data,
-                             processing_class=tokenizer, peft_config=peft_config, callbacks=[log.callback])
+        args = SFTConfig(completion_only_loss=True, packing=recipe["packing"], **common)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                             peft_config=peft_config, callbacks=[log.callback])
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the record keeps every loss; no log lines on stdout
+    _adapter_dtype(trainer, recipe)
     return trainer
 
 
@@ -193,11 +240,16 @@ def _probe_output(model: Any, tokenizer: Any, row: dict[str, Any], reward: bool)
 
 
 def _reload_and_compare(s: FinetuneSettings, row: dict[str, Any], reward: bool) -> dict[str, Any]:
+    """Load what training saved (the adapter onto a fresh base; a full fine-tune's whole model) and compare
+    its output with the base's."""
     from peft import PeftModel
 
     tokenizer, base = _load_base(s, reward)
     before = _probe_output(base, tokenizer, row, reward)
-    adapted = PeftModel.from_pretrained(base, s.adapter_dir)
+    if s.recipe["method"] == "full":
+        adapted = type(base).from_pretrained(s.adapter_dir, use_safetensors=True, dtype=base.dtype)
+    else:
+        adapted = PeftModel.from_pretrained(base, s.adapter_dir)
     after = _probe_output(adapted, tokenizer, row, reward)
     generated = None
     if not reward:
