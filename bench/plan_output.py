@@ -66,6 +66,18 @@ def render_plan(plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _training_limits(plan: dict[str, Any]) -> str:
+    """The longest sequence at the micro batch, and the largest micro batch at the sequence length; a
+    limit that is zero is said in words, not printed as "0 tokens"."""
+    batch, length = plan["batch"], plan["context"]
+    longest, micro = plan["max_context_that_fits"], plan["max_micro_batch_that_fits"]
+    return "; ".join([
+        f"longest sequence that fits at micro batch {batch}: {longest:,} tokens" if longest
+        else f"no sequence length fits at micro batch {batch}",
+        f"largest micro batch at {length:,} tokens: {micro:,}" if micro else f"no micro batch fits at {length:,} tokens",
+    ])
+
+
 def fit_sentences(plan: dict[str, Any]) -> list[str]:
     """Whether it fits, by how much (hundredths of a GiB: a budget is decided by small margins), and
     the roofline speed only for a configuration that fits."""
@@ -78,8 +90,7 @@ def fit_sentences(plan: dict[str, Any]) -> list[str]:
         lines = [f"does not fit on {plan['gpu']}: {margin} ({output.gib(total - budget, 2)} over)"]
     largest = plan["max_context_that_fits"]
     if plan["finetune"]:
-        lines.append(f"longest sequence that fits: {largest:,} tokens at micro batch {plan['batch']}; largest "
-                     f"micro batch at {plan['context']:,} tokens: {plan['max_micro_batch_that_fits']:,}")
+        lines.append(_training_limits(plan))
     else:
         lines.append(f"largest context that fits: {largest:,} tokens" if largest
                      else "does not fit at any context")

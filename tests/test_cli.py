@@ -225,3 +225,14 @@ def test_option_help_lists_recipes_explains_emulation_and_quants_per_backend():
     for backend, quant in (("vLLM", "fp8"), ("transformers", "nf4"), ("llama.cpp", "q4_k_m")):
         assert backend in run["--quant"] and quant in run["--quant"]
     assert "[default: bf16]" in run["--quant"] and "[default: 8; x>=1]" in run["--batch"]
+
+
+def test_plan_says_in_words_what_does_not_fit(run_bench):
+    """No limit printed as 0: a fine-tune that fits at no length says so, beside the floor it rests on."""
+    proc = run_bench("plan", "llama-4-maverick", "--gpu", "4090", "--finetune", "qlora-sft")
+    assert proc.returncode == 0, proc.stderr
+    assert "no sequence length fits at micro batch 1; no micro batch fits at 2,048 tokens" in proc.stdout
+    assert ": 0 tokens" not in proc.stdout and "tokens: 0" not in proc.stdout
+    assert "even with experts packed at 4 bits" in " ".join(proc.stdout.split())
+    fits = run_bench("plan", "mistral-3b", "--gpu", "4090", "--finetune", "qlora-sft").stdout
+    assert "longest sequence that fits at micro batch 1: " in fits and "largest micro batch at 2,048 tokens: " in fits
