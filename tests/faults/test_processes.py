@@ -4,10 +4,12 @@ run that ended leaves its record."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
 
+import psutil
 import pytest
 
 from tests.conftest import ROOT
@@ -86,3 +88,21 @@ def test_a_record_survives_when_the_parent_is_killed_after_writing(tmp_path, fau
     records = valid_records(tmp_path / "results")
     fault.lost_records = 1 - len(records)
     assert records[0].metrics["decode_tokens_per_s"].value == 42.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+def test_kill_9_of_bench_takes_vllm_s_engine_core_with_it(tmp_path, fault):
+    """The case that matters: vLLM's EngineCore, started by bench's child, must not outlive `bench run`."""
+    proc = bench_process("run", "tiny-llama", "--device", "cpu", "--backend", "vllm", "--batch", "1", "--prompt-len",
+                         "4", "--output-len", "2", "--iterations", "1", "--min-duration", "0", "--results-dir",
+                         str(tmp_path / "results"))
+
+    def engine_core_started():
+        tree = [p for p in psutil.Process(proc.pid).children(recursive=True)]
+        return tree if any("EngineCore" in p.name() for p in tree) else None
+
+    tree = wait_for(engine_core_started, timeout_s=120, what="vLLM's EngineCore")
+    proc.kill()
+    proc.wait(timeout=10)
+    fault.leftover_processes = len(alive([p.pid for p in tree]))
+    assert fault.leftover_processes == 0
