@@ -104,19 +104,22 @@ def _lora_branch_bytes_per_token(cfg: TextConfig, recipe: RecipeSpec, layer: int
     """What peft's LoRA branches save for backward per token (`tuners/lora/layer.py`, `Linear.forward`).
 
     Each branch runs `lora_B(lora_A(dropout(x)))` on `x` cast to the adapter's dtype, and lora_A keeps
-    its input: with dropout, the dropout's output in the adapter dtype plus its mask (a bool on CUDA's
-    fused kernel; on the CPU, torch's unfused dropout keeps a noise tensor in the input's dtype); without
-    dropout, the cast copy, or the module's own input when the dtypes agree (then shared by the modules that
-    read it: q, k and v one normed input, gate and up another). lora_B keeps lora_A's rank-wide output.
+    its input: with dropout, the dropout's output plus its mask (a bool on CUDA's fused kernel; on the
+    CPU, torch's unfused dropout keeps a noise tensor in the input's dtype); without dropout, the cast
+    copy, or the module's own input when the dtypes agree (then shared by the modules that read it: q, k
+    and v one normed input, gate and up another). On CUDA the trainer runs under bf16 autocast
+    (`TrainingArguments(bf16=True)`), so lora_A keeps its bf16 cast of that input; on the CPU, without
+    autocast, the input in the adapter's dtype. lora_B keeps lora_A's rank-wide output.
     """
     held, rank = trainable_dtype_bytes(recipe), recipe.rank or 0
+    kept = COMPUTE_BYTES if device == "cuda" else held
     mask = (held if device == "cpu" else 1) if recipe.dropout > 0 else 0
     copies_each = recipe.dropout > 0 or held != COMPUTE_BYTES
     total, shared = 0.0, {}
     for name, fan_in, _, copies in _adapted_modules(cfg, recipe, layer):
-        total += copies * rank * held
+        total += copies * rank * kept
         if copies_each:
-            total += copies * fan_in * (held + mask)
+            total += copies * fan_in * (kept + mask)
         elif copies:
             shared[MODULE_INPUTS[name]] = fan_in * COMPUTE_BYTES
     return total + sum(shared.values())
