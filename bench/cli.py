@@ -229,7 +229,7 @@ def finetune(
 ) -> None:
     """Fine-tune smoke test: starts, fits, lowers the loss, reloads.
 
-    The recipe starts, fits, lowers the loss, and leaves an adapter that loads. Examples:
+    The recipe starts, fits, lowers the loss, and leaves an adapter (a full fine-tune: the model) that loads. Examples:
     `bench finetune mistral-3-small --recipe qlora-sft --gpu 4090`,
     `bench finetune tiny-llama --recipe dpo --device cpu`.
     """
