@@ -157,3 +157,19 @@ def test_compare_exits_1_on_regression(tmp_path, run_bench):
     proc = run_bench("compare", str(before), str(slower))
     assert proc.returncode == 1 and "YES" in proc.stdout and "-16.7%" in proc.stdout
     assert run_bench("compare", str(before), str(steady)).returncode == 0  # -3.3% speed, +2.9% memory
+
+
+def test_a_claim_page_lists_the_newest_runs_and_counts_the_rest(tmp_path, run_bench):
+    from bench.report.claim_pages import OTHERS_SHOWN
+    from tests.report_records import gpu_inference, write_all
+
+    runs = [gpu_inference(f"20261101T0{i:05d}Z-inference-mistral-3b-{i:06x}", 50.0, 3.0,
+                          f"2026-11-01T{i // 60:02d}:{i % 60:02d}:00+00:00", model="mistral-3b", target="a100-80gb")
+            for i in range(OTHERS_SHOWN + 5)]
+    write_all(tmp_path / "results", runs)
+    proc = run_bench("report", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "out" / "claims" / "mistral-3b-fits-4gb-kv.html").read_text()
+    listed = [r.id for r in runs if r.id in page]
+    assert listed == [r.id for r in runs[-OTHERS_SHOWN:]]  # the newest
+    assert "5 older runs are in the" in page

@@ -21,6 +21,9 @@ from bench.results import RunRecord
 from bench.verdicts import Verdict
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
+# Rows a claim page lists in full: its best evidence, and the subject's newest other runs. A nightly
+# results folder holds thousands of runs of one model; the measurements table lists them all.
+EVIDENCE_SHOWN, OTHERS_SHOWN = 20, 10
 
 
 def page_name(claim_id: str) -> str | None:
@@ -40,6 +43,7 @@ def write_claim_pages(env: Environment, out_dir: Path, registry: Registry, verdi
     groups = tables.grouped(verdicts, claims)
     group_of = {cid: g for g in groups for cid in g.claim_ids}
     by_id = {r.id: r for r in records}
+    newest_first = sorted(records, key=lambda r: r.started_at, reverse=True)
     titles = {s.source: s.title for s in registry.claim_sources}
     (out_dir / "claims").mkdir(exist_ok=True)
     names = {}
@@ -47,9 +51,13 @@ def write_claim_pages(env: Environment, out_dir: Path, registry: Registry, verdi
         name = page_name(v.claim_id)
         if name is None:
             continue
-        evidence_ids = [i for i in v.evidence.get("records", []) if i in rows]
-        others = [r.id for r in records if r.model.id == v.subject and r.id not in evidence_ids]
-        context = {
+        evidence_ids = [i for i in v.evidence.get("records", []) if i in rows]  # best first
+        bearing = set(evidence_ids)
+        others = [r.id for r in newest_first if r.model.id == v.subject and r.id not in bearing]
+        more = {"evidence_more": max(len(evidence_ids) - EVIDENCE_SHOWN, 0),
+                "others_more": max(len(others) - OTHERS_SHOWN, 0)}
+        evidence_ids, others = evidence_ids[:EVIDENCE_SHOWN], others[:OTHERS_SHOWN]
+        context = {**more,
             "v": v, "claim": claims[v.claim_id], "page_title": titles[v.source],
             "page_link": page_links.get(v.source), "number": deciding_number(v, by_id),
             "repeats": [c for c in group_of[v.claim_id].claim_ids if c != v.claim_id],
