@@ -143,10 +143,10 @@ def verdicts(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> No
     From arithmetic and the records in the results directory.
     """
     from bench.results import iter_records
-    from bench.results import results_dir as resolve_results_dir
+    from bench.results import existing_results_dir
     from bench.verdicts import all_verdicts
 
-    results = all_verdicts(_registry(), list(iter_records(resolve_results_dir(results_dir))))
+    results = all_verdicts(_registry(), list(iter_records(existing_results_dir(results_dir))))
     if json_out:
         return output.emit_json([v.to_dict() for v in results])
     # A registry fact's source is a long address: `--json` and `bench cite` carry it, the table names the class.
@@ -195,12 +195,14 @@ def run(
     `bench run mistral-3b --backend llama.cpp --quant q4_k_m --gguf ./Ministral-3b-Q4_K_M.gguf --device cpu`.
     """
     from bench.inference_job import run_inference
+    from bench.results import check_writable
     from bench.results import results_dir as resolve_results_dir
 
     _check_choice("backend", backend, (None, "vllm", "transformers", "llama.cpp"))
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
     directory = resolve_results_dir(results_dir)
+    check_writable(directory, create=False)  # before any download or build: a record needs somewhere to go
     with session(verbose):
         record = run_inference(
             _registry(), model, gpu=gpu, backend=backend, quant=quant, weights=weights, device=device, batch=batch,
@@ -234,11 +236,13 @@ def finetune(
     `bench finetune tiny-llama --recipe dpo --device cpu`.
     """
     from bench.finetune_job import run_finetune
+    from bench.results import check_writable
     from bench.results import results_dir as resolve_results_dir
 
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
     directory = resolve_results_dir(results_dir)
+    check_writable(directory, create=False)  # before any download or build: a record needs somewhere to go
     with session(verbose):
         record = run_finetune(_registry(), model, recipe_name=recipe, gpu=gpu, steps=steps,
                               learning_rate=learning_rate, weights=weights,
@@ -268,12 +272,14 @@ def eval_(
     """
     from bench.eval_job import run_eval
     from bench.registry import default_config_dir
+    from bench.results import check_writable
     from bench.results import results_dir as resolve_results_dir
 
     _check_choice("backend", backend, ("vllm", "transformers"))
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
     directory = resolve_results_dir(results_dir)
+    check_writable(directory, create=False)  # before any download or build: a record needs somewhere to go
     with session(verbose):
         record = run_eval(_registry(), default_config_dir(), model, tasks=tasks, limit=limit,
                           num_fewshot=num_fewshot, backend=backend, weights=weights, device=device,
@@ -311,9 +317,9 @@ def results(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> Non
     Model, kind, status, key metrics, hardware, when.
     """
     from bench.record_output import results_table
-    from bench.results import results_dir as resolve_results_dir
+    from bench.results import existing_results_dir
 
-    print(results_table(resolve_results_dir(results_dir), json_out))
+    print(results_table(existing_results_dir(results_dir), json_out))
 
 
 @app.command()
@@ -327,11 +333,11 @@ def report(
     """
     from bench.registry import default_config_dir
     from bench.report.build import build_report
-    from bench.results import results_dir as resolve_results_dir
+    from bench.results import existing_results_dir
 
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: not a folder")
-    summary = build_report(_registry(), resolve_results_dir(results_dir), out, default_config_dir())
+    summary = build_report(_registry(), existing_results_dir(results_dir), out, default_config_dir())
     print(f"wrote {out / 'index.html'} and {len(summary.pages)} comparison pages from {summary.records} records"
           f" ({summary.regressions} regression(s))")
 
@@ -350,9 +356,9 @@ def cite(
     mistral-medium-3-apache-blurb --format markdown`.
     """
     from bench.report.cite import cite as make_citation
-    from bench.results import results_dir as resolve_results_dir
+    from bench.results import existing_results_dir
 
-    print(make_citation(_registry(), claim_or_record, resolve_results_dir(results_dir), fmt))
+    print(make_citation(_registry(), claim_or_record, existing_results_dir(results_dir), fmt))
 
 
 @app.command()

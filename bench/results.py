@@ -94,6 +94,17 @@ def results_dir(explicit: str | Path | None = None) -> Path:
     return Path(explicit or os.environ.get("BENCH_RESULTS_DIR") or "results")
 
 
+def existing_results_dir(explicit: str | Path | None = None) -> Path:
+    """The results folder a reading command reads: an explicit `--results-dir` must exist (a mistyped
+    one would read as "no results"); the default may be absent (nothing measured yet)."""
+    from bench.errors import UserError
+
+    directory = results_dir(explicit)
+    if explicit is not None and not directory.is_dir():
+        raise UserError(f"--results-dir {explicit}: no such folder")
+    return directory
+
+
 def new_record_id(kind: str, model_id: str, started: datetime) -> str:
     """``20261123T144501Z-inference-tiny-llama-3f2a1b``: sorts by start time (UTC), safe as a file name."""
     stamp = started.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")  # a naive time is taken as local
@@ -145,19 +156,26 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def check_writable(directory: Path) -> None:
-    """Refuse, before a run, a results folder that cannot take its record: the measurement would be lost."""
+def check_writable(directory: Path, create: bool = True) -> None:
+    """Refuse, before a run, a results folder that cannot take its record: the measurement would be lost.
+
+    With `create=False` (the command's first check, before any download or model build) a missing
+    folder is not made: its nearest existing parent must take the write, so bad input leaves nothing."""
     from bench.errors import UserError
 
     if directory.exists() and not directory.is_dir():
         raise UserError(f"results folder {directory} is a file, not a folder")
+    probe = directory
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):  # a real write: root ignores permission bits, not a ro mount
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
+        while not probe.exists():
+            probe = probe.parent
+        with tempfile.TemporaryFile(dir=probe):  # a real write: root ignores permission bits, not a ro mount
             pass
     except OSError as err:
         raise UserError(f"results folder {directory} is not writable ({err.strerror or err})") from None
-    free = shutil.disk_usage(directory).free
+    free = shutil.disk_usage(probe).free
     if free < MIN_FREE_BYTES:
         raise UserError(f"results folder {directory} has {free // 2**10} KiB free; a run needs at least "
                         f"{MIN_FREE_BYTES // 2**20} MiB") from None

@@ -60,6 +60,8 @@ CASES = [
     "eval mistal-3b --tasks smoke --device cpu",
     # readers
     "report --out {d}/afile", "cite nosuchclaim", "compare {d}/missing {d}", "compare {d} {d}/missing",
+    "verdicts --results-dir {d}/missing", "results --results-dir {d}/missing", "report --results-dir {d}/missing",
+    "cite mistral-3b-fits-4gb-kv --results-dir {d}/missing",
     # sweep
     "sweep {d}/missing.yaml", "sweep {d}/latin1.yaml", "sweep {d}/broken.yaml", "sweep {d}/list.yaml",
     "sweep {d}/unknown-model.yaml", "sweep {d}/bad-option.yaml", "sweep configs/sweeps/smoke.yaml --executor x",

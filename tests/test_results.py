@@ -180,3 +180,13 @@ def test_a_refused_write_goes_to_the_fallback_place_and_says_where(tmp_path, mon
     assert saved_path(record.id, blocked) == path
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: could not write the record") and str(path) in line
+
+
+def test_the_first_writability_check_makes_no_folder(tmp_path):
+    from bench.results import check_writable
+
+    target = tmp_path / "a" / "results"
+    check_writable(target, create=False)
+    assert not (tmp_path / "a").exists()  # bad input found after it leaves nothing behind
+    check_writable(target)
+    assert target.is_dir()
