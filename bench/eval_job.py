@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,6 +26,25 @@ def expand_tasks(registry_dir: Path, names: list[str]) -> list[str]:
     return tasks
 
 
+def check_task_names(tasks: list[str]) -> None:
+    """A task lm-eval does not know is bad input: refused here, before any model loads, not as a failed
+    run. bench's own smoke tasks need no lookup; any other name costs one index of lm-eval's tasks
+    (about 5 s of CPU), which a real eval's minutes dwarf."""
+    from bench.evals.smoke_tasks import SMOKE_TASKS
+
+    others = [t for t in tasks if t not in SMOKE_TASKS]
+    if not others:
+        return
+    from lm_eval.tasks import TaskManager
+
+    known = set(TaskManager().all_tasks)
+    unknown = [t for t in others if t not in known]
+    if unknown:
+        close = {t: difflib.get_close_matches(t, known, n=1) for t in unknown}
+        hints = "; ".join(f"{t} (did you mean {close[t][0]}?)" if close[t] else t for t in unknown)
+        raise UserError(f"lm-eval knows no task {hints}; suites: configs/evals/suites.yaml")
+
+
 def run_eval(registry: Registry, config_dir: Path, model_name: str, *, tasks: list[str], limit: int | None,
              num_fewshot: int | None, backend: str, weights: str | None, device: str, results_dir: Path,
              timeout_s: float, labels: dict[str, str] | None = None):
@@ -36,6 +56,7 @@ def run_eval(registry: Registry, config_dir: Path, model_name: str, *, tasks: li
     expanded = expand_tasks(config_dir, tasks)
     if not expanded:
         raise UserError("--tasks names no task")
+    check_task_names(expanded)
     spec_weights = prepare_weights(model, weights)
     cfg = model.architecture
     max_len = min(EVAL_CONTEXT, cfg.max_position_embeddings)

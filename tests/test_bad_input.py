@@ -57,7 +57,7 @@ CASES = [
     "eval tiny-llama --device cpu", "eval tiny-llama --tasks smoke --limit 0 --device cpu",
     "eval tiny-llama --tasks smoke --limit -1 --device cpu", "eval tiny-llama --tasks smoke --num-fewshot -1 --device cpu",
     "eval tiny-llama --tasks smoke --backend x --device cpu", "eval tiny-llama --tasks smoke --device tpu",
-    "eval mistal-3b --tasks smoke --device cpu",
+    "eval mistal-3b --tasks smoke --device cpu", "eval tiny-llama --tasks arc_challeng --device cpu",
     # readers
     "report --out {d}/afile", "cite nosuchclaim", "compare {d}/missing {d}", "compare {d} {d}/missing",
     "verdicts --results-dir {d}/missing", "results --results-dir {d}/missing", "report --results-dir {d}/missing",
