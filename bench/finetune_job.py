@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.estimate.params import count_params
-from bench.estimate.training import training_memory
+from bench.estimate.training import lora_params, training_memory
 from bench.finetune_data import check_rows, load_rows
 from bench.registry import Registry
 from bench.runner import check_device, execute, installed_engines, prepare_weights, resolve_model
@@ -43,6 +43,9 @@ def run_finetune(registry: Registry, model_name: str, *, recipe_name: str, gpu: 
     extra = model.spec.extra_params if model.spec else 0
     estimate = training_memory(cfg, count_params(cfg, extra), recipe, int((target.runtime_overhead_gib if target
                                else 1.0) * 2**30), target.budget_bytes if target else None)
+    if recipe.method != "full" and lora_params(cfg, recipe) == 0:
+        raise UserError(f"recipe {recipe.id} adapts no module of {model.id} (target_modules "
+                        f"{', '.join(recipe.target_modules)}; moe_targets {', '.join(recipe.moe_targets)})")
     # The adapter is saved, measured and loaded back inside the run; nothing reads it afterwards.
     scratch = Path(tempfile.mkdtemp(prefix=f"bench-{recipe.id}-"))
     settings = FinetuneSettings(

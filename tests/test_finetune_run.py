@@ -116,3 +116,14 @@ def test_a_refused_recipe_setting_is_one_line_before_any_run(registry, tmp_path,
         run_finetune(registry, "tiny-llama", recipe_name="lora-sft", gpu=None, steps=1, learning_rate=None,
                      weights=None, dataset=None, device="cpu", results_dir=tmp_path, timeout_s=60)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_recipe_that_adapts_nothing_in_the_model_is_refused(registry, tmp_path, monkeypatch):
+    from bench.errors import UserError
+    from bench.finetune_job import run_finetune
+
+    shared_only = registry.recipe("lora-sft").model_copy(update={"moe_targets": ["shared_experts"]})
+    monkeypatch.setattr(type(registry), "recipe", lambda self, name: shared_only)
+    with pytest.raises(UserError, match="adapts no module of tiny-mixtral"):  # no shared expert, no attention
+        run_finetune(registry, "tiny-mixtral", recipe_name="lora-sft", gpu=None, steps=1, learning_rate=None,
+                     weights=None, dataset=None, device="cpu", results_dir=tmp_path, timeout_s=60)

@@ -109,17 +109,38 @@ def _load_base(s: FinetuneSettings, reward: bool):
     return tokenizer, model
 
 
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def _moe_target_wanted(name: str, leaf: str, moe_targets: list[str]) -> bool:
+    """Whether a module of an MoE model is adapted under `moe_targets`, as the estimate counts it:
+    attention projections with `attention`, the shared expert's with `shared_experts`, a dense layer's
+    MLP always. Routed experts are fused 3-D parameters that no module name reaches."""
+    if leaf in ATTENTION_PROJECTIONS:
+        return "attention" in moe_targets
+    if "shared_expert" in name:
+        return "shared_experts" in moe_targets
+    return True
+
+
 def _lora_config(recipe: dict[str, Any], model: Any, reward: bool):
-    """The recipe's target modules that exist in this model; MoE routers are never targeted.
-    A full fine-tune has no adapter: (None, [])."""
+    """The recipe's target modules that exist in this model, and in an MoE model only those `moe_targets`
+    asks for (named in full, since a suffix like gate_proj names a shared expert and a dense MLP alike);
+    routers are never targeted. Returns the config and the targeted module kinds; a full fine-tune has
+    no adapter: (None, [])."""
     from peft import LoraConfig
 
     if recipe["method"] == "full":
         return None, []
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    targets = [t for t in recipe["target_modules"] if t in names]
+    text = model.config.get_text_config()
+    moe = bool(getattr(text, "num_local_experts", None) or getattr(text, "num_experts", None))
+    chosen = [name for name, _ in model.named_modules() if name.rsplit(".", 1)[-1] in recipe["target_modules"]
+              and (not moe or _moe_target_wanted(name, name.rsplit(".", 1)[-1], recipe["moe_targets"]))]
+    kinds = {name.rsplit(".", 1)[-1] for name in chosen}
+    targets = [t for t in recipe["target_modules"] if t in kinds]
     return LoraConfig(r=recipe["rank"], lora_alpha=recipe["alpha"], lora_dropout=recipe["dropout"],
-                      target_modules=targets, task_type="SEQ_CLS" if reward else "CAUSAL_LM"), targets
+                      target_modules=chosen if moe else targets,
+                      task_type="SEQ_CLS" if reward else "CAUSAL_LM"), targets
 
 
 def state_census(model: Any) -> dict[str, dict[str, int]]:
