@@ -154,7 +154,10 @@ class LiveDisplay(Display):
 
         super().__init__(verbose)
         self._spinner = Spinner("dots")
-        self._live = Live(console=console, get_renderable=self._render, refresh_per_second=4, transient=True)
+        # stderr writes are printed above the display; stdout is left alone, so what a command prints there
+        # stays on stdout (a pipe, a file) rather than joining the display's stream.
+        self._live = Live(console=console, get_renderable=self._render, refresh_per_second=4, transient=True,
+                          redirect_stdout=False)
         self._live.start()
 
     def _render(self) -> Any:
