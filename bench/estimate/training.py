@@ -170,15 +170,29 @@ def activation_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int, device: s
     return tokens * inputs, int(tokens * (widest + 2 * COMPUTE_BYTES * mlp_width_per_token(cfg)))
 
 
+def hf_loss_bytes_per_token(loss: str, sequences: int) -> tuple[int, int]:
+    """(forward, backward) peak of the plain Hugging Face loss, in bytes per token per vocabulary entry.
+
+    Forward, `hf` (transformers 5.19, `ForCausalLMLoss`): the model's output keeps the bf16 logits (2)
+    while the loss makes its fp32 copy (4) and cross-entropy's log-softmax, saved for backward (4).
+    `hf_legacy` (`LlamaForCausalLM.forward` before 4.46): the fp32 copy replaces the bf16 logits (4),
+    the loss shifts it with `.contiguous()`, a copy (4) only when there is more than one sequence (one
+    sequence's first T-1 rows are already contiguous), and the log-softmax (4). Backward, both: the
+    trainer has dropped the model's output, and nll_loss's gradient (4) and log-softmax's (4) sit beside
+    the saved log-softmax (4); the autograd engine frees each gradient once its consumer has run, so the
+    shift's and the upcast's gradients never join them. Held to `bench.loss_probe`'s measurement.
+    """
+    backward = 4 + 4 + 4
+    if loss == "hf":
+        return 2 + 4 + 4, backward
+    return 4 + (4 if sequences > 1 else 0) + 4, backward
+
+
 def logits_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int, sequences: int, device: str = "cuda") -> int:
     """The loss's buffers at their peak, by implementation.
 
-    * hf (transformers' `ForCausalLMLoss`): bf16 logits (2·V), their fp32 copy (`logits.float()`,
-      4·V), then cross-entropy's log-softmax, saved for backward (4·V): 10·V bytes per token.
-    * hf_legacy (transformers before 4.46, which published HF-trainer baselines ran): `LlamaForCausalLM.forward`
-      replaced its bf16 logits with an fp32 copy (4·V), the loss shifted them with a contiguous copy
-      (`logits[..., :-1, :].contiguous()`, 4·V) and cross-entropy saved its log-softmax (4·V): 12·V bytes
-      per token. (4.46 to 4.48 upcast inside the loss and so also kept the bf16 logits: 2·V more.)
+    * hf and hf_legacy (the plain Hugging Face loss, today's and before transformers 4.46): the larger
+      of the forward's and the backward's peak, `hf_loss_bytes_per_token`; the backward's, 12·V, in both.
     * chunked (torchtune): bf16 logits kept (2·V), each of 8 chunks upcast and log-softmaxed in turn.
     * fused_linear (trl 1.16's fused LM head, Liger): logits are never whole. trl keeps one bf16
       tile buffer of min(tokens, 4096) x 32768 columns (whatever the vocabulary), the fp32
@@ -192,10 +206,8 @@ def logits_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int, sequences: in
     if recipe.method == "reward":
         return 0
     v, h = cfg.vocab_size, cfg.hidden_size
-    if recipe.loss == "hf":
-        return tokens * v * (2 + 4 + 4)
-    if recipe.loss == "hf_legacy":
-        return tokens * v * (4 + 4 + 4)
+    if recipe.loss in ("hf", "hf_legacy"):
+        return tokens * v * max(hf_loss_bytes_per_token(recipe.loss, sequences))
     if recipe.loss == "chunked":
         return tokens * v * 2 + tokens * v * (4 + 4) // TORCHTUNE_CE_CHUNKS
     scored = min(tokens - sequences, FUSED_TOKEN_TILE)
