@@ -35,12 +35,14 @@ TORCHTUNE = ("pytorch/torchtune README.md, 'Memory and training speed' (Llama 3.
              "torch.compile; configs llama3_1/8B_*_single_device.yaml); torch's peak active memory")
 LLAMA_FACTORY = ("hiyouga/LLaMA-Factory wiki, 'Performance comparison' (edited 2024-04-15): Llama-2-7B, LoRA rank 8 "
                  "on all linear modules, FlashAttention-2, HF trainer; first table batch 4 x 1024 (16-bit and 4-bit), "
-                 "accumulation 2; second table 4-bit, batch 1, accumulation 4, A100-40GB; VRAM as the card reports it. LLaMA-Factory casts adapters "
-                 "to fp32 (src/llmtuner/model/adapter.py); transformers 4.40's loss (hf_legacy)")
+                 "accumulation 2; second table 4-bit, batch 1, accumulation 4, A100-40GB; VRAM as the card reports "
+                 "it. LLaMA-Factory casts adapters to fp32 (src/llmtuner/model/adapter.py); transformers 4.40's loss "
+                 "(hf_legacy)")
 UNSLOTH = ("unsloth.ai docs, 'Unsloth Benchmarks', Llama 3.1 (8B) max. context length, Hugging Face + FA2 column "
            "(December 2024): 4-bit QLoRA rank 32 on all linear layers, batch 1, sequences padded to the length; "
-           "fp32 adapters, 8-bit AdamW; transformers of that month (4.46-4.47) kept the bf16 logits beside what "
-           "hf_legacy counts (2 bytes x vocabulary per token more)")
+           "fp32 adapters, 8-bit AdamW; transformers of that month (4.46-4.47) upcast in the loss beside the bf16 "
+           "logits, which at one sequence peaks in the backward as hf_legacy does (12 bytes x vocabulary per token); "
+           "the longest sequence before the card ran out of memory")
 
 
 def recipe(**fields: Any) -> RecipeSpec:
