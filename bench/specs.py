@@ -160,9 +160,9 @@ class RecipeSpec(Strict):
         False, description="Each parameter stepped as its gradient arrives, so gradients are never all held")
     loss: Literal["hf", "hf_legacy", "chunked", "fused_linear"] = Field(
         "fused_linear", description="hf: the model's own cross-entropy over fp32 logits; hf_legacy: the same in "
-                                    "transformers before 4.46 (fp32 logits and a shifted fp32 copy); chunked: "
-                                    "torchtune's chunked cross-entropy; fused_linear: logits never materialised "
-                                    "(trl's fused LM head, Liger)")
+                                    "transformers before 4.46 (fp32 logits, shifted by a copy past one sequence); "
+                                    "chunked: torchtune's chunked cross-entropy; fused_linear: logits never "
+                                    "materialised (trl's fused LM head, Liger)")
     dpo_reference: Literal["adapter_off", "copy", "precomputed"] = Field(
         "adapter_off", description="DPO's reference: the base with the adapter off, a second frozen copy, or "
                                    "log-probs computed before training")
