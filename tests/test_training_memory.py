@@ -1,8 +1,9 @@
 """The training estimate against the trainer `bench finetune` runs, measured on this CPU.
 
-Each term is held to torch's allocator (bench.training_probe) on a small Llama shape,
-not to the estimator's own formula; the plan-level tests check the recipe settings reach
-the estimate and that impossible combinations are refused.
+Each term is held to torch's allocator (bench.training_probe) on a small Llama shape, and
+the plain Hugging Face losses bench finetune does not run to the same allocator on their own
+(bench.loss_probe), not to the estimator's own formula; the plan-level tests check the recipe
+settings reach the estimate and that impossible combinations are refused.
 """
 
 from __future__ import annotations
