@@ -459,6 +459,9 @@ def serve(
     quant: Annotated[str, typer.Option(help="MODEL: bf16, fp16, fp8, int4 (vLLM) or a GGUF type (llama.cpp).")]
     = "bf16",
     weights: WeightsOpt = None,
+    gguf: Annotated[Optional[str], typer.Option(
+        help="MODEL: a real GGUF file for llama.cpp's server, a local path or owner/repo:file.gguf@COMMIT "
+             "(sha256 checked and recorded). Default: bench's synthetic GGUF with --weights synthetic.")] = None,
     device: DeviceOpt = "cuda",
     gpu: Annotated[Optional[str], typer.Option(
         help="The card the server runs on (recorded; claims name it). Default: none.")] = None,
@@ -484,7 +487,7 @@ def serve(
                        output_len=output_len, duration=duration, min_requests=min_requests, warmup=warmup,
                        timeout=timeout, slo=(slo_ttft, slo_itl), served_model=served_model, model_id=model_id,
                        tokenizer=tokenizer, quant=quant, weights=weights, device=device, gpu=gpu,
-                       startup_timeout=startup_timeout, api_key_env=api_key_env, results_dir=directory)
+                       startup_timeout=startup_timeout, api_key_env=api_key_env, results_dir=directory, gguf=gguf)
     print(levels_table(record))
     _finish(record, directory)
 

@@ -96,3 +96,27 @@ def test_a_url_where_nothing_listens_is_one_line(run_bench, tmp_path):
 
     done = run_bench("serve", f"http://127.0.0.1:{free_port()}", "--results-dir", str(tmp_path))
     assert done.returncode == 2 and "no OpenAI-compatible server answers" in done.stderr
+
+
+def test_a_real_gguf_file_is_served_and_recorded_with_its_sha256(run_bench, registry, tmp_path, monkeypatch):
+    import hashlib
+    import shutil
+
+    from bench import synthetic_gguf
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    real = tmp_path / "tiny-llama-Q4_K_M.gguf"
+    shutil.copy(synthetic_gguf.ensure(registry.model("tiny-llama"), "q4_k_m"), real)
+    wrong = run_bench("serve", "mistral-3b", "--gguf", str(real), "--quant", "q4_k_m", "--device", "cpu",
+                      "--results-dir", str(tmp_path / "results"))
+    assert wrong.returncode == 2 and "is not mistral-3b" in wrong.stderr
+    url = run_bench("serve", "http://127.0.0.1:9", "--gguf", str(real), "--results-dir", str(tmp_path / "results"))
+    assert url.returncode == 2 and "--gguf names the file for a server bench starts" in url.stderr
+    done = run_bench("serve", "tiny-llama", "--gguf", str(real), "--quant", "q4_k_m", "--device", "cpu",
+                     "--concurrency", "1", "--prompt-len", "16", "--output-len", "4", "--duration", "0.3",
+                     "--min-requests", "2", "--warmup", "1", "--results-dir", str(tmp_path / "results"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    (record,) = list(iter_records(tmp_path / "results"))
+    assert record.model.weights == "real" and record.details["levels"][0]["errors"] == 0
+    recorded = record.details["gguf_file"]
+    assert recorded["sha256"] == hashlib.sha256(real.read_bytes()).hexdigest() and recorded["source"] == "local"

@@ -45,7 +45,7 @@ def serve_url(url: str, settings: SweepSettings, *, served_model: str | None, mo
 
 def serve_model(registry: Registry, model_name: str, settings: SweepSettings, *, quant: str, weights: str | None,
                 device: str, gpu: str | None, tokenizer: str | None, startup_timeout_s: float,
-                api_key_env: str, results_dir: Path):
+                api_key_env: str, results_dir: Path, gguf: str | None = None):
     """Start the server for a registry model on loopback, sweep it, stop it; one record either way."""
     from bench.environment import parent_view_of_hardware
     from bench.estimate.gguf import GGUF_QUANTS
@@ -55,7 +55,7 @@ def serve_model(registry: Registry, model_name: str, settings: SweepSettings, *,
 
     model = resolve_model(registry, model_name)
     target = registry.gpu(gpu) if gpu else None
-    kind = "llama.cpp" if quant in GGUF_QUANTS else "vllm"
+    kind = "llama.cpp" if quant in GGUF_QUANTS or gguf else "vllm"
     cap = check_device(device, target, model.id, on_device_budget=kind == "llama.cpp")
     if cap.emulated:
         raise UserError(f"bench serve does not cap a server's memory: run it on the {target.id} itself, or "
@@ -64,8 +64,11 @@ def serve_model(registry: Registry, model_name: str, settings: SweepSettings, *,
     if max_len > model.architecture.max_position_embeddings:
         raise UserError(f"{max_len} tokens exceed {model.id}'s maximum of {model.architecture.max_position_embeddings}")
     widest = max(level.concurrency or 1 for level in settings.levels)
+    gguf_file = None
     if kind == "llama.cpp":
-        checkout = _synthetic_gguf(model, weights, quant)
+        from bench.inference_job import gguf_weights
+
+        checkout, gguf_file = gguf_weights(model, weights, quant, gguf)
     else:
         if quant not in ("bf16", "fp16", "fp8", "int4"):
             raise UserError(f"vLLM serves bf16, fp16, fp8 and int4; {quant} is a bitsandbytes quant "
@@ -89,6 +92,8 @@ def serve_model(registry: Registry, model_name: str, settings: SweepSettings, *,
     endpoint = Endpoint(f"http://{servers.LOOPBACK}:{port}", auth_headers(api_key_env), model.id,
                         {"kind": kind, "started_by_bench": True, "args": spec.args[1:]})
     outcome, error, extra = None, None, {"server_log": log_path.name, "quant": quant}
+    if gguf_file is not None:
+        extra["gguf_file"] = gguf_file.to_dict()  # a real file's source, revision, bytes and sha256
     try:
         with servers.running(spec, log_path, startup_timeout_s, port) as running:
             extra["startup_s"] = running.startup_s
@@ -102,19 +107,6 @@ def serve_model(registry: Registry, model_name: str, settings: SweepSettings, *,
                               model_ref=model_ref, hardware=hardware, results_dir=results_dir, started=started,
                               duration_s=_since(clock), api_key_env=api_key_env, extra_details=extra,
                               record_id=record_id)
-
-
-def _synthetic_gguf(model, weights: str | None, quant: str):
-    """The GGUF llama.cpp's server loads: for now bench's synthetic file (random weights, real shapes)."""
-    from bench import synthetic_gguf
-    from bench.runner import Weights, weights_kind
-
-    if model.spec is None or weights_kind(model, weights) != "synthetic":
-        raise UserError("bench serves a GGUF quant from its synthetic file only: give a registry model and "
-                        "--weights synthetic, or start llama.cpp's server yourself and give its URL")
-    spec = model.spec
-    return Weights(str(synthetic_gguf.ensure(spec, quant)), "synthetic", spec.repo,
-                   spec.revision if spec.repo else None, None)
 
 
 def _reported_or_installed(version: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -153,7 +145,7 @@ def run_serve(registry_loader, target: str, concurrency: list[int], rate: list[f
               output_len: int, duration: float, min_requests: int, warmup: int, timeout: float,
               slo: tuple[float, float], served_model: str | None, model_id: str | None, tokenizer: str | None,
               quant: str, weights: str | None, device: str, gpu: str | None, startup_timeout: float,
-              api_key_env: str, results_dir: Path):
+              api_key_env: str, results_dir: Path, gguf: str | None = None):
     """The command's body: check the input, then sweep a URL or a model's server; returns the written record.
 
     `registry_loader` is called only when needed: a URL needs no registry unless it names one of its models.
@@ -166,6 +158,8 @@ def run_serve(registry_loader, target: str, concurrency: list[int], rate: list[f
                              min_duration_s=duration, min_requests=min_requests, warmup=warmup, timeout_s=timeout,
                              slo=Slo(*slo))
     if is_url(target):
+        if gguf:
+            raise UserError("--gguf names the file for a server bench starts; a URL's server has its own")
         registry = registry_loader() if (gpu or model_id) else None
         return serve_url(target, settings, served_model=served_model,
                          model_id=registry.model(model_id).id if model_id else None, tokenizer=tokenizer,
@@ -174,7 +168,7 @@ def run_serve(registry_loader, target: str, concurrency: list[int], rate: list[f
         raise UserError("--served-model and --model-id name what a URL serves; a registry model is served by bench")
     return serve_model(registry_loader(), target, settings, quant=quant, weights=weights, device=device, gpu=gpu,
                        tokenizer=tokenizer, startup_timeout_s=startup_timeout, api_key_env=api_key_env,
-                       results_dir=results_dir)
+                       results_dir=results_dir, gguf=gguf)
 
 
 def levels_table(record) -> str:
