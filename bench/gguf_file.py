@@ -35,13 +35,10 @@ class GgufFile:
     bytes: int
     architecture: str
     quant: str | None  # general.file_type as bench names it (q4_k_m, ...)
+    shape: dict[str, int | None]  # layers, hidden size and vocabulary, as the header gives them
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def is_hub_source(source: str) -> bool:
-    return HUB_SOURCE.match(source) is not None
 
 
 def sha256_of(path: Path) -> str:
@@ -52,8 +49,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve(source: str) -> GgufFile:
-    """Fetch (hub) or find (local) the file, hash it and read its header."""
+def resolve(source: str, cfg: TextConfig, model_id: str, quant: str) -> GgufFile:
+    """Fetch (hub) or find (local) the file, hold its header to the model and quant it is run as, then
+    hash it: a wrong file is refused before its gigabytes are read."""
     match = HUB_SOURCE.match(source)
     if match:
         from bench import hub
@@ -68,38 +66,41 @@ def resolve(source: str) -> GgufFile:
         if not path.is_file():
             raise UserError(f"--gguf {source}: no such file")
         origin, repo, name, revision = "local", None, path.name, None
+    architecture, file_quant, shape = _header(path)
+    if file_quant != quant:
+        raise UserError(f"{name} is {file_quant}, not {quant}: pass --quant {file_quant}")
+    _check_shape(name, shape, cfg, model_id)
     digest = sha256_of(path)
     if expected is not None and digest != expected:
         raise UserError(f"{repo}:{name}@{revision[:12]}: the downloaded file's sha256 {digest[:16]}... is not the "
                         f"hub's {expected[:16]}...; delete it from the hub cache and run again")
-    architecture, quant = _header(path)
-    return GgufFile(str(path), origin, repo, name, revision, digest, path.stat().st_size, architecture, quant)
+    return GgufFile(str(path), origin, repo, name, revision, digest, path.stat().st_size, architecture, file_quant,
+                    shape)
 
 
-def check_shapes(path: str, cfg: TextConfig, model_id: str) -> None:
+def _check_shape(name: str, shape: dict[str, int | None], cfg: TextConfig, model_id: str) -> None:
     """The file must be the model it is run as: same depth, width and vocabulary."""
-    import gguf
-
-    reader = gguf.GGUFReader(path)
-    arch = _field(reader, gguf.Keys.General.ARCHITECTURE)
-    found = {"layers": _field(reader, f"{arch}.block_count"), "hidden size": _field(reader, f"{arch}.embedding_length")}
-    tokens = reader.get_field(gguf.Keys.Tokenizer.LIST)
-    found["vocabulary"] = len(tokens.data) if tokens is not None else None
     wanted = {"layers": cfg.num_hidden_layers, "hidden size": cfg.hidden_size, "vocabulary": cfg.vocab_size}
-    wrong = [f"{name} {found[name]} (not {wanted[name]})" for name in wanted
-             if found[name] is not None and int(found[name]) != wanted[name]]
+    wrong = [f"{key} {shape[key]} (not {wanted[key]})" for key in wanted
+             if shape[key] is not None and shape[key] != wanted[key]]
     if wrong:
-        raise UserError(f"{Path(path).name} is not {model_id}: its {', '.join(wrong)}")
+        raise UserError(f"{name} is not {model_id}: its {', '.join(wrong)}")
 
 
-def _header(path: Path) -> tuple[str, str | None]:
+def _header(path: Path) -> tuple[str, str | None, dict[str, int | None]]:
+    """Architecture, quant and shape, from one read of the header."""
     import gguf
 
-    from bench.synthetic_gguf import file_type
+    from bench.synthetic_gguf import reader_file_type
 
     try:
         reader = gguf.GGUFReader(path)
-        return str(_field(reader, gguf.Keys.General.ARCHITECTURE)), file_type(path)
+        arch = str(_field(reader, gguf.Keys.General.ARCHITECTURE))
+        layers, hidden = _field(reader, f"{arch}.block_count"), _field(reader, f"{arch}.embedding_length")
+        tokens = reader.get_field(gguf.Keys.Tokenizer.LIST)
+        shape = {"layers": None if layers is None else int(layers), "hidden size": None if hidden is None else
+                 int(hidden), "vocabulary": len(tokens.data) if tokens is not None else None}
+        return arch, reader_file_type(reader), shape
     except (ValueError, KeyError, IndexError, OSError) as err:
         raise UserError(f"{path.name} is not a readable GGUF file ({type(err).__name__}: {err})") from None
 

@@ -87,12 +87,9 @@ def gguf_weights(model, weights: str | None, quant: str, gguf: str | None) -> tu
     if gguf is not None:
         if weights == "synthetic":
             raise UserError("--gguf names a real file: drop --weights synthetic")
-        from bench.gguf_file import check_shapes, resolve
+        from bench.gguf_file import resolve
 
-        found = resolve(gguf)
-        if found.quant != quant:
-            raise UserError(f"{found.file} is {found.quant}, not {quant}: pass --quant {found.quant}")
-        check_shapes(found.path, model.architecture, model.id)
+        found = resolve(gguf, model.architecture, model.id, quant)
         return Weights(found.path, "real", found.repo, found.revision, found.revision), found
     if weights_kind(model, weights) != "synthetic":
         raise UserError(f"--backend llama.cpp runs {model.id} from a GGUF file: give --gguf PATH or "

@@ -277,7 +277,13 @@ def file_type(path: str | Path) -> str | None:
     """The GGUF's `general.file_type` as bench names it (q4_k_m, ...), or None when absent."""
     import gguf
 
-    reader = gguf.GGUFReader(path)
+    return reader_file_type(gguf.GGUFReader(path))
+
+
+def reader_file_type(reader) -> str | None:
+    """`file_type` of a header already read (a `gguf.GGUFReader`)."""
+    import gguf
+
     field = reader.get_field(gguf.Keys.General.FILE_TYPE)
     if field is None:
         return None

@@ -329,7 +329,7 @@ def test_a_gguf_that_is_not_the_model_or_not_a_gguf_is_one_line_exit_2(run_bench
     assert expected in proc.stderr and not (tmp_path / "results").exists()
 
 
-def test_a_pinned_hub_file_is_found_through_the_hub_cache(tiny_gguf, tmp_path, monkeypatch):
+def test_a_pinned_hub_file_is_found_through_the_hub_cache(tiny_gguf, registry, tmp_path, monkeypatch):
     """The hub is unreachable here: the real hub download code reads the standard cache layout offline."""
     import shutil
 
@@ -343,7 +343,8 @@ def test_a_pinned_hub_file_is_found_through_the_hub_cache(tiny_gguf, tmp_path, m
     shutil.copy(tiny_gguf, snapshot / "tiny-Q4_K_M.gguf")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    found = resolve(f"someone/tiny-GGUF:tiny-Q4_K_M.gguf@{commit}")
+    found = resolve(f"someone/tiny-GGUF:tiny-Q4_K_M.gguf@{commit}", registry.model(MODEL).architecture, MODEL,
+                    "q4_k_m")
     assert (found.source, found.repo, found.file, found.revision) == ("hub", "someone/tiny-GGUF",
                                                                       "tiny-Q4_K_M.gguf", commit)
     assert found.sha256 == sha256_of(tiny_gguf) and found.quant == "q4_k_m"
