@@ -7,6 +7,7 @@ itself (records checked by reading them back, processes by pid) and must be 0 fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -64,11 +65,9 @@ def alive(pids, within_s: float = 5.0) -> list[int]:
     while True:
         left = []
         for pid in pids:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
                     left.append(pid)
-            except psutil.NoSuchProcess:
-                pass
         if not left or time.monotonic() >= deadline:
             for pid in left:  # do not leave them to the next test
                 psutil.Process(pid).kill()

@@ -5,6 +5,7 @@ Each takes the `settings` dict that `bench.runner.execute` passes to every scena
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -44,13 +45,10 @@ def allocates_past_its_memory_limit(settings: dict) -> dict:
 
 def fills_the_results_folder(settings: dict) -> dict:
     """Use up the free space of the results folder during the run, as another job on the disk might."""
-    with open(Path(settings["results_dir"]) / "filler", "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 2**20)
-                handle.flush()
-        except OSError:
-            pass
+    with open(Path(settings["results_dir"]) / "filler", "wb") as handle, contextlib.suppress(OSError):
+        while True:  # until the disk is full
+            handle.write(b"\0" * 2**20)
+            handle.flush()
     return {"metrics": {"decode_tokens_per_s": {"value": 1.0, "unit": "tokens/s"}}}
 
 

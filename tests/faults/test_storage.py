@@ -22,33 +22,83 @@ def in_own_mount(script: str, env: dict[str, str]) -> subprocess.CompletedProces
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
 
 
-def test_a_read_only_results_folder_is_refused_before_the_run(tmp_path, fault):
+def test_a_read_only_results_folder_is_refused_before_the_run(tmp_path, fault, monkeypatch, capsys):
     results = tmp_path / "results"
     results.mkdir()
     bench = f"{PYTHON} -m bench.cli {' '.join(TINY_RUN)} --results-dir {results}"
     if TMPFS:
         proc = in_own_mount(f"mount -t tmpfs -o ro tmpfs {results} && exec {bench}", {})
+        code, out, err = proc.returncode, proc.stdout, proc.stderr
     elif os.geteuid() != 0:
         results.chmod(0o555)
         proc = subprocess.run(bench.split(), cwd=ROOT, capture_output=True, text=True, timeout=120)
-    else:
-        pytest.skip("root without user namespaces: no read-only folder can be made here")
-    assert proc.returncode == 2 and "not writable" in one_line(proc.stderr)
-    assert "peak memory" not in proc.stdout  # refused before, not after, the measurement
+        code, out, err = proc.returncode, proc.stdout, proc.stderr
+    else:  # root without user namespaces ignores permission bits: the folder's first write fails instead
+        code, out, err = _run_with_failing_folder_write(results, monkeypatch, capsys)
+    assert code == 2 and "not writable" in one_line(err)
+    assert "peak memory" not in out  # refused before, not after, the measurement
 
 
-@pytest.mark.skipif(not TMPFS, reason="no tmpfs mount here; the simulated write failure below covers the fallback")
-def test_a_folder_that_fills_during_the_run_keeps_the_record_in_the_fallback_place(tmp_path, fault):
+def _run_with_failing_folder_write(results, monkeypatch, capsys) -> tuple[int, str, str]:
+    """`bench run` in this process, with every file made in `results` failing as on a read-only mount."""
+    import errno
+    import sys
+    import tempfile
+
+    from bench import cli
+
+    real = tempfile.TemporaryFile
+
+    def read_only(*args, **kwargs):
+        if str(kwargs.get("dir", "")).startswith(str(results)):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("bench.results.tempfile.TemporaryFile", read_only)
+    monkeypatch.setattr(sys, "argv", ["bench", *TINY_RUN, "--results-dir", str(results)])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    captured = capsys.readouterr()
+    return ended.value.code, captured.out, captured.err
+
+
+def test_a_folder_that_fills_during_the_run_keeps_the_record_in_the_fallback_place(tmp_path, fault, monkeypatch,
+                                                                                    capsys):
     results, state = tmp_path / "results", tmp_path / "state"
     results.mkdir()
-    script = (f"mount -t tmpfs -o size=20m tmpfs {results} && {PYTHON} -m tests.faults.driver "
-              f"fills_the_results_folder {results} 60 results_dir={results}")
-    proc = in_own_mount(script, {"XDG_STATE_HOME": str(state)})
-    assert proc.returncode == 0, proc.stderr
-    assert "kept it at" in one_line(proc.stderr) and str(state) in proc.stderr
+    if TMPFS:
+        script = (f"mount -t tmpfs -o size=20m tmpfs {results} && {PYTHON} -m tests.faults.driver "
+                  f"fills_the_results_folder {results} 60 results_dir={results}")
+        proc = in_own_mount(script, {"XDG_STATE_HOME": str(state)})
+        code, err = proc.returncode, proc.stderr
+    else:  # no tmpfs to fill: the record's write into the results folder fails as on a full disk
+        code, err = _run_with_full_folder(results, state, monkeypatch, capsys)
+    assert code == 0, err
+    assert "kept it at" in one_line(err) and str(state) in err
     records = valid_records(state / "bench" / "unsaved-records")
     fault.lost_records = 1 - len(records)
     assert [r.status for r in records] == ["ok"]
+
+
+def _run_with_full_folder(results, state, monkeypatch, capsys) -> tuple[int, str]:
+    """The driver in this process, with the record's write into `results` failing for lack of space."""
+    import errno
+
+    import bench.results
+    from tests.faults.driver import main as run_driver
+
+    real = bench.results.write_record
+
+    def full(record, directory):
+        if directory == results:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(record, directory)
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setattr(bench.results, "write_record", full)
+    monkeypatch.setattr("sys.argv", ["driver", "returns_a_metric", str(results), "60"])
+    run_driver()
+    return 0, capsys.readouterr().err
 
 
 def test_a_failing_write_keeps_the_record_in_the_fallback_place(tmp_path, fault, monkeypatch):
