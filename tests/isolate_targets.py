@@ -109,3 +109,17 @@ def fails_like_an_engine_core(code: str) -> dict:
     exitcode = subprocess.run([sys.executable, "-c", code]).returncode
     raise RuntimeError(f"Engine core initialization failed. See root cause above. Failed core proc(s): "
                        f"{{'EngineCore': {exitcode}}}")
+
+
+def measures_within_an_address_limit(settings: dict, headroom_bytes: int) -> dict:
+    """bench's inference measurement with this process's address space capped `headroom_bytes` above what it
+    holds: an allocation past that fails whatever the kernel's overcommit policy would have granted."""
+    import resource
+
+    import psutil
+
+    from bench.scenarios.inference import measure
+
+    held = psutil.Process().memory_info().vms
+    resource.setrlimit(resource.RLIMIT_AS, (held + headroom_bytes, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    return measure(settings)

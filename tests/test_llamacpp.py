@@ -146,14 +146,19 @@ def test_a_context_beyond_the_model_is_one_line_exit_2(run_bench, tmp_path):
     assert "exceed" in proc.stderr
 
 
-def _measure_broken(path, tmp_path, n_ctx: int = 64) -> "object":
+def _measure_broken(path, tmp_path, n_ctx: int = 64, headroom_bytes: int | None = None) -> "object":
+    """bench's measurement of `path` in an isolated child; with `headroom_bytes`, the child's address space
+    is capped that far above what it holds."""
     from bench.isolate import run_isolated
 
     settings = {"backend": "llama.cpp", "vocab_size": 1024, "prompt_len": 4, "output_len": 2, "batch": 1,
                 "warmup": 0, "min_iterations": 1, "min_duration_s": 0, "throughput_runs": 1,
                 "engine": {"model_path": str(path), "device": "cpu", "quant": "q4_k_m", "max_model_len": n_ctx}}
-    return run_isolated("bench.scenarios.inference:measure", {"settings": settings}, 120,
-                        log_path=tmp_path / "run.log")
+    if headroom_bytes is None:
+        return run_isolated("bench.scenarios.inference:measure", {"settings": settings}, 120,
+                            log_path=tmp_path / "run.log")
+    return run_isolated("tests.isolate_targets:measures_within_an_address_limit",
+                        {"settings": settings, "headroom_bytes": headroom_bytes}, 120, log_path=tmp_path / "run.log")
 
 
 def test_a_truncated_gguf_is_a_recorded_error(tiny_gguf, tmp_path):
@@ -164,19 +169,18 @@ def test_a_truncated_gguf_is_a_recorded_error(tiny_gguf, tmp_path):
     assert "llama.cpp could not load truncated.gguf" in outcome.error
 
 
-def _overcommit_refuses_huge_allocations() -> bool:
-    try:
-        with open("/proc/sys/vm/overcommit_memory") as f:
-            return f.read().strip() in ("0", "2")  # heuristic or strict: a 128 GiB malloc fails at once
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _overcommit_refuses_huge_allocations(), reason="the kernel would grant 128 GiB and kill later")
 def test_a_kv_cache_that_cannot_be_allocated_is_a_recorded_oom(tiny_gguf, tmp_path):
-    outcome = _measure_broken(tiny_gguf, tmp_path, n_ctx=2**27)  # a 128 GiB KV cache: malloc refuses it
+    # A 128 GiB KV cache in a child capped 16 GiB above what it holds: ggml's buffer allocation is refused
+    # on any kernel (a smaller cap fails earlier, in llama.cpp's own per-cell tables, as std::bad_alloc).
+    outcome = _measure_broken(tiny_gguf, tmp_path, n_ctx=2**27, headroom_bytes=16 * 2**30)
     assert outcome.status == "oom"
     assert "could not make a context" in outcome.error and "failed to allocate" in outcome.error
+
+
+def test_a_context_whose_tables_cannot_be_allocated_is_a_recorded_oom(tiny_gguf, tmp_path):
+    # Capped 2 GiB above what it holds, the child fails before the KV buffer, in C++'s allocator.
+    outcome = _measure_broken(tiny_gguf, tmp_path, n_ctx=2**27, headroom_bytes=2 * 2**30)
+    assert outcome.status == "oom" and "std::bad_alloc" in outcome.error
 
 
 def test_an_architecture_llama_cpp_does_not_know_is_a_recorded_error(tmp_path):
