@@ -161,8 +161,10 @@ class LlamaCppBackend:
         if not self.ctx:
             error = load_error(_LOG[self._log_start:], s.model_path).replace("could not load",
                                                                              "could not make a context for")
-            # The KV cache or compute buffers did not fit: an out-of-memory, recorded as one.
-            raise (MemoryError if "failed to allocate" in error else RuntimeError)(error)
+            # The KV cache or compute buffers did not fit (ggml's buffer, or llama.cpp's own tables through
+            # C++'s allocator): an out-of-memory, recorded as one.
+            out_of_memory = "failed to allocate" in error or "bad_alloc" in error
+            raise (MemoryError if out_of_memory else RuntimeError)(error)
         vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
