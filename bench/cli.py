@@ -16,9 +16,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from bench import output
+from bench.backends.capabilities import ENGINE_QUANTS
 from bench.errors import UserError
-from bench.progress import session
+from bench.launch.progress import session
+from bench.report import terminal
 
 app = typer.Typer(
     help="Check claims about open-weight LLMs against arithmetic and measurement.",
@@ -31,6 +32,11 @@ app = typer.Typer(
 # click's UsageError, from the copy of click that typer carries: every bad-argument error derives from it.
 _UsageError = typer.BadParameter.__base__
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT; click returns it for a KeyboardInterrupt
+
+_VLLM, _HF, _GGUF = (", ".join(ENGINE_QUANTS[engine]["cuda"]) for engine in ("vllm", "transformers", "llama.cpp"))
+_RUN_QUANT_HELP = (f"{_VLLM} on vLLM (int4 from an AWQ/GPTQ repository); {_HF} on transformers (nf4 and int8 "
+                   f"through bitsandbytes); the GGUF types {_GGUF} on llama.cpp.")
+_SERVE_QUANT_HELP = f"MODEL: {_VLLM} (vLLM) or a GGUF type (llama.cpp: {_GGUF})."
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]
 GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help=(
@@ -56,7 +62,7 @@ TimeoutOpt = Annotated[Optional[float], typer.Option(
 
 
 def _registry():
-    from bench.registry import load_registry
+    from bench.config.registry import load_registry
 
     return load_registry()
 
@@ -64,7 +70,7 @@ def _registry():
 @app.command()
 def models(json_out: JsonOpt = False) -> None:
     """List the models of the registry with their parameter counts."""
-    from bench.plan import Subject
+    from bench.estimate.plan import Subject
 
     registry = _registry()
     rows = []
@@ -77,10 +83,10 @@ def models(json_out: JsonOpt = False) -> None:
                      "max_context": spec.architecture.max_position_embeddings,
                      "findings": [f.fact for f in spec.findings]})
     if json_out:
-        return output.emit_json(rows)
-    print(output.table(
+        return terminal.emit_json(rows)
+    print(terminal.table(
         ["id", "params", "active", "context", "license", "repo"],
-        [[r["id"], output.billions(r["params_total"]), output.billions(r["params_active"]), r["max_context"],
+        [[r["id"], terminal.billions(r["params_total"]), terminal.billions(r["params_active"]), r["max_context"],
           r["license"] + ("" if r["open_weights"] else " (no open weights)"),
           r["repo"] or ("built by bench" if r["synthetic"] else "-")] for r in rows]))
 
@@ -91,9 +97,9 @@ def gpus(json_out: JsonOpt = False) -> None:
     registry = _registry()
     specs = list(registry.hardware.values())
     if json_out:
-        return output.emit_json([{**s.model_dump(), "budget_bytes": s.budget_bytes,
+        return terminal.emit_json([{**s.model_dump(), "budget_bytes": s.budget_bytes,
                                   "cuda_memory_bytes": s.cuda_memory_bytes} for s in specs])
-    print(output.table(
+    print(terminal.table(
         ["id", "aliases", "memory", "CUDA offers", "bandwidth GB/s", "bf16 TFLOP/s", "class"],
         [[s.id, ",".join(s.aliases), (f"{s.device_count} x " if s.device_count > 1 else "") + f"{s.memory_gib:g} GiB",
           f"{s.cuda_memory_gib:g} GiB" if s.cuda_memory_gib else "-",
@@ -127,13 +133,13 @@ def plan(
     `bench plan mistral-3-small --gpu 4090`,
     `bench plan llama-4-scout --gpu 4090 --finetune qlora-sft`, `bench plan --claims`.
     """
-    from bench import plan_output
+    from bench.report import plan_text
 
     if claims:
-        return plan_output.print_claim_plans(_registry(), json_out)
+        return plan_text.print_claim_plans(_registry(), json_out)
     if (model is None) == (config is None):
         raise UserError("give a model id or --config PATH (one of them), or --claims")
-    plan_output.print_plan(_registry(), model, config, gpu, quant, context, batch, finetune, json_out)
+    plan_text.print_plan(_registry(), model, config, gpu, quant, context, batch, finetune, json_out)
 
 
 @app.command()
@@ -142,15 +148,14 @@ def verdicts(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> No
 
     From arithmetic and the records in the results directory.
     """
-    from bench.results import iter_records
-    from bench.results import existing_results_dir
-    from bench.verdicts import all_verdicts
+    from bench.records.store import existing_results_dir, iter_records
+    from bench.verdicts.decide import all_verdicts
 
     results = all_verdicts(_registry(), list(iter_records(existing_results_dir(results_dir))))
     if json_out:
-        return output.emit_json([v.to_dict() for v in results])
+        return terminal.emit_json([v.to_dict() for v in results])
     # A registry fact's source is a long address: `--json` and `bench cite` carry it, the table names the class.
-    print(output.table(["claim", "verdict", "evidence", "why"],
+    print(terminal.table(["claim", "verdict", "evidence", "why"],
                        [[v.claim_id, v.verdict, v.evidence_class.split(" (source:")[0], v.reason] for v in results],
                        keep=(0, 1)))
 
@@ -162,10 +167,7 @@ def run(
     backend: Annotated[Optional[str], typer.Option(
         help="vllm, transformers or llama.cpp (default: vllm; transformers for the bitsandbytes quants nf4 and "
              "int8; llama.cpp for the GGUF types).")] = None,
-    quant: Annotated[str, typer.Option(help="bf16, fp16; fp8 and int4 (an AWQ/GPTQ repository) on vLLM; "
-                                            "nf4 and int8 (bitsandbytes) on transformers; the GGUF types q4_0, "
-                                            "q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, q8_0, f16, bf16 on llama.cpp."
-                                       )] = "bf16",
+    quant: Annotated[str, typer.Option(help=_RUN_QUANT_HELP)] = "bf16",
     weights: WeightsOpt = None,
     gguf: Annotated[Optional[str], typer.Option(
         help="A real GGUF file for --backend llama.cpp: a local path, or owner/repo:file.gguf@COMMIT from the hub "
@@ -179,7 +181,7 @@ def run(
         min=2, help="Also run one request at this context length, in tokens. Default: none.")] = None,
     max_model_len: Annotated[Optional[int], typer.Option(
         min=2, help="The engine's context capacity in tokens (KV cache sized for it) without a request that fills "
-                    "it. Default: the longest the run needs (prompt + output, or --context).")] = None,
+                    "it. Default: the longest the run needs (prompt + terminal, or --context).")] = None,
     iterations: Annotated[int, typer.Option(min=1, help="Minimum batch-1 latency iterations.")] = 5,
     min_duration: Annotated[float, typer.Option(min=0, help="Minimum seconds of batch-1 latency runs.")] = 2.0,
     timeout: TimeoutOpt = None,
@@ -194,9 +196,9 @@ def run(
     `bench run mistral-3b --backend llama.cpp --quant q4_k_m --weights synthetic --device cpu`,
     `bench run mistral-3b --backend llama.cpp --quant q4_k_m --gguf ./Ministral-3b-Q4_K_M.gguf --device cpu`.
     """
-    from bench.inference_job import run_inference
-    from bench.results import check_writable
-    from bench.results import results_dir as resolve_results_dir
+    from bench.jobs.inference import run_inference
+    from bench.records.store import check_writable
+    from bench.records.store import results_dir as resolve_results_dir
 
     _check_choice("backend", backend, (None, "vllm", "transformers", "llama.cpp"))
     _check_choice("device", device, ("cuda", "cpu"))
@@ -235,9 +237,9 @@ def finetune(
     `bench finetune mistral-3-small --recipe qlora-sft --gpu 4090`,
     `bench finetune tiny-llama --recipe dpo --device cpu`.
     """
-    from bench.finetune_job import run_finetune
-    from bench.results import check_writable
-    from bench.results import results_dir as resolve_results_dir
+    from bench.jobs.finetune import run_finetune
+    from bench.records.store import check_writable
+    from bench.records.store import results_dir as resolve_results_dir
 
     _check_choice("device", device, ("cuda", "cpu"))
     _check_choice("weights", weights, (None, "real", "synthetic"))
@@ -270,10 +272,10 @@ def eval_(
 
     Example: `bench eval tiny-llama --tasks smoke --device cpu`.
     """
-    from bench.eval_job import run_eval
-    from bench.registry import default_config_dir
-    from bench.results import check_writable
-    from bench.results import results_dir as resolve_results_dir
+    from bench.config.registry import default_config_dir
+    from bench.jobs.eval import run_eval
+    from bench.records.store import check_writable
+    from bench.records.store import results_dir as resolve_results_dir
 
     _check_choice("backend", backend, ("vllm", "transformers"))
     _check_choice("device", device, ("cuda", "cpu"))
@@ -295,8 +297,8 @@ def _check_choice(option: str, value: Optional[str], allowed: tuple) -> None:
 
 def _finish(record, results_dir: Path) -> None:
     """Print the record's summary; when the run itself failed, one line on stderr and exit 1."""
-    from bench.record_output import error_line, render_record
-    from bench.results import saved_path
+    from bench.records.store import saved_path
+    from bench.report.record_text import error_line, render_record
 
     print(render_record(record))
     path = saved_path(record.id, results_dir)  # a fallback place when the results folder refused it
@@ -316,8 +318,8 @@ def results(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> Non
 
     Model, kind, status, key metrics, hardware, when.
     """
-    from bench.record_output import results_table
-    from bench.results import existing_results_dir
+    from bench.records.store import existing_results_dir
+    from bench.report.record_text import results_table
 
     print(results_table(existing_results_dir(results_dir), json_out))
 
@@ -331,9 +333,9 @@ def report(
 
     Every claim's verdict, measured tables, plots, provenance, regressions.
     """
-    from bench.registry import default_config_dir
+    from bench.config.registry import default_config_dir
+    from bench.records.store import existing_results_dir
     from bench.report.build import build_report
-    from bench.results import existing_results_dir
 
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: not a folder")
@@ -355,8 +357,8 @@ def cite(
     command that reproduces it; bench version and commit; record ids. Example: `bench cite
     mistral-medium-3-apache-blurb --format markdown`.
     """
+    from bench.records.store import existing_results_dir
     from bench.report.cite import cite as make_citation
-    from bench.results import existing_results_dir
 
     print(make_citation(_registry(), claim_or_record, existing_results_dir(results_dir), fmt))
 
@@ -370,9 +372,9 @@ def compare(
 
     Run by run: exit 1 when a speed or memory regression passes the thresholds.
     """
-    from bench.registry import default_config_dir
+    from bench.config.registry import default_config_dir
+    from bench.records.store import iter_records
     from bench.report.regressions import Thresholds, compare_sets, describe_key
-    from bench.results import iter_records
 
     for path in (baseline, candidate):
         if not path.is_dir():
@@ -382,7 +384,7 @@ def compare(
     if not changes:
         print("no configuration was run in both sets")
         return
-    print(output.table(["configuration", "metric", "before", "after", "change", "regression"],
+    print(terminal.table(["configuration", "metric", "before", "after", "change", "regression"],
                        [[describe_key(c.key), c.metric, f"{c.before:.4g}", f"{c.after:.4g}",
                          f"{c.relative:+.1%}", "YES" if c.regression else "no"] for c in changes]))
     if any(c.regression for c in changes):
@@ -407,9 +409,9 @@ def sweep(
     (the configuration does not fit), not a failure of the sweep. Cells whose card arithmetic
     already rules out are listed and not run.
     """
-    from bench.results import check_writable
-    from bench.results import results_dir as resolve_results_dir
-    from bench.sweep import expand, load_sweep, run_sweep, select_runner_cells
+    from bench.jobs.sweep import expand, load_sweep, run_sweep, select_runner_cells
+    from bench.records.store import check_writable
+    from bench.records.store import results_dir as resolve_results_dir
 
     _check_choice("executor", executor, ("local", "ray"))
     registry = _registry()
@@ -456,8 +458,7 @@ def serve(
         help="URL: the registry model the server serves (for claims). Default: none.")] = None,
     tokenizer: Annotated[Optional[str], typer.Option(
         help="A local tokenizer directory (default: the server's tokenize endpoint, else usage fields).")] = None,
-    quant: Annotated[str, typer.Option(help="MODEL: bf16, fp16, fp8, int4 (vLLM) or a GGUF type (llama.cpp).")]
-    = "bf16",
+    quant: Annotated[str, typer.Option(help=_SERVE_QUANT_HELP)] = "bf16",
     weights: WeightsOpt = None,
     gguf: Annotated[Optional[str], typer.Option(
         help="MODEL: a real GGUF file for llama.cpp's server, a local path or owner/repo:file.gguf@COMMIT "
@@ -476,8 +477,9 @@ def serve(
     `bench serve http://127.0.0.1:8000 --concurrency 1 --concurrency 8`,
     `bench serve tiny-llama --quant q4_k_m --device cpu --rate 2`.
     """
-    from bench.results import results_dir as resolve_results_dir
-    from bench.serve.command import levels_table, run_serve
+    from bench.records.store import results_dir as resolve_results_dir
+    from bench.report.serve import levels_table
+    from bench.serve.command import run_serve
 
     _check_choice("api", api, ("completions", "chat"))
     _check_choice("device", device, ("cuda", "cpu"))

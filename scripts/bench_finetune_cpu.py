@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.results import iter_records
+from bench.records.store import iter_records
 
 RECIPES = ("lora-sft", "dpo", "reward")
 

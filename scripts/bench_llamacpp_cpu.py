@@ -22,10 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.evidence import llamacpp_held_bytes
-from bench.plan import PlanRequest, Subject, make_plan
-from bench.registry import load_registry
-from bench.results import iter_records
+from bench.verdicts.evidence import llamacpp_held_bytes
+from bench.estimate.plan import PlanRequest, Subject, make_plan
+from bench.config.registry import load_registry
+from bench.records.store import iter_records
 
 # (model, context, edge budget the buffers are held against, or None)
 CELLS = [

@@ -36,12 +36,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.registry import load_registry
+from bench.config.registry import load_registry
 from bench.serve import server as servers
-from bench.serve.job import Endpoint, SweepSettings, run_sweep
+from bench.serve.measure import Endpoint, LoadSettings, run_levels
 from bench.serve.load import Level
 from bench.serve.prompts import server_counter
-from bench.stats import median
+from bench.records.stats import median
 
 MODEL = "tiny-llama"
 
@@ -82,9 +82,9 @@ def served_spec(hidden: int, layers: int):
 
 
 def bench_level(endpoint: Endpoint, concurrency: int, prompt_len: int, output_len: int, duration: float) -> dict:
-    settings = SweepSettings(levels=[Level(concurrency=concurrency)], prompt_len=prompt_len, output_len=output_len,
+    settings = LoadSettings(levels=[Level(concurrency=concurrency)], prompt_len=prompt_len, output_len=output_len,
                              min_duration_s=duration, min_requests=1, warmup=2, timeout_s=60.0)
-    return run_sweep(endpoint, settings)["levels"][0]
+    return run_levels(endpoint, settings)["levels"][0]
 
 
 FIGURES = ("TTFT p50 (ms)", "ITL p50 (ms)", "TPOT p50 (ms): bench's, guidellm's ITL", "e2e p50 (ms)",
@@ -143,11 +143,12 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=12, help="the served model's depth")
     args = parser.parse_args()
 
-    from bench import output, synthetic
-    from bench.inference_job import cpu_kv_budget
+    from bench.report import terminal
+    from bench.weights import synthetic_hf
+    from bench.jobs.runner import cpu_kv_budget
 
     spec = served_spec(args.hidden, args.layers)
-    model_dir = str(synthetic.build(spec, with_weights=True))
+    model_dir = str(synthetic_hf.build(spec, with_weights=True))
     from transformers import AutoTokenizer
 
     if len(AutoTokenizer.from_pretrained(model_dir)) < SERVED_VOCAB:
@@ -173,7 +174,7 @@ def main() -> None:
     print(f"vLLM, {MODEL}'s tokenizer at {args.hidden} wide x {args.layers} layers, on {servers.LOOPBACK}, "
           f"prompt {args.prompt_len} -> output {args.output_len} tokens, "
           f"{args.rounds} rounds of {args.duration:g} s per level and tool")
-    print(output.table(["level", "figure", "bench", "guidellm", "bench / guidellm", "per-round ratios"], table))
+    print(terminal.table(["level", "figure", "bench", "guidellm", "bench / guidellm", "per-round ratios"], table))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from typing import Any
 
 from bench.estimate.params import count_params
 from bench.estimate.training import training_memory
-from bench.hfconfig import TextConfig
-from bench.output import table
-from bench.specs import RecipeSpec
+from bench.config.hfconfig import TextConfig
+from bench.report.terminal import table
+from bench.config.specs import RecipeSpec
 
 GIB, TOLERANCE = 2**30, 0.15
 # config.json of meta-llama/Llama-3.1-8B and meta-llama/Llama-2-7b-hf (architecture facts).

@@ -67,7 +67,7 @@ def check_report(report: Path, screenshots: Path, expect_text: str | None = None
 
 
 def _records(report: Path) -> list:
-    from bench.results import RunRecord
+    from bench.records.schema import RunRecord
 
     return [RunRecord.model_validate_json(p.read_text()) for p in sorted((report / "records").glob("*.json"))]
 
@@ -82,8 +82,8 @@ def _check_counts(page, report: Path) -> list[str]:
     """The index's totals per verdict word against the verdicts computed here from the report's records."""
     from collections import Counter
 
-    from bench.registry import load_registry
-    from bench.verdicts import all_verdicts
+    from bench.config.registry import load_registry
+    from bench.verdicts.decide import all_verdicts
 
     expected = Counter(v.verdict for v in all_verdicts(load_registry(), _records(report)))
     shown = page.eval_on_selector_all("td[data-total]", "els => els.map(e => [e.dataset.total, e.innerText])")
@@ -95,7 +95,7 @@ def _check_counts(page, report: Path) -> list[str]:
 
 def _check_measured(page, report: Path, html: Path) -> list[str]:
     """Each TTFT cell the page shows, against the TTFT of the record its row links to."""
-    from bench.output import seconds
+    from bench.report.terminal import seconds
 
     cells = page.eval_on_selector_all(
         "table.measured tr", "rows => rows.filter(r => r.querySelector('td[data-metric=ttft_s]')).map(r => "

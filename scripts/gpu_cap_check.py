@@ -2,7 +2,7 @@
 
     python scripts/gpu_cap_check.py --gpu rtx-4090 --gpu edge-4gb --out results/gpu/checks
 
-Each check runs in its own process (bench.cap_check) and appends a JSON line to cap-checks.jsonl (JSON
+Each check runs in its own process (bench.calibration.cap_check) and appends a JSON line to cap-checks.jsonl (JSON
 Lines, so that record readers, which take *.json, pass it by); the table compares what
 the capped card offered (allocator reserve at the refusal + the CUDA context) with the target's CUDA
 memory. Exit 1 when one is off by more than 2%.
@@ -16,9 +16,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.environment import parent_view_of_hardware, software_versions
-from bench.isolate import run_isolated
-from bench.registry import load_registry
+from bench.launch.environment import parent_view_of_hardware, software_versions
+from bench.launch.isolate import run_isolated
+from bench.config.registry import load_registry
 
 
 def main() -> int:
@@ -32,7 +32,7 @@ def main() -> int:
     print(f"{'target':<12} {'target CUDA GiB':>15} {'context MiB':>11} {'offered GiB':>11} {'error':>7}  within 2%")
     for name in args.gpu:
         target = registry.gpu(name)
-        outcome = run_isolated("bench.cap_check:allocate_until_oom", {"target_cuda_bytes": target.cuda_memory_bytes},
+        outcome = run_isolated("bench.calibration.cap_check:allocate_until_oom", {"target_cuda_bytes": target.cuda_memory_bytes},
                                600)
         result = {"check": "emulation-cap", "target": target.id, "status": outcome.status, "error": outcome.error,
                   "at": datetime.now(timezone.utc).isoformat(), "result": outcome.value,

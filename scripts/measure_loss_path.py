@@ -3,7 +3,7 @@
 For each loss (`hf`, today's transformers; `hf_legacy`, before 4.46), each vocabulary of the
 published HF-trainer calibration rows (Llama 2's 32,000, Llama 3's 128,256) and one or two
 sequences, runs the loss's op sequence on a 64-wide bf16 LM head at two lengths
-(`bench.loss_probe`) and prints the forward's and the backward's peak per token, in bytes per
+(`bench.calibration.loss_probe`) and prints the forward's and the backward's peak per token, in bytes per
 vocabulary entry, beside `hf_loss_bytes_per_token`. Exits 1 when one is more than 2% off.
 
     .venv/bin/python scripts/measure_loss_path.py
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 
 from bench.estimate.training import hf_loss_bytes_per_token
-from bench.loss_probe import HF_LOSSES, bytes_per_token_and_vocab
-from bench.output import table
+from bench.calibration.loss_probe import HF_LOSSES, bytes_per_token_and_vocab
+from bench.report.terminal import table
 
 VOCABS, SHORT, LONG, TOLERANCE = (32000, 128256), 256, 512, 0.02
 

@@ -15,10 +15,10 @@ import sys
 
 from bench.estimate.params import count_params
 from bench.estimate.training import training_memory
-from bench.hfconfig import TextConfig
-from bench.output import table
-from bench.registry import load_registry
-from bench.training_probe import measure_training
+from bench.config.hfconfig import TextConfig
+from bench.report.terminal import table
+from bench.config.registry import load_registry
+from bench.calibration.training_probe import measure_training
 
 # Llama 3.2 1B's shape (config.json of meta-llama/Llama-3.2-1B), a small Mixtral-class MoE,
 # and SmolLM2-135M's shape for the full fine-tune (16 bytes a parameter of a 1B model would

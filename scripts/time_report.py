@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.results import Metric, ModelRef, RunRecord, write_record
+from bench.records.schema import Metric, ModelRef, RunRecord
+from bench.records.store import write_record
 
 MODELS = ["mistral-3b", "mistral-small-22b", "mistral-3-small", "mixtral-8x22b", "llama-4-scout"]
 CARDS = ["rtx-4090", "a100-80gb", "h100-80gb", "l40s"]

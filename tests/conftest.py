@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from bench.registry import load_registry
-
-ROOT = Path(__file__).resolve().parent.parent
+from bench.config.registry import load_registry
+from tests.helpers.paths import ROOT
 
 
 @pytest.fixture(scope="session")

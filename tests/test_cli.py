@@ -9,22 +9,8 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
-
-HEAVY = ("torch", "transformers", "vllm")
-PROBE = """
-import json, sys
-from bench.cli import main
-sys.argv = ["bench", *json.loads(sys.argv[1])]
-try:
-    main()
-except SystemExit as exit:
-    code = exit.code
-else:
-    code = 0
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy})
-print("\\n" + json.dumps({{"code": code, "heavy": heavy}}))
-"""
+from tests.helpers.imports import HEAVY, PROBE
+from tests.helpers.paths import ROOT
 
 
 @pytest.mark.parametrize("args", [
@@ -213,7 +199,7 @@ def test_every_option_states_its_default(command):
 
 
 def test_option_help_lists_recipes_explains_emulation_and_quants_per_backend():
-    from bench.registry import load_registry
+    from bench.config.registry import load_registry
 
     recipes = sorted(load_registry().recipes)
     plan = _option_blocks(_help(["plan"], 100))

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bench.environment import observed_hardware, software_versions
+from bench.launch.environment import observed_hardware, software_versions
 
 torch = pytest.importorskip("torch")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

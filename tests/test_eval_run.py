@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.results import iter_records
+from bench.records.store import iter_records
 
 pytest.importorskip("lm_eval")
 pytest.importorskip("vllm")
@@ -20,7 +20,7 @@ def smoke(tmp_path_factory):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers.paths import ROOT
 
     results = tmp_path_factory.mktemp("eval-results")
     procs = {}

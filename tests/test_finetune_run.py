@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from bench.estimate.params import count_params
-from bench.results import iter_records
-from tests.conftest import ROOT
+from bench.records.store import iter_records
+from tests.helpers.paths import ROOT
 
 pytest.importorskip("trl")
 pytest.importorskip("peft")
@@ -99,7 +99,7 @@ def test_full_finetune_trains_every_weight_and_reloads(tmp_path, registry):
     ({"quant": "int8"}, "bf16 or nf4 base"),
 ])
 def test_recipe_settings_the_trainer_cannot_run_are_refused(registry, overrides, words):
-    from bench.scenarios.finetune import unsupported_setting
+    from bench.scenarios.finetune_settings import unsupported_setting
 
     recipe = registry.recipe("lora-sft").model_copy(update=overrides).model_dump()
     assert words in unsupported_setting(recipe)
@@ -108,7 +108,7 @@ def test_recipe_settings_the_trainer_cannot_run_are_refused(registry, overrides,
 
 def test_a_refused_recipe_setting_is_one_line_before_any_run(registry, tmp_path, monkeypatch):
     from bench.errors import UserError
-    from bench.finetune_job import run_finetune
+    from bench.jobs.finetune import run_finetune
 
     offloaded = registry.recipe("lora-sft").model_copy(update={"activation_offload": True})
     monkeypatch.setattr(type(registry), "recipe", lambda self, name: offloaded)
@@ -120,7 +120,7 @@ def test_a_refused_recipe_setting_is_one_line_before_any_run(registry, tmp_path,
 
 def test_a_recipe_that_adapts_nothing_in_the_model_is_refused(registry, tmp_path, monkeypatch):
     from bench.errors import UserError
-    from bench.finetune_job import run_finetune
+    from bench.jobs.finetune import run_finetune
 
     shared_only = registry.recipe("lora-sft").model_copy(update={"moe_targets": ["shared_experts"]})
     monkeypatch.setattr(type(registry), "recipe", lambda self, name: shared_only)

@@ -15,11 +15,10 @@ import sys
 
 import pytest
 
-from bench.estimate.gguf import (GGML_TYPES, GGUF_QUANTS, gguf_tensors, gguf_weight_bytes, source_tensors,
-                                 type_counts)
-from bench.hfconfig import from_hf_dict
-from tests.conftest import ROOT
-from tests.test_cli import HEAVY, PROBE
+from bench.config.hfconfig import from_hf_dict
+from bench.estimate.gguf import GGML_TYPES, GGUF_QUANTS, gguf_tensors, gguf_weight_bytes, source_tensors, type_counts
+from tests.helpers.imports import HEAVY, PROBE
+from tests.helpers.paths import ROOT
 
 # config.json numbers of the text models (Hugging Face field names).
 LLAMA31_8B = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
@@ -182,7 +181,7 @@ def test_plan_cli_gguf_without_torch():
     assert report["heavy"] == []
     plan = json.loads("\n".join(lines[:-1]))
     assert plan["quant"] == "q4_k_m"
-    from bench.registry import load_registry
+    from bench.config.registry import load_registry
     cfg = load_registry(ROOT / "configs").model("mistral-3b").architecture
     assert plan["memory"]["weights_bytes"] == gguf_weight_bytes(cfg, "q4_k_m")
     assert plan["fits"] is True
@@ -254,8 +253,8 @@ import json, shutil, sys, tempfile
 from pathlib import Path
 import gguf, llama_cpp
 from bench.estimate.gguf import gguf_tensors
-from bench.hfconfig import from_hf_dict
-from bench.synthetic_gguf import write_f16_skeleton
+from bench.config.hfconfig import from_hf_dict
+from bench.weights.synthetic_gguf import write_f16_skeleton
 config, ftypes = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 cfg = from_hf_dict(config, "case")
 work = Path(tempfile.mkdtemp())

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.cap_check import judge
-from bench.plan import PlanRequest, Subject, memory_for
-from bench.sweep import arithmetic_refutation, expand, load_sweep, preflight_cell
-from tests.conftest import ROOT
+from bench.calibration.cap_check import judge
+from bench.estimate.plan import PlanRequest, Subject, memory_for
+from bench.jobs.sweep import arithmetic_refutation, expand, load_sweep, preflight_cell
+from tests.helpers.paths import ROOT
 
 BATTERY = ROOT / "configs/sweeps/gpu-battery.yaml"
 BATTERY_MACHINE = frozenset({"bitsandbytes"})  # the device machine: torch, transformers, bitsandbytes; no vLLM
@@ -58,9 +58,9 @@ def test_cap_check_tolerance():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_cap_holds_a_card_to_the_target(registry):
-    from bench.isolate import run_isolated
+    from bench.launch.isolate import run_isolated
 
     target = registry.gpu("rtx-4090")
-    outcome = run_isolated("bench.cap_check:allocate_until_oom", {"target_cuda_bytes": target.cuda_memory_bytes}, 600)
+    outcome = run_isolated("bench.calibration.cap_check:allocate_until_oom", {"target_cuda_bytes": target.cuda_memory_bytes}, 600)
     assert outcome.status == "ok", outcome.error
     assert outcome.value["within_tolerance"], outcome.value

@@ -40,9 +40,9 @@ def test_several_cards_share_the_model_and_a_spill_is_out_of_memory(registry):
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.integrations.accelerate import _get_device_map
 
-    from bench import synthetic
+    from bench.weights import synthetic_hf
 
-    config = AutoConfig.from_pretrained(synthetic.build(registry.model("tiny-llama"), with_weights=False))
+    config = AutoConfig.from_pretrained(synthetic_hf.build(registry.model("tiny-llama"), with_weights=False))
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)  # 3.1 MiB in bf16
     roomy = placement("cuda", 2, 0, 4 * 2**20)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench.hfconfig import from_hf_dict
+from bench.config.hfconfig import from_hf_dict
 
 
 def test_wrapper_configs_use_their_text_config():

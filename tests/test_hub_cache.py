@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import shutil
 
-from bench.results import iter_records
-from tests.conftest import ROOT
+from bench.records.store import iter_records
+from tests.helpers.paths import ROOT
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def test_registry_model_from_the_hub_cache(run_bench, registry, tmp_path):
-    from bench import synthetic
+    from bench.weights import synthetic_hf
 
-    built = synthetic.build(registry.model("tiny-llama"), with_weights=True)
+    built = synthetic_hf.build(registry.model("tiny-llama"), with_weights=True)
     hub = tmp_path / "hf" / "hub" / "models--bench-test--tiny-llama"
     shutil.copytree(built, hub / "snapshots" / COMMIT)
     (hub / "refs").mkdir()

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from bench.results import iter_records
+from bench.records.store import iter_records
 
 pytest.importorskip("vllm")
 
@@ -27,7 +27,7 @@ def runs(tmp_path_factory):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers.paths import ROOT
 
     results = tmp_path_factory.mktemp("results")
     out = {}

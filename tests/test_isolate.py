@@ -1,6 +1,6 @@
 """Isolation: every way a measurement can end becomes an Outcome, and the parent goes on.
 
-Each test starts real child processes; the targets are in tests/isolate_targets.py.
+Each test starts real child processes; the targets are in tests/helpers/isolate_targets.py.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import time
 import psutil
 import pytest
 
-from bench import isolate
-from bench.isolate import run_isolated
+from bench.launch import isolate
+from bench.launch.isolate import run_isolated
 
-T = "tests.isolate_targets"
+T = "tests.helpers.isolate_targets"
 
 
 def gone(pid: int) -> bool:

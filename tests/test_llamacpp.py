@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from bench.results import iter_records
-from tests.conftest import ROOT
+from bench.records.store import iter_records
+from tests.helpers.paths import ROOT
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
@@ -40,7 +40,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_gguf(cache_dir, registry):
-    from bench import synthetic_gguf
+    from bench.weights import synthetic_gguf
 
     return synthetic_gguf.ensure(registry.model(MODEL), "q4_k_m")
 
@@ -48,7 +48,7 @@ def tiny_gguf(cache_dir, registry):
 def test_synthetic_gguf_has_the_real_names_shapes_and_llama_cpp_types(tiny_gguf, registry):
     import gguf
 
-    from bench import synthetic_gguf
+    from bench.weights import synthetic_gguf
 
     cfg = registry.model(MODEL).architecture
     reader = gguf.GGUFReader(tiny_gguf)
@@ -76,7 +76,7 @@ def test_synthetic_gguf_has_the_real_names_shapes_and_llama_cpp_types(tiny_gguf,
 
 def test_the_16_bit_intermediate_of_a_24b_shape_costs_no_disk(registry, tmp_path):
     """The quantizer's input is a sparse file: a 47 GB F16 shape takes a few MB of disk."""
-    from bench import synthetic_gguf
+    from bench.weights import synthetic_gguf
 
     path = tmp_path / "skeleton.gguf"
     synthetic_gguf.write_f16_skeleton(registry.model("mistral-3-small").architecture, path, "skeleton")
@@ -117,7 +117,7 @@ def test_backend_generates_exactly_n_tokens_and_reports_llama_cpp_buffers(tiny_g
 
 
 def test_the_run_path_imports_no_engine_until_the_child():
-    code = ("import sys, bench.cli, bench.inference_job, bench.preflight, bench.synthetic_gguf, bench.backends; "
+    code = ("import sys, bench.cli, bench.jobs.inference, bench.jobs.preflight, bench.weights.synthetic_gguf, bench.backends; "
             "print(sorted(m for m in ('llama_cpp', 'gguf', 'numpy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
@@ -149,7 +149,7 @@ def test_a_context_beyond_the_model_is_one_line_exit_2(run_bench, tmp_path):
 def _measure_broken(path, tmp_path, n_ctx: int = 64, headroom_bytes: int | None = None) -> "object":
     """bench's measurement of `path` in an isolated child; with `headroom_bytes`, the child's address space
     is capped that far above what it holds."""
-    from bench.isolate import run_isolated
+    from bench.launch.isolate import run_isolated
 
     settings = {"backend": "llama.cpp", "vocab_size": 1024, "prompt_len": 4, "output_len": 2, "batch": 1,
                 "warmup": 0, "min_iterations": 1, "min_duration_s": 0, "throughput_runs": 1,
@@ -157,7 +157,7 @@ def _measure_broken(path, tmp_path, n_ctx: int = 64, headroom_bytes: int | None 
     if headroom_bytes is None:
         return run_isolated("bench.scenarios.inference:measure", {"settings": settings}, 120,
                             log_path=tmp_path / "run.log")
-    return run_isolated("tests.isolate_targets:measures_within_an_address_limit",
+    return run_isolated("tests.helpers.isolate_targets:measures_within_an_address_limit",
                         {"settings": settings, "headroom_bytes": headroom_bytes}, 120, log_path=tmp_path / "run.log")
 
 
@@ -202,8 +202,8 @@ def test_an_architecture_llama_cpp_does_not_know_is_a_recorded_error(tmp_path):
 
 @pytest.mark.parametrize("model", ["tiny-mixtral", "tiny-llama4"])
 def test_moe_architectures_load_and_generate(cache_dir, registry, model):
-    from bench import synthetic_gguf
     from bench.backends import EngineSettings, create_backend
+    from bench.weights import synthetic_gguf
 
     path = synthetic_gguf.ensure(registry.model(model), "q4_k_m")
     backend = create_backend("llama.cpp", EngineSettings(model_path=str(path), device="cpu", max_model_len=200))
@@ -264,8 +264,8 @@ def test_the_planner_predicts_the_tensor_bytes_llama_cpp_writes(cache_dir, regis
     """The planner's GGUF weights (its copy of llama.cpp's per-tensor rules) against llama.cpp's quantizer."""
     import gguf
 
-    from bench import synthetic_gguf
-    from bench.plan import PlanRequest, Subject, make_plan
+    from bench.estimate.plan import PlanRequest, Subject, make_plan
+    from bench.weights import synthetic_gguf
 
     spec = registry.model(model)
     for quant in ("q4_0", "q4_k_m", "q5_k_s", "q8_0"):
@@ -339,7 +339,7 @@ def test_a_pinned_hub_file_is_found_through_the_hub_cache(tiny_gguf, registry, t
 
     from huggingface_hub import constants
 
-    from bench.gguf_file import resolve, sha256_of
+    from bench.weights.gguf_file import resolve, sha256_of
 
     commit = "0123456789abcdef0123456789abcdef01234567"
     snapshot = tmp_path / "hub" / "models--someone--tiny-GGUF" / "snapshots" / commit

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.evidence import is_llamacpp_on_cpu, llamacpp_held_bytes
-from bench.plan import PlanRequest, Subject, make_plan
-from bench.results import iter_records
-from tests.conftest import ROOT
+from bench.estimate.plan import PlanRequest, Subject, make_plan
+from bench.records.store import iter_records
+from bench.verdicts.evidence import is_llamacpp_on_cpu, llamacpp_held_bytes
+from tests.helpers.paths import ROOT
 
 
 def published_llamacpp_runs():
@@ -39,7 +39,7 @@ def test_plan_matches_llamacpps_buffers(registry, run):
 ])
 def test_a_fresh_checkouts_records_decide_the_on_device_and_local_runner_claims(registry, claim_id, word,
                                                                                  evidence_class):
-    from bench.verdicts import all_verdicts
+    from bench.verdicts.decide import all_verdicts
 
     verdicts = {v.claim_id: v for v in all_verdicts(registry, published_llamacpp_runs())}
     assert verdicts[claim_id].verdict == word and verdicts[claim_id].reason.startswith(evidence_class)

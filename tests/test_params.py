@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from bench.config.hfconfig import from_hf_dict
 from bench.estimate.params import count_params  # noqa: E402
-from bench.hfconfig import from_hf_dict  # noqa: E402
 
 TINY = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
             intermediate_size=256, vocab_size=512, max_position_embeddings=512)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from bench.errors import UserError
+from bench.estimate.plan import PlanRequest, Subject, make_plan
 from bench.estimate.quant import weight_format
-from bench.plan import PlanRequest, Subject, make_plan
 
 GIB = 2**30
 

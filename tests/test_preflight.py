@@ -7,9 +7,18 @@ import errno
 import pytest
 
 from bench.errors import UserError
-from bench.gpu_inventory import visible_selection
-from bench.preflight import (allocator_cap, check_cards, check_engine, choose_backend, download_bytes, free_disk_needed, plan_cap,
-                             select_checkpoint, vllm_batch_tokens)
+from bench.jobs.preflight import (
+    check_cards,
+    check_engine,
+    choose_backend,
+    download_bytes,
+    plan_cap,
+    select_checkpoint,
+    vllm_batch_tokens,
+)
+from bench.launch.emulation import allocator_cap
+from bench.launch.gpu_inventory import visible_selection
+from bench.weights.hub import free_disk_needed
 
 EVERYTHING = frozenset({"vllm", "bitsandbytes"})
 
@@ -135,7 +144,7 @@ def test_visible_devices_as_cuda_reads_them():
 
 
 def test_consolidated_weights_are_not_downloaded_twice():
-    from bench.hub import duplicate_weights
+    from bench.weights.hub import duplicate_weights
 
     assert duplicate_weights(["consolidated.safetensors", "model-00001-of-00002.safetensors",
                               "model-00002-of-00002.safetensors", "params.json"]) == ["consolidated*.safetensors"]
@@ -144,7 +153,7 @@ def test_consolidated_weights_are_not_downloaded_twice():
 
 
 def test_a_full_disk_is_reported_as_such():
-    from bench.hub import _hub_call
+    from bench.weights.hub import _hub_call
 
     def fill_disk():
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -160,11 +169,11 @@ def test_a_full_disk_is_reported_as_such():
 
 def test_a_run_that_fails_under_a_cap_is_still_recorded_as_capped(registry, tmp_path):
     """The child died before reporting its cap: the parent's plan says the run was capped."""
-    from bench.runner import Weights, execute, resolve_model
+    from bench.jobs.runner import Weights, execute, resolve_model
 
     rtx = registry.gpu("4090")
     cap = plan_cap(rtx, "cuda", "NVIDIA H100 80GB HBM3", 85_520_809_984)
-    record = execute("inference", "tests.isolate_targets:raises", {}, model=resolve_model(registry, "tiny-llama"),
+    record = execute("inference", "tests.helpers.isolate_targets:raises", {}, model=resolve_model(registry, "tiny-llama"),
                      weights=Weights("unused", "synthetic", None, None, None), device="cuda", gpu=rtx, config={},
                      results_dir=tmp_path, timeout_s=60, cap=cap)
     assert record.status == "error" and "unexpected keyword argument 'settings'" in record.error
@@ -175,7 +184,7 @@ def test_a_run_that_fails_under_a_cap_is_still_recorded_as_capped(registry, tmp_
 def test_records_write_home_paths_from_tilde():
     from pathlib import Path
 
-    from bench.runner import home_as_tilde
+    from bench.jobs.runner import home_as_tilde
 
     home = str(Path.home())
     config = {"engine": {"model_path": f"{home}/.cache/bench/m", "other": "/opt/x"}, "list": [home]}

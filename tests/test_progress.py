@@ -10,16 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import progress
-from bench.isolate import run_isolated
-from tests.conftest import ROOT
-from tests.progress_targets import ENGINE_LINES, PHASES
+from bench.launch import progress
+from bench.launch.isolate import run_isolated
+from tests.helpers.paths import ROOT
+from tests.helpers.progress_targets import ENGINE_LINES, PHASES
 
 
 def _run(tmp_path, pause_s: float = 0.0):
     log = tmp_path / "run.log"
     with progress.current_display().run("inference tiny-llama", log):
-        outcome = run_isolated("tests.progress_targets:chatty", {"pause_s": pause_s}, 60, log_path=log)
+        outcome = run_isolated("tests.helpers.progress_targets:chatty", {"pause_s": pause_s}, 60, log_path=log)
     assert outcome.status == "ok", outcome.error
     return log
 
@@ -93,8 +93,8 @@ def test_counted_says_when_a_minimum_is_passed():
 def test_shared_memory_an_engine_leaves_is_unlinked_without_a_word_on_the_terminal():
     """The resource tracker cleans a segment the child left (vLLM's, when stopped) as bench exits; its
     'leaked shared_memory objects' warning used to follow bench's summary on the terminal."""
-    script = ("import json; from bench.isolate import run_isolated; "
-              "out = run_isolated('tests.progress_targets:leaks_shared_memory', {}, 60); print(json.dumps(out.value))")
+    script = ("import json; from bench.launch.isolate import run_isolated; "
+              "out = run_isolated('tests.helpers.progress_targets:leaks_shared_memory', {}, 60); print(json.dumps(out.value))")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=120)

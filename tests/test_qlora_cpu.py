@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import iter_records
-from tests.test_synthetic_quant import hub_model_registry
+from bench.records.store import iter_records
+from tests.helpers.hub import hub_model_registry
 
 pytest.importorskip("trl")
 pytest.importorskip("peft")
@@ -25,7 +25,7 @@ def runs(tmp_path_factory):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers.paths import ROOT
 
     tmp = tmp_path_factory.mktemp("qlora")
     env = {**os.environ, **hub_model_registry(tmp)}

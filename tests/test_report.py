@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.report_records import gpu_inference, write_all
+from tests.helpers.paths import ROOT
+from tests.helpers.report_records import gpu_inference, write_all
 
 SCRIPT_QUOTE = "<script>alert('owned')</script> fits any card"
 
@@ -161,7 +161,7 @@ def test_compare_exits_1_on_regression(tmp_path, run_bench):
 
 def test_a_claim_page_lists_the_newest_runs_and_counts_the_rest(tmp_path, run_bench):
     from bench.report.claim_pages import OTHERS_SHOWN
-    from tests.report_records import gpu_inference, write_all
+    from tests.helpers.report_records import gpu_inference, write_all
 
     runs = [gpu_inference(f"20261101T0{i:05d}Z-inference-mistral-3b-{i:06x}", 50.0, 3.0,
                           f"2026-11-01T{i // 60:02d}:{i % 60:02d}:00+00:00", model="mistral-3b", target="a100-80gb")

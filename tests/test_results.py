@@ -10,8 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from bench.results import (Metric, ModelRef, RunRecord, iter_records, load_frame, new_record_id, results_dir,
-                           write_record)
+from bench.records.frame import load_frame
+from bench.records.schema import Metric, ModelRef, RunRecord, new_record_id
+from bench.records.store import iter_records, results_dir, write_record
 
 SECTION_7_FIELDS = ("schema_version", "id", "kind", "status", "error", "model", "config", "hardware", "software",
                     "metrics", "started_at", "duration_s")
@@ -169,7 +170,7 @@ def test_a_record_whose_id_is_not_its_file_name_is_skipped(tmp_path, capsys):
 
 
 def test_a_refused_write_goes_to_the_fallback_place_and_says_where(tmp_path, monkeypatch, capsys):
-    from bench.results import saved_path, write_record_or_fallback
+    from bench.records.store import saved_path, write_record_or_fallback
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     blocked = tmp_path / "results"
@@ -183,7 +184,7 @@ def test_a_refused_write_goes_to_the_fallback_place_and_says_where(tmp_path, mon
 
 
 def test_the_first_writability_check_makes_no_folder(tmp_path):
-    from bench.results import check_writable
+    from bench.records.store import check_writable
 
     target = tmp_path / "a" / "results"
     check_writable(target, create=False)

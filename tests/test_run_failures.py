@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.results import iter_records
+from bench.records.store import iter_records
 
 
 def test_no_gpu_points_to_plan_and_cpu(run_bench):
@@ -61,9 +61,9 @@ def test_timeout_becomes_a_record(run_bench, tmp_path):
 
 
 def test_local_model_directory(run_bench, tmp_path, registry):
-    from bench import synthetic
+    from bench.weights import synthetic_hf
 
-    path = synthetic.build(registry.model("tiny-llama"), with_weights=True)
+    path = synthetic_hf.build(registry.model("tiny-llama"), with_weights=True)
     proc = run_bench("run", str(path), "--device", "cpu", "--backend", "transformers", "--iterations", "2",
                      "--min-duration", "0.1", "--batch", "2", "--output-len", "4", "--prompt-len", "8",
                      "--results-dir", str(tmp_path))

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from bench.results import iter_records
+from bench.records.store import iter_records
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("starlette_context")
@@ -26,7 +26,7 @@ def sweep(tmp_path_factory):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers.paths import ROOT
 
     results = tmp_path_factory.mktemp("serve-results")
     cache = tmp_path_factory.mktemp("bench-cache")
@@ -102,7 +102,7 @@ def test_a_real_gguf_file_is_served_and_recorded_with_its_sha256(run_bench, regi
     import hashlib
     import shutil
 
-    from bench import synthetic_gguf
+    from bench.weights import synthetic_gguf
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     real = tmp_path / "tiny-llama-Q4_K_M.gguf"

@@ -1,6 +1,6 @@
 """`bench serve` under faults: each becomes a counted error in the record, and the sweep finishes.
 
-A small server (tests/serve_fault_server.py) answers some requests well and others with an
+A small server (tests/helpers/serve_fault_server.py) answers some requests well and others with an
 HTTP 500, a stream cut off mid-answer, or silence past the request timeout; another copy
 exits mid-sweep (later requests are refused); and a port with nothing behind it refuses
 every connection. The load generator and the record writer are bench's own, unmocked.
@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bench.serve.job import Endpoint, SweepSettings, run_sweep, write_serve_record
 from bench.serve.load import Level
+from bench.serve.measure import Endpoint, LoadSettings, run_levels, write_serve_record
 from bench.serve.server import free_port
-from tests.serve_fault_server import launch
+from tests.helpers.serve_fault_server import launch
 
 MODEL_REF = {"id": "faulty", "repo": None, "revision": None, "resolved_revision": None, "weights": "unknown"}
 
@@ -39,7 +39,7 @@ def fault_server(tmp_path):
 
 
 def _settings(levels, timeout_s=1.0, min_requests=8):
-    return SweepSettings(levels=levels, prompt_len=8, output_len=4, min_duration_s=0.0, min_requests=min_requests,
+    return LoadSettings(levels=levels, prompt_len=8, output_len=4, min_duration_s=0.0, min_requests=min_requests,
                          warmup=0, timeout_s=timeout_s)
 
 
@@ -53,9 +53,9 @@ def _record(endpoint, settings, outcome, tmp_path):
 def test_500_cut_and_timeout_are_counted_and_the_sweep_finishes(fault_server, tmp_path, api):
     base, _ = fault_server("ok,500,cut,slow")
     endpoint = Endpoint(base, {}, "faulty", {"kind": None})
-    settings = SweepSettings(**{**_settings([Level(concurrency=2), Level(concurrency=4)]).__dict__, "api": api})
+    settings = LoadSettings(**{**_settings([Level(concurrency=2), Level(concurrency=4)]).__dict__, "api": api})
     started = time.perf_counter()
-    record = _record(endpoint, settings, run_sweep(endpoint, settings), tmp_path)
+    record = _record(endpoint, settings, run_levels(endpoint, settings), tmp_path)
     assert time.perf_counter() - started < 20  # the slow requests ended at their 1 s timeout, not at 30 s
     assert record.status == "ok"
     for level in record.details["levels"]:
@@ -79,7 +79,7 @@ def test_a_server_dying_mid_sweep_leaves_counted_errors(fault_server, tmp_path):
     base, process = fault_server("ok", die_after=6)
     endpoint = Endpoint(base, {}, "faulty", {"kind": None})
     settings = _settings([Level(concurrency=2), Level(rate=50.0)], min_requests=12)
-    record = _record(endpoint, settings, run_sweep(endpoint, settings), tmp_path)
+    record = _record(endpoint, settings, run_levels(endpoint, settings), tmp_path)
     assert process.wait(timeout=5) == 1  # it did die
     first, second = record.details["levels"]
     assert 5 <= first["completed"] <= 6  # a request in flight when it died gets no answer
@@ -93,7 +93,7 @@ def test_a_server_dying_mid_sweep_leaves_counted_errors(fault_server, tmp_path):
 def test_refused_connections_are_counted_and_the_record_says_nothing_completed(tmp_path):
     endpoint = Endpoint(f"http://127.0.0.1:{free_port()}", {}, "nothing", {"kind": None})
     settings = _settings([Level(concurrency=2)], min_requests=4)
-    record = _record(endpoint, settings, run_sweep(endpoint, settings), tmp_path)
+    record = _record(endpoint, settings, run_levels(endpoint, settings), tmp_path)
     level = record.details["levels"][0]
     assert level["errors_by_kind"] == {"refused": level["requests"]} and level["requests"] >= 4
     assert record.status == "error" and "no request completed" in record.error

@@ -1,7 +1,7 @@
 """Serve records in reports, `compare` and verdicts: the curve plot, regressions per level, the responsive claim.
 
 The records come from real sweeps against the small loopback server of
-tests/serve_fault_server.py (every request answered), written by bench's own record writer.
+tests/helpers/serve_fault_server.py (every request answered), written by bench's own record writer.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bench.config.specs import ClaimSpec
+from bench.records.schema import Metric
 from bench.report import plots
 from bench.report.regressions import Thresholds, compare_sets
-from bench.results import Metric
-from bench.serve.job import Endpoint, SweepSettings, run_sweep, write_serve_record
+from bench.report.serve import serve_curves
 from bench.serve.load import Level
-from bench.serve.report import serve_curves
-from bench.specs import ClaimSpec
-from bench.verdicts import verdict_for
-from tests.serve_fault_server import launch
+from bench.serve.measure import Endpoint, LoadSettings, run_levels, write_serve_record
+from bench.verdicts.decide import verdict_for
+from tests.helpers.serve_fault_server import launch
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +27,14 @@ def records(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve-report")
     base, process = launch("ok", folder)
     try:
-        settings = SweepSettings(levels=[Level(concurrency=1), Level(concurrency=2)], prompt_len=8, output_len=4,
+        settings = LoadSettings(levels=[Level(concurrency=1), Level(concurrency=2)], prompt_len=8, output_len=4,
                                  min_duration_s=0.0, min_requests=6, warmup=1, timeout_s=5.0)
         endpoint = Endpoint(base, {}, "faulty", {"kind": "vllm", "version": "0.0-test"})
         start = datetime.now(timezone.utc)
         out = []
         for i in range(2):
             out.append(write_serve_record(
-                endpoint=endpoint, settings=settings, outcome=run_sweep(endpoint, settings), error=None,
+                endpoint=endpoint, settings=settings, outcome=run_levels(endpoint, settings), error=None,
                 model_ref={"id": "mistral-small-22b", "repo": None, "revision": None, "resolved_revision": None,
                            "weights": "unknown"},
                 hardware={"target": "rtx-4090", "emulated": False, "device_name": "test card"},

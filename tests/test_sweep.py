@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from bench.results import iter_records
-from tests.conftest import ROOT
+from bench.records.store import iter_records
+from tests.helpers.paths import ROOT
 
 SMOKE = "configs/sweeps/smoke.yaml"
 
@@ -91,7 +91,7 @@ def test_sweep_files_are_validated(tmp_path):
 def test_nightly_expands_from_claims_with_multi_gpu_cells(registry):
     from pathlib import Path
 
-    from bench.sweep import expand, load_sweep
+    from bench.jobs.sweep import expand, load_sweep
 
     cells = expand(load_sweep(ROOT / Path("configs/sweeps/nightly.yaml"), registry), registry)
     assert len({c.key for c in cells}) == len(cells)
@@ -102,7 +102,7 @@ def test_nightly_expands_from_claims_with_multi_gpu_cells(registry):
 
 
 def test_real_weight_cells_that_arithmetic_refutes_are_not_run(registry):
-    from bench.sweep import arithmetic_refutation, expand, load_sweep
+    from bench.jobs.sweep import arithmetic_refutation, expand, load_sweep
 
     cells = expand(load_sweep(ROOT / "configs/sweeps/nightly.yaml", registry), registry)
     refuted = {(c.kind, c.model, c.gpu, c.quant, c.weights): arithmetic_refutation(c, registry) for c in cells}
@@ -115,7 +115,7 @@ def test_real_weight_cells_that_arithmetic_refutes_are_not_run(registry):
 
 
 def test_one_runner_per_card_takes_the_cards_cells_and_the_unpinned_runner_the_rest(registry):
-    from bench.sweep import expand, load_sweep, select_runner_cells
+    from bench.jobs.sweep import expand, load_sweep, select_runner_cells
 
     spec = load_sweep(ROOT / "configs/sweeps/nightly.yaml", registry)
     cells = expand(spec, registry)

@@ -1,36 +1,24 @@
-"""Random NF4 models (`bench.synthetic_quant`) on the CPU, against a real NF4 load of the same tiny
+"""Random NF4 models (`bench.weights.synthetic_nf4`) on the CPU, against a real NF4 load of the same tiny
 checkpoint: same modules, dtypes and markers, the estimator's bytes, one 16-bit weight at a time,
 and `bench run --quant nf4 --weights synthetic` running NF4 for a registry model."""
 
 from __future__ import annotations
 
-import shutil
 import weakref
 
 import pytest
 import torch
 
-from bench.results import iter_records
-from tests.conftest import ROOT
+from bench.records.store import iter_records
+from tests.helpers.hub import hub_model_registry
 
 pytest.importorskip("bitsandbytes")
-
-
-def hub_model_registry(tmp_path) -> dict[str, str]:
-    """A copy of the registry with `tiny-hub`: tiny-llama's shape as a hub model (not built by bench),
-    so `--weights synthetic` takes the real-scale path (config and tokenizer only, random weights)."""
-    configs = tmp_path / "configs"
-    shutil.copytree(ROOT / "configs", configs)
-    entry = (configs / "models" / "tiny-llama.yaml").read_text()
-    entry = entry.replace("id: tiny-llama", "id: tiny-hub").replace("synthetic: true", "repo: bench-test/tiny-llama")
-    (configs / "models" / "tiny-hub.yaml").write_text(entry)
-    return {"BENCH_CONFIG_DIR": str(configs), "HF_HUB_OFFLINE": "1"}
 
 
 def _random_nf4(path):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from bench.synthetic_quant import nf4_config, random_model
+    from bench.weights.synthetic_nf4 import nf4_config, random_model
 
     return random_model(AutoConfig.from_pretrained(path), auto_class=AutoModelForCausalLM, dtype=torch.bfloat16,
                         device=torch.device("cpu"), device_map={"": "cpu"}, quantization_config=nf4_config())
@@ -38,15 +26,15 @@ def _random_nf4(path):
 
 @pytest.fixture(scope="module")
 def tiny(registry):
-    from bench import synthetic
+    from bench.weights import synthetic_hf
 
-    return registry.model("tiny-llama"), synthetic.build(registry.model("tiny-llama"), with_weights=True)
+    return registry.model("tiny-llama"), synthetic_hf.build(registry.model("tiny-llama"), with_weights=True)
 
 
 def test_random_nf4_model_is_what_from_pretrained_makes(tiny):
     from transformers import AutoModelForCausalLM
 
-    from bench.synthetic_quant import nf4_config
+    from bench.weights.synthetic_nf4 import nf4_config
 
     _, path = tiny
     real = AutoModelForCausalLM.from_pretrained(path, quantization_config=nf4_config(), dtype=torch.bfloat16,
@@ -93,10 +81,10 @@ def test_quantized_bytes_are_the_estimators(tiny):
 def test_one_random_16bit_weight_is_alive_at_a_time(tiny, monkeypatch):
     """Peak memory is the quantized model plus one 16-bit weight: each random weight is gone before
     the loader reads the next."""
-    from bench import synthetic_quant
+    from bench.weights import synthetic_nf4
 
     made, alive_at_each_read = [], []
-    read = synthetic_quant.RandomWeight.__getitem__
+    read = synthetic_nf4.RandomWeight.__getitem__
 
     def recording_read(self, index):
         alive_at_each_read.append(sum(ref() is not None for ref in made))
@@ -104,7 +92,7 @@ def test_one_random_16bit_weight_is_alive_at_a_time(tiny, monkeypatch):
         made.append(weakref.ref(tensor))
         return tensor
 
-    monkeypatch.setattr(synthetic_quant.RandomWeight, "__getitem__", recording_read)
+    monkeypatch.setattr(synthetic_nf4.RandomWeight, "__getitem__", recording_read)
     _random_nf4(tiny[1])
     assert len(made) == 14  # q, k, v, o, gate, up, down in each of 2 layers
     assert alive_at_each_read == [0] * 14

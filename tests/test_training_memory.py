@@ -1,8 +1,8 @@
 """The training estimate against the trainer `bench finetune` runs, measured on this CPU.
 
-Each term is held to torch's allocator (bench.training_probe) on a small Llama shape, and
+Each term is held to torch's allocator (bench.calibration.training_probe) on a small Llama shape, and
 the plain Hugging Face losses bench finetune does not run to the same allocator on their own
-(bench.loss_probe), not to the estimator's own formula; the plan-level tests check the recipe
+(bench.calibration.loss_probe), not to the estimator's own formula; the plan-level tests check the recipe
 settings reach the estimate and that impossible combinations are refused.
 """
 
@@ -12,8 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from bench.estimate.params import count_params
+from bench.estimate.plan import PlanRequest, Subject, make_plan
 from bench.estimate.training import hf_loss_bytes_per_token, training_memory
-from bench.plan import PlanRequest, Subject, make_plan
 
 # tiny-llama's two layers with a vocabulary large enough that the loss's buffers are a term of their own;
 # one warm-up step and one measured step of 128 tokens keep each case to seconds.
@@ -29,7 +29,7 @@ def _setup(registry, recipe_id: str, **overrides):
 
 @pytest.mark.parametrize("recipe_id, checkpointing", [("lora-sft", True), ("lora-sft", False), ("full-sft", True)])
 def test_terms_match_the_cpu_measurement(registry, recipe_id, checkpointing):
-    from bench.training_probe import measure_training
+    from bench.calibration.training_probe import measure_training
 
     arch, recipe = _setup(registry, recipe_id, gradient_checkpointing=checkpointing)
     measured = measure_training(arch, recipe, steps=2)
@@ -47,7 +47,7 @@ def test_terms_match_the_cpu_measurement(registry, recipe_id, checkpointing):
 def test_hf_loss_peaks_match_the_cpu_measurement(loss, sequences):
     """Forward and backward peaks of the plain Hugging Face loss per token and vocabulary entry, measured
     as the slope between two lengths (a 64-wide LM head over 8,192 entries; seconds in all)."""
-    from bench.loss_probe import bytes_per_token_and_vocab
+    from bench.calibration.loss_probe import bytes_per_token_and_vocab
 
     forward, backward = bytes_per_token_and_vocab(loss, vocab=8192, short=128, long=256, sequences=sequences)
     estimated_forward, estimated_backward = hf_loss_bytes_per_token(loss, sequences)

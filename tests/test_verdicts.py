@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from bench.specs import ClaimSource, ClaimSpec
-from bench.verdicts import VERDICTS, all_verdicts, verdict_for
+from bench.config.specs import ClaimSource, ClaimSpec
+from bench.verdicts.decide import all_verdicts, verdict_for
+from bench.verdicts.verdict import VERDICTS
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_refutation_uses_the_packed_floor_not_todays_library(verdicts):
 def registry_sources(model_id):
     import yaml
 
-    from tests.conftest import ROOT
+    from tests.helpers.paths import ROOT
 
     return yaml.safe_load((ROOT / "configs" / "models" / f"{model_id}.yaml").read_text())["sources"]
 

@@ -3,11 +3,9 @@ eval comparison rule (win, loss, tie within error, missing evidence), on constru
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
-from bench.results import Metric, ModelRef, RunRecord
-from bench.specs import ClaimSource, ClaimSpec
-from bench.verdicts import verdict_for
+from bench.config.specs import ClaimSource, ClaimSpec
+from bench.records.schema import Metric, ModelRef, RunRecord
+from bench.verdicts.decide import verdict_for
 
 _COUNTER = iter(range(10_000))
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from bench import failures
+from bench.config.specs import ClaimSource, ClaimSpec
 from bench.estimate.memory import kv_cache_bytes
-from bench.results import iter_records
-from bench.runner import execute, prepare_weights, resolve_model
+from bench.jobs.runner import execute, prepare_weights, resolve_model
+from bench.launch import failures
+from bench.records.store import iter_records
 from bench.scenarios.inference import InferenceSettings
-from bench.specs import ClaimSource, ClaimSpec
-from bench.verdicts import verdict_for
+from bench.verdicts.decide import verdict_for
 
 MAX_MODEL_LEN = 512
 

@@ -10,7 +10,7 @@ import importlib
 
 from bench.backends.base import Backend, EngineSettings
 
-BACKENDS = {
+ENGINE_CLASSES = {
     "transformers": "bench.backends.hf:TransformersBackend",
     "vllm": "bench.backends.vllm:VLLMBackend",
     "llama.cpp": "bench.backends.llamacpp:LlamaCppBackend",
@@ -18,8 +18,8 @@ BACKENDS = {
 
 
 def create_backend(name: str, settings: EngineSettings) -> Backend:
-    module, cls = BACKENDS[name].split(":")
+    module, cls = ENGINE_CLASSES[name].split(":")
     return getattr(importlib.import_module(module), cls)(settings)
 
 
-__all__ = ["BACKENDS", "Backend", "EngineSettings", "create_backend"]
+__all__ = ["ENGINE_CLASSES", "Backend", "EngineSettings", "create_backend"]

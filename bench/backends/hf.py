@@ -8,7 +8,7 @@ would; a multi-card target spreads the model over that many cards, none over its
 
 Weights: a checkpoint in 16 bits, or quantized by bitsandbytes while loading (nf4,
 int8); with synthetic weights, random ones made in the same formats by
-`bench.synthetic_quant`. The record says which format the loaded modules hold, so a
+`bench.weights.synthetic_nf4`. The record says which format the loaded modules hold, so a
 run can never claim a quant it did not run.
 """
 
@@ -25,12 +25,12 @@ from transformers import AutoConfig
 from transformers.generation.streamers import BaseStreamer
 
 from bench.backends.base import EngineSettings, Generation
-from bench.preflight import ENGINE_QUANTS
+from bench.backends.capabilities import ENGINE_QUANTS
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 # 16-bit as stored or cast; NF4 and LLM.int8 by bitsandbytes while loading. fp8 and int4 need
-# an FP8 or AWQ/GPTQ checkpoint and their kernels: bench runs those on vLLM (bench.preflight).
+# an FP8 or AWQ/GPTQ checkpoint and their kernels: bench runs those on vLLM (bench.jobs.preflight).
 QUANTS = ENGINE_QUANTS["transformers"]["cuda"]
 
 
@@ -80,8 +80,10 @@ def auto_class_for(config: Any):
     ids alone, so text-only runs load the checkpoint as published.
     """
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
 
     causal = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     if not causal and config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
@@ -118,7 +120,7 @@ def quantization_config(quant: str, dtype: torch.dtype):
         raise ValueError(f"the transformers backend runs {', '.join(QUANTS)}, not {quant}: "
                          f"{quant} needs its own checkpoint and kernels (use --backend vllm)")
     if quant == "nf4":
-        from bench.synthetic_quant import nf4_config
+        from bench.weights.synthetic_nf4 import nf4_config
 
         return nf4_config(double_quant=True, compute_dtype=dtype)
     if quant == "int8":
@@ -166,7 +168,7 @@ class TransformersBackend:
                                             revision=s.revision)
         auto_class = auto_class_for(config)
         if s.synthetic_weights:
-            from bench.synthetic_quant import random_model
+            from bench.weights.synthetic_nf4 import random_model
 
             self.model = random_model(config, auto_class=auto_class, dtype=dtype, device=where.device,
                                       device_map=where.device_map, max_memory=where.max_memory,

@@ -31,9 +31,8 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
 import llama_cpp
+import numpy as np
 
 from bench.backends.base import EngineSettings, Generation
 
@@ -221,7 +220,7 @@ class LlamaCppBackend:
         llama_cpp.llama_perf_context_reset(self.ctx)
 
     def engine_info(self) -> dict[str, Any]:
-        from bench.synthetic_gguf import file_type
+        from bench.weights.synthetic_gguf import file_type
 
         log = "".join(text for _, text in _LOG[self._log_start:])
         info: dict[str, Any] = {

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from bench.hfconfig import TextConfig
+from bench.config.hfconfig import TextConfig
 
 GGUF_ALIGNMENT = 32
 
@@ -96,10 +96,6 @@ class GgufTensor:
     def nbytes(self) -> int:
         t = GGML_TYPES[self.ggml_type]
         return t.row_bytes(self.shape[0]) * prod(self.shape[1:])
-
-
-def is_gguf_quant(quant: str) -> bool:
-    return quant in GGUF_FTYPES
 
 
 def source_tensors(cfg: TextConfig, rope_freqs: bool = False) -> list[tuple[str, tuple[int, ...]]]:

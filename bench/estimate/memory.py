@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from bench.config.hfconfig import TextConfig
 from bench.estimate.gguf import gguf_weight_bytes
 from bench.estimate.params import ParamCounts
 from bench.estimate.quant import WeightFormat, weight_bytes_of
-from bench.hfconfig import TextConfig
 
 GIB = 2**30
 # Tokens one prefill step processes at most. A chunked-prefill engine (vLLM) caps a step by

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.hfconfig import TextConfig
+from bench.config.hfconfig import TextConfig
 
 
 @dataclass(frozen=True)

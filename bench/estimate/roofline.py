@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.estimate.memory import kv_cache_bytes
+from bench.config.hfconfig import TextConfig
+from bench.config.specs import HardwareSpec
 from bench.estimate.gguf import gguf_read_bytes_per_token
+from bench.estimate.memory import kv_cache_bytes
 from bench.estimate.params import ParamCounts
 from bench.estimate.quant import WeightFormat, weight_bytes_of
-from bench.hfconfig import TextConfig
-from bench.specs import HardwareSpec
 
 
 def decode_bytes_per_step(cfg: TextConfig, params: ParamCounts, fmt: WeightFormat, context: int,

@@ -10,18 +10,18 @@ a "fits on the card" question against `total_bytes`.
 
 Each term follows the code that allocates it (transformers 5.19, trl 1.16, peft 0.21,
 bitsandbytes); docs/estimator.md cites the lines, and tests/test_training_memory.py holds
-the terms to a CPU measurement of the same trainer (bench.training_probe).
+the terms to a CPU measurement of the same trainer (bench.calibration.training_probe).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.config.hfconfig import TextConfig
+from bench.config.specs import RecipeSpec
 from bench.estimate.memory import mlp_width_per_token, weight_bytes, weight_floor_bytes
 from bench.estimate.params import ParamCounts
 from bench.estimate.quant import BITSANDBYTES_QUANTS, weight_format
-from bench.hfconfig import TextConfig
-from bench.specs import RecipeSpec
 
 COMPUTE_BYTES = 2  # bf16 activations and logits, the dtype every recipe trains in
 # Optimizer state per trainable parameter in torch's allocator: None is two moments in the
@@ -180,7 +180,7 @@ def hf_loss_bytes_per_token(loss: str, sequences: int) -> tuple[int, int]:
     sequence's first T-1 rows are already contiguous), and the log-softmax (4). Backward, both: the
     trainer has dropped the model's output, and nll_loss's gradient (4) and log-softmax's (4) sit beside
     the saved log-softmax (4); the autograd engine frees each gradient once its consumer has run, so the
-    shift's and the upcast's gradients never join them. Held to `bench.loss_probe`'s measurement.
+    shift's and the upcast's gradients never join them. Held to `bench.calibration.loss_probe`'s measurement.
     """
     backward = 4 + 4 + 4
     if loss == "hf":

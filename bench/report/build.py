@@ -16,14 +16,18 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader
 
-from bench.registry import Registry
+from bench.config.registry import Registry
+from bench.records.frame import records_frame
+from bench.records.schema import RunRecord
+from bench.records.store import iter_record_files
 from bench.report import claim_pages, plots, tables
 from bench.report.regressions import Thresholds, describe_key, history_changes
 from bench.report.sanitize import markdown_text, safe_url
-from bench.results import RunRecord, iter_record_files, records_frame
-from bench.serve.report import serve_curves
-from bench.evidence import engine_quant
-from bench.verdicts import Verdict, all_verdicts
+from bench.report.serve import serve_curves
+from bench.units import gib
+from bench.verdicts.decide import all_verdicts
+from bench.verdicts.evidence import engine_quant
+from bench.verdicts.verdict import Verdict
 
 PROVENANCE_LIBS = ("torch", "transformers", "vllm", "peft", "trl", "lm_eval", "bitsandbytes")
 
@@ -41,7 +45,7 @@ def _environment() -> Environment:
                       autoescape=lambda name: name is None or ".html" in name, trim_blocks=True, lstrip_blocks=True)
     env.filters["md"] = markdown_text
     env.filters["url"] = safe_url
-    env.filters["gib"] = lambda n: "-" if n is None else f"{n / 2**30:,.1f} GiB"
+    env.filters["gib"] = gib
     env.filters["num"] = lambda n, digits=3: "-" if n is None else f"{n:,.{digits}g}"
     return env
 

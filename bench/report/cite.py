@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__
+from bench.config.registry import Registry
 from bench.errors import UserError, unknown_name_error
-from bench.evidence_class import deciding_number, record_class
-from bench.registry import Registry
-from bench.results import RunRecord, iter_records
+from bench.records.schema import RunRecord
+from bench.records.store import iter_records
+from bench.verdicts.decide import deciding_number
+from bench.verdicts.evidence import record_class
 
 FORMATS = ("text", "markdown", "bibtex", "json")
 CITED_METRICS = ("ttft_s", "itl_p50_s", "itl_p99_s", "decode_tokens_per_s", "throughput_tokens_per_s",
@@ -46,7 +48,7 @@ class Citation:
 
 
 def _value(value: Any, unit: str) -> str:
-    from bench.record_output import format_value
+    from bench.report.record_text import format_value
 
     return format_value(value, unit)
 
@@ -82,7 +84,7 @@ def record_command(record: RunRecord) -> str:
 
 
 def _bench_of(records: list[RunRecord]) -> str:
-    from bench.environment import harness_commit
+    from bench.launch.environment import harness_commit
 
     commits = sorted({(r.software.get("bench_commit") or "unknown")[:12] for r in records})
     if commits:
@@ -125,7 +127,7 @@ def _conditions(conditions: dict[str, Any]) -> list[str]:
 
 
 def claim_citation(registry: Registry, ident: str, records: list[RunRecord]) -> Citation:
-    from bench.verdicts import all_verdicts
+    from bench.verdicts.decide import all_verdicts
 
     by_id = {r.id: r for r in records}
     verdict = next(v for v in all_verdicts(registry, records) if v.claim_id == ident)
@@ -147,7 +149,7 @@ def record_citation(record: RunRecord) -> Citation:
                + (f" (n={len(record.metrics[name].samples)})" if record.metrics[name].samples else "")
                for name in CITED_METRICS if name in record.metrics]
     if "scores" in record.metrics:
-        from bench.record_output import score_lines
+        from bench.report.record_text import score_lines
 
         figures += score_lines(record.metrics["scores"].value)
     hw, sw = record.hardware, record.software

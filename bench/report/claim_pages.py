@@ -14,11 +14,12 @@ from typing import Any
 
 from jinja2 import Environment
 
-from bench.evidence_class import deciding_number, record_class
-from bench.registry import Registry
+from bench.config.registry import Registry
+from bench.records.schema import RunRecord
 from bench.report import tables
-from bench.results import RunRecord
-from bench.verdicts import Verdict
+from bench.verdicts.decide import deciding_number
+from bench.verdicts.evidence import record_class
+from bench.verdicts.verdict import Verdict
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 # Rows a claim page lists in full: its best evidence, and the subject's newest other runs. A nightly

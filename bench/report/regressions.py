@@ -15,10 +15,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.evidence import engine_quant
-from bench.registry import read_yaml
-from bench.results import RunRecord
-from bench.serve.report import regression_metrics
+from bench.config.registry import read_yaml
+from bench.records.schema import RunRecord
+from bench.report.serve import regression_metrics
+from bench.verdicts.evidence import engine_quant
 
 SPEED_METRICS = ("decode_tokens_per_s", "throughput_tokens_per_s", "tokens_per_s")
 MEMORY_METRICS = ("peak_memory_bytes",)

@@ -14,13 +14,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.output import seconds
-from bench.stats import percentile
-from bench.verdicts import VERDICTS, Verdict
+from bench.records.stats import percentile
+from bench.report.terminal import seconds
+from bench.units import gib
+from bench.verdicts.verdict import VERDICTS, Verdict
 
 # Verdicts ordered by how much a reader needs to see them: the page is contradicted first.
 ORDER = {"fails": 0, "refuted-by-arithmetic": 1, "untested": 2, "plausible": 3, "holds": 4}
-CONTRADICTING = ("fails", "refuted-by-arithmetic")
 
 
 @dataclass
@@ -30,11 +30,6 @@ class ClaimGroup:
     verdict: Verdict  # the first claim's verdict, shown for the group
     claim_ids: list[str] = field(default_factory=list)
     quotes: list[str] = field(default_factory=list)
-
-    @property
-    def contradicts(self) -> bool:
-        return self.verdict.verdict in CONTRADICTING
-
 
 def group_key(verdict: Verdict, claim: Any) -> tuple:
     return (verdict.subject, verdict.kind, verdict.verdict, claim.conditions.model_dump_json(),
@@ -82,7 +77,7 @@ MEASURED_COLUMNS = (
     ("itl_p99_s", "ITL p99", seconds),
     ("decode_tokens_per_s", "decode tok/s (batch 1)", lambda v: f"{v:,.1f}"),
     ("throughput_tokens_per_s", "batch tok/s", lambda v: f"{v:,.1f}"),
-    ("peak_memory_bytes", "peak memory", lambda v: f"{v / 2**30:,.2f} GiB"),
+    ("peak_memory_bytes", "peak memory", lambda v: gib(v, 2)),
     ("loss_first", "loss first", lambda v: f"{v:.4g}"),
     ("loss_last", "loss last", lambda v: f"{v:.4g}"),
     ("tokens_per_s", "train tok/s", lambda v: f"{v:,.1f}"),

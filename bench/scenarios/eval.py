@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.environment import observed_hardware, software_versions
 from bench.evals.smoke_tasks import write_smoke_tasks
-from bench.progress import phase
+from bench.launch.environment import observed_hardware, software_versions
+from bench.launch.progress import phase
 from bench.scenarios.inference import metric
 
 

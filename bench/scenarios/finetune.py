@@ -10,76 +10,32 @@ QLoRA runs as trl's users run it: the base loaded in 4 bits (bf16 for what bitsa
 leaves unquantized) and the LoRA config handed to the trainer, nothing else. The trainer
 wraps the model with peft and casts the adapters to bf16; bench records what it holds
 then (`state_census`), the numbers the training estimate must reproduce. With synthetic
-weights the 4-bit base is random, made layer by layer (`bench.synthetic_quant`), so a
+weights the 4-bit base is random, made layer by layer (`bench.weights.synthetic_nf4`), so a
 real shape needs no checkpoint.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench import stats
-from bench.emulation import memory_cap
-from bench.environment import observed_hardware, software_versions
-from bench.finetune_data import check_rows, formatting_report, load_rows
-from bench.progress import counted, phase
+from bench.launch.emulation import memory_cap
+from bench.launch.environment import observed_hardware, software_versions
+from bench.launch.progress import counted, phase
+from bench.records import stats
+from bench.scenarios.finetune_data import check_rows, formatting_report, load_rows
+from bench.scenarios.finetune_settings import OPTIMIZERS, FinetuneSettings
 from bench.scenarios.inference import metric
-from bench.synthetic_quant import nf4_config, random_model
 from bench.trackers.memory import PeakMemoryTracker
+from bench.weights.synthetic_nf4 import nf4_config, random_model
 
-# bench's optimizer names -> transformers' `optim` values.
-OPTIMIZERS = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
-              "paged_adamw_32bit": "paged_adamw_32bit", "sgd": "sgd"}
 ROUTER_NAMES = ("router", "block_sparse_moe.gate", "mlp.gate.")
-TRAINABLE_BASES = ("bf16", "nf4")  # what `_load_base` loads: a 16-bit base, or bitsandbytes NF4 for QLoRA
 
 
-def unsupported_setting(recipe: dict[str, Any]) -> str | None:
-    """The first recipe setting the trainer bench builds cannot run, as the one line a user sees; None if all run.
-
-    The estimate models more than trl 1.16 and transformers' Trainer offer: other losses (trl's SFT and DPO
-    always train through the fused LM head), an optimizer step fused into the backward and activation offload
-    (torchtune's), and a second frozen DPO reference. Those recipes are for `bench plan`; bench finetune refuses
-    them before any model loads rather than train something else under their name.
-    """
-    method = recipe["method"]
-    if recipe["quant"] not in TRAINABLE_BASES:
-        return f"bench finetune loads a bf16 or nf4 base, not {recipe['quant']}"
-    if method != "reward" and recipe["loss"] != "fused_linear":
-        return (f"loss {recipe['loss']}: trl's trainers compute the loss through the fused LM head (fused_linear); "
-                "the other losses are for `bench plan`")
-    if recipe["optimizer_in_backward"]:
-        return "optimizer_in_backward: the Hugging Face trainer steps after the backward; it is for `bench plan`"
-    if recipe["activation_offload"]:
-        return ("activation_offload: the Hugging Face trainer keeps checkpointed inputs on the device; "
-                "it is for `bench plan`")
-    if recipe["dpo_reference"] == "copy":
-        return "dpo_reference copy: trl's DPO with an adapter uses the base with the adapter off (adapter_off)"
-    if recipe["packing"] and method in ("dpo", "reward"):
-        return f"packing applies to SFT; trl's {method} trainer pairs whole sequences"
-    return None
-
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    model_path: str
-    recipe: dict[str, Any]  # RecipeSpec fields
-    device: str
-    steps: int
-    dataset: str
-    adapter_dir: str
-    seed: int = 0
-    target_budget_bytes: int | None = None
-    synthetic_weights: bool = False  # random base weights from the config (no checkpoint)
-    cpu_dtype: str = "float32"  # a CPU run's 16-bit layers; "bfloat16" measures what a GPU run holds
-
-
-def _load_base(s: FinetuneSettings, reward: bool):
+def load_base(s: FinetuneSettings, reward: bool):
     """The tokenizer and the base model, from the checkpoint or random (synthetic weights).
 
     A 4-bit base is bf16 wherever bitsandbytes does not quantize, on a CPU too: the dtype a
@@ -123,7 +79,7 @@ def _moe_target_wanted(name: str, leaf: str, moe_targets: list[str]) -> bool:
     return True
 
 
-def _lora_config(recipe: dict[str, Any], model: Any, reward: bool):
+def lora_config(recipe: dict[str, Any], model: Any, reward: bool):
     """The recipe's target modules that exist in this model, and in an MoE model only those `moe_targets`
     asks for (named in full, since a suffix like gate_proj names a shared expert and a dense MLP alike);
     routers are never targeted. Returns the config and the targeted module kinds; a full fine-tune has
@@ -171,7 +127,7 @@ def state_census(model: Any) -> dict[str, dict[str, int]]:
     return census
 
 
-class _StepLog:
+class StepLog:
     """Trainer callback: loss per logged step, wall time per optimizer step, tokens seen."""
 
     def __init__(self) -> None:
@@ -211,8 +167,8 @@ def _adapter_dtype(trainer: Any, recipe: dict[str, Any]) -> None:
             param.data = param.data.to(dtype)
 
 
-def _trainer(s: FinetuneSettings, model: Any, tokenizer: Any, rows: list[dict[str, Any]], peft_config: Any,
-             log: _StepLog):
+def make_trainer(s: FinetuneSettings, model: Any, tokenizer: Any, rows: list[dict[str, Any]], peft_config: Any,
+             log: StepLog):
     from datasets import Dataset
 
     recipe = s.recipe
@@ -265,7 +221,7 @@ def _reload_and_compare(s: FinetuneSettings, row: dict[str, Any], reward: bool) 
     its output with the base's."""
     from peft import PeftModel
 
-    tokenizer, base = _load_base(s, reward)
+    tokenizer, base = load_base(s, reward)
     before = _probe_output(base, tokenizer, row, reward)
     if s.recipe["method"] == "full":
         adapted = type(base).from_pretrained(s.adapter_dir, use_safetensors=True, dtype=base.dtype)
@@ -292,12 +248,12 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.set_per_process_memory_fraction(fraction)
     rows = load_rows(s.dataset, s.seed)
     check_rows(rows, recipe["method"], s.dataset)
-    log = _StepLog()
+    log = StepLog()
     with PeakMemoryTracker(device=s.device) as tracker:
         phase("loading the model")
-        tokenizer, model = _load_base(s, reward)
-        peft_config, targets = _lora_config(recipe, model, reward)
-        trainer = _trainer(s, model, tokenizer, rows, peft_config, log)
+        tokenizer, model = load_base(s, reward)
+        peft_config, targets = lora_config(recipe, model, reward)
+        trainer = make_trainer(s, model, tokenizer, rows, peft_config, log)
         census = state_census(trainer.model)
         formatting = (formatting_report(tokenizer, trainer.data_collator, rows[0], trainer.train_dataset[0])
                       if recipe["method"] in ("lora", "qlora") else None)

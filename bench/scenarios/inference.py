@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench import stats
 from bench.backends import EngineSettings, create_backend
 from bench.backends.base import Backend, Generation
-from bench.emulation import memory_cap
-from bench.environment import observed_hardware, software_versions
-from bench.progress import counted, phase
+from bench.launch.emulation import memory_cap
+from bench.launch.environment import observed_hardware, software_versions
+from bench.launch.progress import counted, phase
+from bench.records import stats
 from bench.trackers.memory import PeakMemoryTracker
 
 

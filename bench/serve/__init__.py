@@ -3,6 +3,7 @@
 The modules, in the order data flows: `server` starts and stops a server bench owns;
 `prompts` builds prompts of a token length; `client` streams one request and times it;
 `load` drives a level (a concurrency or a Poisson request rate); `summary` turns a level's
-requests into percentiles, throughput and goodput; `job` runs a sweep and writes its record;
-`verdict` decides "responsive" claims from serve records.
+requests into percentiles, throughput and goodput; `measure` runs the load levels and writes
+their record; `command` is the CLI's entry. Serve records are decided on by
+`bench.verdicts.responsive` and shown by `bench.report.serve`.
 """

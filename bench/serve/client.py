@@ -2,7 +2,7 @@
 
 Every outcome is a result, never an exception: a refused connection, an HTTP error, a
 stream that stops before its end, or a request past its timeout comes back as a
-:class:`RequestResult` with `error` set, so a sweep counts it and goes on.
+:class:`RequestResult` with `error` set, so the load level counts it and goes on.
 
 A *token chunk* is a streamed chunk that carries generated text: `choices[0].text` for
 completions, `choices[0].delta.content` for chat (an empty string counts: a token whose

@@ -2,7 +2,7 @@
 
 Given a URL, bench talks to that host alone. Given a model, bench starts the server on
 loopback (llama.cpp's for the GGUF quants, vLLM's otherwise), waits until it serves,
-sweeps, and stops it whatever happened; a server that will not start is a recorded
+measures each load level, and stops it whatever happened; a server that will not start is a recorded
 failure (status `error`, its log's last line), like any failed run.
 """
 
@@ -11,21 +11,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.config.registry import Registry
 from bench.errors import UserError
-from bench.registry import Registry
 from bench.serve import prompts as prompt_pool
 from bench.serve import server as servers
-from bench.serve.job import (Endpoint, SweepSettings, auth_headers, endpoint_url, now, probe, run_sweep,
-                             write_serve_record)
+from bench.serve.measure import (
+    Endpoint,
+    LoadSettings,
+    auth_headers,
+    endpoint_url,
+    now,
+    probe,
+    run_levels,
+    write_serve_record,
+)
+
 
 def is_url(target: str) -> bool:
     return target.startswith(("http://", "https://"))
 
 
-def serve_url(url: str, settings: SweepSettings, *, served_model: str | None, model_id: str | None,
+def serve_url(url: str, settings: LoadSettings, *, served_model: str | None, model_id: str | None,
               tokenizer: str | None, gpu: str | None, api_key_env: str, results_dir: Path):
     """Sweep a server someone else runs; the record's model is `model_id` (a registry id) or the served name."""
-    from bench.environment import parent_view_of_hardware
+    from bench.launch.environment import parent_view_of_hardware
 
     base = endpoint_url(url)
     headers = auth_headers(api_key_env)
@@ -33,7 +42,7 @@ def serve_url(url: str, settings: SweepSettings, *, served_model: str | None, mo
     name, version = probe(base, headers, served_model)
     endpoint = Endpoint(base, headers, name, {**version, "started_by_bench": False},
                         _counter(base, headers, name, tokenizer))
-    outcome = run_sweep(endpoint, settings)
+    outcome = run_levels(endpoint, settings)
     hardware = {**parent_view_of_hardware("cpu"), "observed": "the client machine (the server's is not visible)",
                 "target": gpu, "emulated": False}
     model_ref = {"id": model_id or name, "repo": None, "revision": None, "resolved_revision": None,
@@ -43,15 +52,15 @@ def serve_url(url: str, settings: SweepSettings, *, served_model: str | None, mo
                               duration_s=_since(clock), api_key_env=api_key_env)
 
 
-def serve_model(registry: Registry, model_name: str, settings: SweepSettings, *, quant: str, weights: str | None,
+def serve_model(registry: Registry, model_name: str, settings: LoadSettings, *, quant: str, weights: str | None,
                 device: str, gpu: str | None, tokenizer: str | None, startup_timeout_s: float,
                 api_key_env: str, results_dir: Path, gguf: str | None = None):
-    """Start the server for a registry model on loopback, sweep it, stop it; one record either way."""
-    from bench.environment import parent_view_of_hardware
+    """Start the server for a registry model on loopback, measure its load levels, stop it; one record either way."""
+    from bench.backends.capabilities import ENGINE_QUANTS
     from bench.estimate.gguf import GGUF_QUANTS
-    from bench.inference_job import cpu_kv_budget
-    from bench.results import new_record_id
-    from bench.runner import check_device, prepare_weights, resolve_model
+    from bench.jobs.runner import check_device, cpu_kv_budget, prepare_weights, resolve_model
+    from bench.launch.environment import parent_view_of_hardware
+    from bench.records.schema import new_record_id
 
     model = resolve_model(registry, model_name)
     target = registry.gpu(gpu) if gpu else None
@@ -66,12 +75,12 @@ def serve_model(registry: Registry, model_name: str, settings: SweepSettings, *,
     widest = max(level.concurrency or 1 for level in settings.levels)
     gguf_file = None
     if kind == "llama.cpp":
-        from bench.inference_job import gguf_weights
+        from bench.jobs.runner import gguf_weights
 
         checkout, gguf_file = gguf_weights(model, weights, quant, gguf)
     else:
-        if quant not in ("bf16", "fp16", "fp8", "int4"):
-            raise UserError(f"vLLM serves bf16, fp16, fp8 and int4; {quant} is a bitsandbytes quant "
+        if quant not in ENGINE_QUANTS["vllm"]["cuda"]:
+            raise UserError(f"vLLM serves {', '.join(ENGINE_QUANTS['vllm']['cuda'])}; {quant} is a bitsandbytes quant "
                             f"(llama.cpp serves the GGUF types {', '.join(GGUF_QUANTS)})")
         checkout = prepare_weights(model, weights, quant)
     port = servers.free_port()
@@ -84,7 +93,7 @@ def serve_model(registry: Registry, model_name: str, settings: SweepSettings, *,
                                  bool(model.spec and model.spec.trust_remote_code))
     started, clock = now()
     record_id = new_record_id("serve", model.id, started)
-    log_path = Path(results_dir) / f"{record_id}.log"  # the server's output, beside its record
+    log_path = Path(results_dir) / f"{record_id}.log"  # the server's terminal, beside its record
     model_ref = {"id": model.id, "repo": checkout.repo, "revision": checkout.revision,
                  "resolved_revision": checkout.resolved_revision, "weights": checkout.kind}
     hardware = {**parent_view_of_hardware(device), "target": target.id if target else None, "emulated": False,
@@ -100,7 +109,7 @@ def serve_model(registry: Registry, model_name: str, settings: SweepSettings, *,
             _, version = probe(endpoint.base_url, endpoint.headers, model.id)
             endpoint.server.update(_reported_or_installed(version, kind))
             endpoint.counter = _counter(endpoint.base_url, endpoint.headers, model.id, tokenizer)
-            outcome = run_sweep(endpoint, settings)
+            outcome = run_levels(endpoint, settings)
     except servers.ServerFailed as err:
         error = str(err)
     return write_serve_record(endpoint=endpoint, settings=settings, outcome=outcome, error=error,
@@ -132,13 +141,13 @@ def _since(clock: float) -> float:
     return time.perf_counter() - clock
 
 
-def settings_from(levels_c: list[int], levels_r: list[float], **kw: Any) -> SweepSettings:
+def settings_from(levels_c: list[int], levels_r: list[float], **kw: Any) -> LoadSettings:
     from bench.serve.load import Level
 
     levels = [Level(concurrency=c) for c in levels_c] + [Level(rate=r) for r in levels_r]
     if not levels:
         levels = [Level(concurrency=c) for c in (1, 2, 4, 8)]
-    return SweepSettings(levels=levels, **kw)
+    return LoadSettings(levels=levels, **kw)
 
 
 def run_serve(registry_loader, target: str, concurrency: list[int], rate: list[float], *, api: str, prompt_len: int,
@@ -146,7 +155,7 @@ def run_serve(registry_loader, target: str, concurrency: list[int], rate: list[f
               slo: tuple[float, float], served_model: str | None, model_id: str | None, tokenizer: str | None,
               quant: str, weights: str | None, device: str, gpu: str | None, startup_timeout: float,
               api_key_env: str, results_dir: Path, gguf: str | None = None):
-    """The command's body: check the input, then sweep a URL or a model's server; returns the written record.
+    """The command's body: check the input, then measure a URL or a model's server at each load level; returns the written record.
 
     `registry_loader` is called only when needed: a URL needs no registry unless it names one of its models.
     """
@@ -169,21 +178,3 @@ def run_serve(registry_loader, target: str, concurrency: list[int], rate: list[f
     return serve_model(registry_loader(), target, settings, quant=quant, weights=weights, device=device, gpu=gpu,
                        tokenizer=tokenizer, startup_timeout_s=startup_timeout, api_key_env=api_key_env,
                        results_dir=results_dir, gguf=gguf)
-
-
-def levels_table(record) -> str:
-    """The sweep as a table: one row per level, latencies in ms."""
-    from bench import output
-
-    def ms(value) -> str:
-        return "-" if value is None else f"{value * 1000:,.1f}"
-
-    def num(value) -> str:
-        return "-" if value is None else f"{value:,.2f}"
-
-    rows = [[level["level"], level["completed"], level["errors"], ms(level["ttft_p50_s"]), ms(level["ttft_p99_s"]),
-             ms(level["itl_p50_s"]), ms(level["tpot_p50_s"]), ms(level["e2e_p50_s"]), num(level["output_tokens_per_s"]),
-             num(level["requests_per_s"]), num(level["goodput_requests_per_s"])]
-            for level in record.details.get("levels", [])]
-    return output.table(["level", "ok", "errors", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "TPOT p50 ms",
-                         "e2e p50 ms", "out tok/s", "req/s", "goodput req/s"], rows)

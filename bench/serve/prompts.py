@@ -22,7 +22,7 @@ WORDS = ("time year people way day man thing woman life child world school state
          "name president team minute idea kid body information back parent face others level office door health "
          "person art war history party result change morning reason research girl guy moment air teacher force "
          "education").split()
-POOL = 32  # distinct prompts per sweep, used in turn
+POOL = 32  # distinct prompts per measurement, used in turn
 
 Counter = Callable[[str], int]
 

@@ -60,7 +60,7 @@ def llamacpp_spec(gguf_path: str, served_name: str, port: int, n_ctx: int, gpu_l
 
 def vllm_spec(model_dir: str, served_name: str, port: int, max_model_len: int, max_seqs: int, device: str,
               dtype: str, kv_cache_bytes: int | None, trust_remote_code: bool) -> LaunchSpec:
-    """vLLM's OpenAI server; on a CPU with its KV cache sized for the sweep (its default takes most of RAM)."""
+    """vLLM's OpenAI server; on a CPU with its KV cache sized for the load levels (its default takes most of RAM)."""
     args = ["vllm.entrypoints.openai.api_server", "--model", model_dir, "--served-model-name", served_name,
             "--host", LOOPBACK, "--port", str(port), "--max-model-len", str(max_model_len),
             "--max-num-seqs", str(max_seqs), "--dtype", dtype]

@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from bench.records.stats import percentile
 from bench.serve.load import LevelRun
-from bench.stats import percentile
 
 QUANTILES = (50, 90, 99)
 LATENCIES = ("ttft", "itl", "tpot", "e2e")

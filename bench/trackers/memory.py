@@ -24,6 +24,8 @@ from typing import Any
 
 import psutil
 
+from bench.launch.gpu_inventory import NvmlCard
+
 INTERVAL_S = 0.01
 TREE_EVERY = 10  # samples between rescans for new descendants: a rescan reads every /proc entry (~1 ms per 75)
 
@@ -58,41 +60,6 @@ def process_tree_rss(pid: int | None = None) -> int:
 
 def _self_maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-class NvmlCard:
-    """NVML's view of the card torch calls `index`, matched by PCI bus id (NVML numbers cards its own way)."""
-
-    def __init__(self, index: int) -> None:
-        import pynvml
-        import torch
-
-        pynvml.nvmlInit()
-        self.nvml = pynvml
-        try:
-            props = torch.cuda.get_device_properties(index)
-            if hasattr(props, "pci_bus_id"):
-                bus_id = f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
-                self.handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
-            else:  # torch builds that do not expose the PCI ids: the UUID names the same card
-                self.handle = pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{props.uuid}")
-        except BaseException:
-            pynvml.nvmlShutdown()
-            raise
-
-    def device_used(self) -> int:
-        return int(self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used)
-
-    def process_used(self, pids: set[int]) -> int:
-        """Summed over our PIDs; 0 when NVML lists none of them (host PIDs) or withholds the figure (None)."""
-        procs = self.nvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
-        return sum(int(p.usedGpuMemory or 0) for p in procs if p.pid in pids)
-
-    def close(self) -> None:
-        try:
-            self.nvml.nvmlShutdown()
-        except self.nvml.NVMLError:
-            pass  # a failed shutdown must not replace the measured block's own exception
 
 
 class _TorchDevice:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench.registry import load_registry
-from bench.results import saved_path
-from bench.runner import ResolvedModel, Weights, execute
+from bench.config.registry import load_registry
+from bench.jobs.runner import ResolvedModel, Weights, execute
+from bench.records.store import saved_path
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Measurements the fault tests run in bench's child process (imported there by name, like a real scenario).
 
-Each takes the `settings` dict that `bench.runner.execute` passes to every scenario.
+Each takes the `settings` dict that `bench.jobs.runner.execute` passes to every scenario.
 """
 
 from __future__ import annotations

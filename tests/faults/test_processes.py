@@ -12,8 +12,8 @@ import subprocess
 import psutil
 import pytest
 
-from tests.conftest import ROOT
-from tests.faults.conftest import PYTHON, TINY_RUN, alive, bench_process, descendants, one_line, valid_records, wait_for
+from tests.helpers.faults import PYTHON, TINY_RUN, alive, bench_process, descendants, one_line, valid_records, wait_for
+from tests.helpers.paths import ROOT
 
 
 def driver(target: str, results, timeout_s: float = 60, **settings) -> subprocess.Popen:

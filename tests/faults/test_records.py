@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.faults.conftest import valid_records
-from tests.report_records import gpu_inference, write_all
+from tests.helpers.faults import valid_records
+from tests.helpers.paths import ROOT
+from tests.helpers.report_records import gpu_inference, write_all
 
 HOSTILE_QUOTE = "fits [a 4090](javascript:alert(1)) <img src=x onerror=alert(2)> ![p](javascript:alert(3))"
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import ROOT
-from tests.faults.conftest import TINY_RUN, valid_records
+from tests.helpers.faults import TINY_RUN, valid_records
+from tests.helpers.paths import ROOT
 
 TOKENS = {name: f"hf_planted{name.replace('_', '')}Q7xZ2" for name in
           ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HOME")}

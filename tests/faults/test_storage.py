@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.faults.conftest import PYTHON, TINY_RUN, can_mount_tmpfs, one_line, valid_records
+from tests.helpers.faults import PYTHON, TINY_RUN, can_mount_tmpfs, one_line, valid_records
+from tests.helpers.paths import ROOT
 
 TMPFS = can_mount_tmpfs()
 
@@ -54,7 +54,7 @@ def _run_with_failing_folder_write(results, monkeypatch, capsys) -> tuple[int, s
             raise OSError(errno.EROFS, "Read-only file system")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("bench.results.tempfile.TemporaryFile", read_only)
+    monkeypatch.setattr("bench.records.store.tempfile.TemporaryFile", read_only)
     monkeypatch.setattr(sys, "argv", ["bench", *TINY_RUN, "--results-dir", str(results)])
     with pytest.raises(SystemExit) as ended:
         cli.main()
@@ -84,10 +84,10 @@ def _run_with_full_folder(results, state, monkeypatch, capsys) -> tuple[int, str
     """The driver in this process, with the record's write into `results` failing for lack of space."""
     import errno
 
-    import bench.results
+    import bench.records.store
     from tests.faults.driver import main as run_driver
 
-    real = bench.results.write_record
+    real = bench.records.store.write_record
 
     def full(record, directory):
         if directory == results:
@@ -95,7 +95,7 @@ def _run_with_full_folder(results, state, monkeypatch, capsys) -> tuple[int, str
         return real(record, directory)
 
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    monkeypatch.setattr(bench.results, "write_record", full)
+    monkeypatch.setattr(bench.records.store, "write_record", full)
     monkeypatch.setattr("sys.argv", ["driver", "returns_a_metric", str(results), "60"])
     run_driver()
     return 0, capsys.readouterr().err
@@ -108,9 +108,9 @@ def test_a_failing_write_keeps_the_record_in_the_fallback_place(tmp_path, fault,
     results, state = tmp_path / "results", tmp_path / "state"
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     monkeypatch.setattr("sys.argv", ["driver", "returns_a_metric", str(results), "60"])
-    import bench.isolate
+    import bench.launch.isolate
 
-    real = bench.isolate.run_isolated
+    real = bench.launch.isolate.run_isolated
 
     def then_lose_the_folder(*args, **kwargs):
         outcome = real(*args, **kwargs)
@@ -118,7 +118,7 @@ def test_a_failing_write_keeps_the_record_in_the_fallback_place(tmp_path, fault,
         results.write_text("now a file")  # ...and a file takes its name: no record can go there
         return outcome
 
-    monkeypatch.setattr(bench.isolate, "run_isolated", then_lose_the_folder)
+    monkeypatch.setattr(bench.launch.isolate, "run_isolated", then_lose_the_folder)
     run_driver()
     records = valid_records(state / "bench" / "unsaved-records")
     fault.lost_records = 1 - len(records)

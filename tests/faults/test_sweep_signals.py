@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tests.faults.conftest import alive, bench_process, descendants, valid_records, wait_for
+from tests.helpers.faults import alive, bench_process, descendants, valid_records, wait_for
 
 SWEEP = """id: two-cells
 device: cpu

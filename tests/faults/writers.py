@@ -6,8 +6,9 @@ import os
 import signal
 from pathlib import Path
 
-from bench import results
-from bench.results import Metric, ModelRef, RunRecord, write_record
+from bench.records import store
+from bench.records.schema import Metric, ModelRef, RunRecord
+from bench.records.store import write_record
 
 
 def record(record_id: str) -> RunRecord:
@@ -39,5 +40,5 @@ def killed_while_writing(directory: str, function: str, call: str, when: str) ->
             os.kill(os.getpid(), signal.SIGKILL)
         return value
 
-    setattr(results.os, function, step)  # bench.results uses the os module: patch the step it calls
+    setattr(store.os, function, step)  # bench.records.store uses the os module: patch the step it calls
     write_record(record("newer"), Path(directory))

@@ -1,0 +1,162 @@
+"""Load and cross-check everything under ``configs/``.
+
+Every YAML file is validated into its spec when the registry loads; an error
+names the file and the field. Names resolve through ids and aliases, case
+insensitively, and an unknown name answers with the closest ids.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bench.config.hfconfig import describe_validation_error, from_hf_dict
+from bench.config.specs import ClaimSource, ClaimSpec, HardwareSpec, ModelSpec, RecipeSpec
+from bench.errors import UserError, unknown_name_error
+
+Spec = TypeVar("Spec", bound=BaseModel)
+
+
+def default_config_dir() -> Path:
+    """``BENCH_CONFIG_DIR``, else the configs shipped inside the wheel, else the checkout's."""
+    if env := os.environ.get("BENCH_CONFIG_DIR"):
+        return Path(env)
+    package = Path(__file__).resolve().parents[1]  # bench/
+    packaged = package / "configs"
+    return packaged if packaged.is_dir() else package.parent / "configs"
+
+
+# libyaml's parser where the wheel has it: the registry loads on every command.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.load(path.read_text(), Loader=_YAML_LOADER)
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[:err.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: not UTF-8 (byte 0x{err.object[err.start]:02x})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', err)})") from None
+
+
+def load_spec(path: Path, spec: type[Spec]) -> Spec:
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of fields at the top level")
+    if spec is ModelSpec and isinstance(raw.get("architecture"), dict):
+        # Fill in the family's defaults, as transformers would, before strict validation.
+        raw = {**raw, "architecture": from_hf_dict(raw["architecture"], f"{path}: architecture", strict=True)}
+    try:
+        return spec.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(f"{path}: {describe_validation_error(err)}") from None
+
+
+@dataclass(frozen=True)
+class Registry:
+    models: dict[str, ModelSpec]
+    hardware: dict[str, HardwareSpec]
+    recipes: dict[str, RecipeSpec]
+    claim_sources: list[ClaimSource]
+    claim_slugs: dict[str, str]  # seed file name -> the claims file's stem (a page name for reports)
+
+    def model(self, name: str) -> ModelSpec:
+        return _lookup("model", name, self.models)
+
+    def gpu(self, name: str) -> HardwareSpec:
+        return _lookup("GPU", name, self.hardware)
+
+    def gpu_for_device(self, device_name: str) -> HardwareSpec | None:
+        """The single-card profile of an observed device (for its roofline), if the registry has one."""
+        for spec in self.hardware.values():
+            if spec.device_count == 1 and device_name.lower() in (n.lower() for n in spec.device_names):
+                return spec
+        return None
+
+    def recipe(self, name: str) -> RecipeSpec:
+        return _lookup("recipe", name, self.recipes)
+
+    def claims(self) -> Iterator[tuple[ClaimSource, ClaimSpec]]:
+        for source in self.claim_sources:
+            for claim in source.claims:
+                yield source, claim
+
+    def claim(self, claim_id: str) -> ClaimSpec:
+        by_id = {c.id: c for _, c in self.claims()}
+        if claim_id not in by_id:
+            raise unknown_name_error("claim", claim_id, by_id)
+        return by_id[claim_id]
+
+
+def _lookup(kind: str, name: str, table: dict[str, Any]) -> Any:
+    key = name.lower()
+    for spec in table.values():
+        if key == spec.id or key in (a.lower() for a in spec.aliases):
+            return spec
+    names = list(table) + [a for spec in table.values() for a in spec.aliases]
+    raise unknown_name_error(kind, name, names)
+
+
+def _load_dir(directory: Path, spec: type[Spec]) -> list[tuple[Path, Spec]]:
+    return [(p, load_spec(p, spec)) for p in sorted(directory.glob("*.yaml"))]
+
+
+def _index(kind: str, loaded: list[tuple[Path, Any]]) -> dict[str, Any]:
+    """Map id -> spec; ids must match file names and no name may be taken twice."""
+    table: dict[str, Any] = {}
+    owner: dict[str, Path] = {}
+    for path, spec in loaded:
+        if spec.id != path.stem:
+            raise UserError(f"{path}: id: {spec.id!r} must match the file name {path.stem!r}")
+        for name in [spec.id, *(a.lower() for a in spec.aliases)]:
+            if name in owner:
+                raise UserError(f"{path}: {kind} name {name!r} is already taken by {owner[name]}")
+            owner[name] = path
+        table[spec.id] = spec
+    return table
+
+
+@functools.cache
+def load_registry(config_dir: Path | None = None) -> Registry:
+    root = Path(config_dir) if config_dir else default_config_dir()
+    if not root.is_dir():
+        raise UserError(f"{root}: no configs directory (set BENCH_CONFIG_DIR)")
+    claim_files = _load_dir(root / "claims", ClaimSource)
+    registry = Registry(
+        models=_index("model", _load_dir(root / "models", ModelSpec)),
+        hardware=_index("GPU", _load_dir(root / "hardware", HardwareSpec)),
+        recipes=_index("recipe", _load_dir(root / "finetune", RecipeSpec)),
+        claim_sources=[spec for _, spec in claim_files],
+        claim_slugs={spec.source: path.stem for path, spec in claim_files},
+    )
+    _check_claim_references(claim_files, registry)
+    return registry
+
+
+def _check_claim_references(claim_files: list[tuple[Path, ClaimSource]], registry: Registry) -> None:
+    """Claims must name real models, cards and recipes, and ids must be unique."""
+    seen: set[str] = set()
+    for path, source in claim_files:
+        for i, claim in enumerate(source.claims):
+            where = f"{path}: claims.{i}.{claim.id}"
+            if claim.id in seen:
+                raise UserError(f"{where}: id is used twice")
+            seen.add(claim.id)
+            try:
+                registry.model(claim.subject)
+                if claim.conditions.gpu:
+                    registry.gpu(claim.conditions.gpu)
+                if claim.conditions.recipe:
+                    registry.recipe(claim.conditions.recipe)
+            except UserError as err:
+                raise UserError(f"{where}: {err}") from None

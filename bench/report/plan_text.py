@@ -1,0 +1,155 @@
+"""Turn plans into what `bench plan` prints: a readable breakdown or the JSON contract."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from bench.config.hfconfig import load_hf_config
+from bench.config.registry import Registry
+from bench.estimate.plan import PlanRequest, Subject, make_plan
+from bench.estimate.quant import FORMATS
+from bench.report import terminal
+from bench.units import gib
+from bench.verdicts.decide import all_verdicts
+from bench.verdicts.memory import four_bit_variant
+
+
+def print_plan(registry: Registry, model: str | None, config: Path | None, gpu: str | None, quant: str | None,
+               context: int | None, batch: int | None, finetune: str | None, json_out: bool) -> None:
+    if config is not None:
+        cfg = load_hf_config(config)
+        subject = Subject(id=str(config), config=cfg, quants=("bf16", "fp16", "fp8", "int8", "nf4", "int4"))
+    else:
+        subject = Subject.from_spec(registry.model(model or ""))
+    gpu_spec = registry.gpu(gpu) if gpu else None
+    recipe = registry.recipe(finetune) if finetune else None
+    req = PlanRequest(subject, gpu_spec, quant, context, batch, recipe)
+    plan = make_plan(req)
+    if gpu_spec is None:
+        plan["fits_on"] = {g.id: make_plan(PlanRequest(subject, g, quant, context, batch, recipe))["fits"]
+                           for g in registry.hardware.values()}
+    if json_out:
+        return terminal.emit_json(plan)
+    print(render_plan(plan))
+
+
+def render_plan(plan: dict[str, Any]) -> str:
+    mem, params = plan["memory"], plan["params"]
+    what = f"fine-tune {plan['finetune']}" if plan["finetune"] else "inference"
+    lines = [f"{plan['model']}: {what}, {plan['quant']}, context {plan['context']}, batch {plan['batch']}"
+             + (f", on {plan['gpu']}" if plan["gpu"] else "")]
+    if plan["proxy"]:
+        lines.append(f"  proxy shape: {plan['proxy']}")
+    lines.append(f"  params: {terminal.billions(params['total'])} total, {terminal.billions(params['active'])} active")
+    gguf = FORMATS.get(plan["quant"]) is not None and FORMATS[plan["quant"]].gguf
+    rows = [["weights (GGUF tensors)" if gguf else "weights", gib(mem["weights_bytes"])]]
+    if plan["finetune"]:
+        rows.append([f"trainable state ({terminal.billions(mem['trainable_params'])} params)",
+                     gib(mem["trainable_bytes"])])
+    else:
+        rows.append([f"KV cache ({mem['kv_bytes_per_token']:,} B/token)", gib(mem["kv_cache_bytes"])])
+    rows += [["activations", gib(mem["activations_bytes"])], ["logits", gib(mem["logits_bytes"])]]
+    if plan["finetune"]:
+        rows.append(["allocator active peak", gib(mem["active_peak_bytes"])])
+        if mem["outside_allocator_bytes"]:
+            rows.append(["paged optimizer state (host-pageable, not counted)",
+                         gib(mem["outside_allocator_bytes"])])
+    rows += [["runtime overhead", gib(mem["overhead_bytes"])], ["total", gib(mem["total_bytes"])]]
+    if mem["budget_bytes"] is not None:
+        rows.append(["budget", gib(mem["budget_bytes"])])
+    lines += ["  " + line for line in terminal.table(["memory", "GiB"], rows).splitlines()]
+    sentences = (fit_sentences(plan) if plan["gpu"] else []) + floor_sentences(plan)
+    lines += [textwrap.fill(s, terminal.WIDTH, initial_indent="  ", subsequent_indent="    ") for s in sentences]
+    if "fits_on" in plan:
+        fits = [g for g, ok in plan["fits_on"].items() if ok]
+        lines.append(f"  fits on: {', '.join(fits) or 'none of the registry cards'}")
+    return "\n".join(lines)
+
+
+def _training_limits(plan: dict[str, Any]) -> str:
+    """The longest sequence at the micro batch, and the largest micro batch at the sequence length; a
+    limit that is zero is said in words, not printed as "0 tokens"."""
+    batch, length = plan["batch"], plan["context"]
+    longest, micro = plan["max_context_that_fits"], plan["max_micro_batch_that_fits"]
+    return "; ".join([
+        f"longest sequence that fits at micro batch {batch}: {longest:,} tokens" if longest
+        else f"no sequence length fits at micro batch {batch}",
+        f"largest micro batch at {length:,} tokens: {micro:,}" if micro else f"no micro batch fits at {length:,} tokens",
+    ])
+
+
+def fit_sentences(plan: dict[str, Any]) -> list[str]:
+    """Whether it fits, by how much (hundredths of a GiB: a budget is decided by small margins), and
+    the roofline speed only for a configuration that fits."""
+    mem = plan["memory"]
+    total, budget = mem["total_bytes"], mem["budget_bytes"]
+    margin = f"needs {gib(total, 2)} of {gib(budget, 2)}"
+    if plan["fits"]:
+        lines = [f"fits on {plan['gpu']}: {margin} ({gib(budget - total, 2)} to spare)"]
+    else:
+        lines = [f"does not fit on {plan['gpu']}: {margin} ({gib(total - budget, 2)} over)"]
+    largest = plan["max_context_that_fits"]
+    if plan["finetune"]:
+        lines.append(_training_limits(plan))
+    else:
+        lines.append(f"largest context that fits: {largest:,} tokens" if largest
+                     else "does not fit at any context")
+    if not plan["finetune"]:
+        lines.append(f"fastest quant that fits: {plan['fastest_quant_that_fits'] or 'none'}; "
+                     f"highest precision that fits: {plan['highest_precision_quant_that_fits'] or 'none'}")
+    if plan["fits"]:
+        rl = plan["roofline"]
+        lines.append(f"roofline: decode {terminal.rate(rl['decode_tokens_per_s'])} tok/s at batch 1, "
+                     f"prefill {terminal.rate(rl['prefill_tokens_per_s'])} tok/s"
+                     + (f", training {terminal.rate(rl['train_tokens_per_s'])} tok/s" if "train_tokens_per_s" in rl
+                        else ""))
+    else:
+        lines.append("no roofline speed: a configuration that does not fit has none")
+    return lines
+
+
+def floor_sentences(plan: dict[str, Any]) -> list[str]:
+    """When the weights counted exceed their floor (a quantiser that leaves fused MoE experts in 16 bits),
+    what the floor is and whether even it rules the card out: the verdict rests on the floor."""
+    mem = plan["memory"]
+    floor, weights = mem.get("weights_floor_bytes"), mem["weights_bytes"]
+    if floor is None or floor >= weights:
+        return []
+    lines = [f"today's bitsandbytes leaves the fused experts in 16 bits ({gib(weights)} of weights); "
+             f"even with experts packed at 4 bits the weights alone are {gib(floor)}"]
+    budget = mem["budget_bytes"]
+    if budget is not None and mem["lower_bound_bytes"] > budget:
+        lines.append(f"so it cannot fit on {plan['gpu']} however the experts are packed: the lower bound "
+                     f"{gib(mem['lower_bound_bytes'], 2)} exceeds {gib(budget, 2)}")
+    return lines
+
+
+def claim_plans(registry: Registry) -> list[dict[str, Any]]:
+    """One plan per claim at the conditions its verdict used, with claim_id and verdict."""
+    plans = []
+    for verdict in all_verdicts(registry):
+        claim = registry.claim(verdict.claim_id)
+        cond = verdict.conditions
+        gpu = registry.gpu(cond["gpu"]) if cond.get("gpu") else None
+        recipe = registry.recipe(cond["recipe"]) if cond.get("recipe") else None
+        if recipe is not None and cond.get("quant") != recipe.quant:
+            recipe = four_bit_variant(recipe)  # the verdict was reached on a 4-bit base
+        subject = Subject.from_spec(registry.model(claim.subject))
+        quant = None if recipe else cond.get("quant")
+        plan = make_plan(PlanRequest(subject, gpu, quant, cond.get("context"), cond.get("batch") or 1, recipe))
+        plans.append({"claim_id": claim.id, "verdict": verdict.verdict, "reason": verdict.reason,
+                      "kind": claim.kind, "quote": claim.quote, **plan})
+    return plans
+
+
+def print_claim_plans(registry: Registry, json_out: bool) -> None:
+    plans = claim_plans(registry)
+    if json_out:
+        return terminal.emit_json(plans)
+    print(terminal.table(
+        ["claim", "kind", "gpu", "quant", "estimate", "budget", "verdict"],
+        [[p["claim_id"], p["kind"], p["gpu"] or "-", p["quant"],
+          gib(p["memory"]["total_bytes"]) if p["gpu"] else "-", gib(p["memory"]["budget_bytes"]),
+          p["verdict"]] for p in plans]))

@@ -1,0 +1,1 @@
+"""Claims x estimates x records -> verdicts: one module per claim kind, registered in `decide.KINDS`."""

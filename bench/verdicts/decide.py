@@ -1,0 +1,48 @@
+"""Claims x estimates x records -> verdicts, through one table of claim kinds.
+
+Verdict words are a contract (design section 6). Each kind of claim is decided in its own
+module, which says how in its docstring: memory and fine-tune memory (:mod:`.memory`),
+parameter counts (:mod:`.params`), registry facts (:mod:`.facts`), speed (:mod:`.speed`),
+"runs in llama.cpp" (:mod:`.runtime`), responsive chat (:mod:`.responsive`) and eval scores
+(:mod:`.eval_scores`). Measured records override arithmetic wherever a kind admits them
+(precedence in :mod:`bench.verdicts.evidence`). A new kind is a new module with a `KIND`,
+listed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from bench.config.registry import Registry
+from bench.config.specs import ClaimSource, ClaimSpec
+from bench.records.schema import RunRecord
+from bench.verdicts import eval_scores, facts, memory, params, responsive, runtime, speed
+from bench.verdicts.verdict import ClaimKind, Verdict, decisive_record
+
+_KIND_MODULES = (memory, params, facts, speed, runtime, responsive, eval_scores)
+KINDS: dict[str, ClaimKind] = {name: module.KIND for module in _KIND_MODULES for name in module.KIND.names}
+
+
+def verdict_for(registry: Registry, source: ClaimSource, claim: ClaimSpec,
+                records: Sequence[RunRecord] = ()) -> Verdict:
+    verdict = KINDS[claim.kind].decide(registry, claim, list(records))
+    verdict.source = source.source
+    return verdict
+
+
+def all_verdicts(registry: Registry, records: Sequence[RunRecord] = ()) -> list[Verdict]:
+    verdicts = [verdict_for(registry, source, claim, records) for source, claim in registry.claims()]
+    by_id = {r.id: r for r in records}
+    for verdict in verdicts:
+        verdict.evidence_class = verdict_class(verdict, by_id)
+    return verdicts
+
+
+def verdict_class(verdict: Verdict, records: Mapping[str, RunRecord]) -> str:
+    """The evidence class of a verdict, in words (a registry fact names its source)."""
+    return KINDS[verdict.kind].evidence_class(verdict, decisive_record(verdict, records))
+
+
+def deciding_number(verdict: Verdict, records: Mapping[str, RunRecord]) -> str:
+    """The number the verdict hinges on, with its unit and what it is held against; "" when none."""
+    return KINDS[verdict.kind].deciding_number(verdict, decisive_record(verdict, records))

@@ -1,0 +1,324 @@
+"""Write a GGUF file of a registry architecture with random weights, in any llama.cpp format.
+
+How: the tensors are declared in their real names and shapes (what llama.cpp's own
+converter writes for the family) in a 16-bit file whose large tensors are holes of a
+sparse file, so a 24B shape's 47 GB intermediate costs no disk and no write time. That
+file goes through llama.cpp's own quantizer (`llama_model_quantize`), which picks every
+tensor's type exactly as it does for a published file (the `_M` mixes, the output and
+embedding types, the fall-backs for rows that do not divide into 256) and lays the
+blocks out. Quantizing zeros gives zero blocks; the last step fills every block with
+random bits and a small finite scale, in place, so the weights are random and llama.cpp
+computes on them like on real ones. Norm weights are ones.
+
+Why not write random blocks directly: the per-tensor type choices would then be a copy of
+llama.cpp's rules, one more thing to keep in step with it; the quantizer is the rule.
+
+Architectures (Hugging Face model_type -> GGUF architecture): llama, mistral -> llama;
+mixtral -> llama with experts; ministral3 -> mistral3; llama4_text -> llama4 (llama.cpp
+fixes Llama 4's attention chunk at 8192 whatever the config says). The vocabulary is
+synthetic (SentencePiece-style: unk, bos, eos, 256 byte tokens, then distinct filler
+tokens) of the real size. Only the final file lands in the cache, renamed into place.
+
+Heavy imports (numpy, gguf, llama_cpp) happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.config.hfconfig import TextConfig
+from bench.config.specs import ModelSpec
+from bench.errors import UserError
+from bench.estimate.gguf import GGUF_FTYPES, GGUF_QUANTS, source_tensors, source_type
+
+# general.file_type values -> bench's name for them (the GGUF quants bench writes, plus what other files say).
+FILE_TYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9: "q5_1", 10: "q2_k",
+                   11: "q3_k_s", 12: "q3_k_m", 13: "q3_k_l", 14: "q4_k_s", 15: "q4_k_m", 16: "q5_k_s",
+                   17: "q5_k_m", 18: "q6_k", 32: "bf16"}
+GGUF_ARCH = {"llama": "llama", "mistral": "llama", "mixtral": "llama", "ministral3": "mistral3",
+             "llama4_text": "llama4"}
+# RoPE bases of the families (config.json's rope_theta; the registry does not carry it, and it
+# changes no size and no speed).
+ROPE_BASE = {"llama": 500000.0, "mistral": 1000000.0, "mixtral": 1000000.0, "ministral3": 1000000.0,
+             "llama4_text": 500000.0}
+RMS_EPS = 1e-5
+N_BYTE_TOKENS = 256
+
+# Bytes per block and the offsets of each block's f16 scales, per ggml type (ggml-common.h).
+# Random bits everywhere else are valid quants; the scales get a small finite value so a
+# weight comes out around +-0.05, like a trained one.
+_BLOCKS: dict[str, tuple[int, tuple[tuple[int, float], ...]]] = {
+    "Q4_0": (18, ((0, 5e-3),)),
+    "Q4_1": (20, ((0, 5e-3), (2, 1e-3))),
+    "Q5_0": (22, ((0, 2.5e-3),)),
+    "Q5_1": (24, ((0, 2.5e-3), (2, 1e-3))),
+    "Q8_0": (34, ((0, 3e-4),)),
+    "Q2_K": (84, ((80, 3e-3), (82, 1e-3))),
+    "Q3_K": (110, ((108, 1e-3),)),
+    "Q4_K": (144, ((0, 5e-5), (2, 5e-5))),
+    "Q5_K": (176, ((0, 2.5e-5), (2, 2.5e-5))),
+    "Q6_K": (210, ((208, 1e-5),)),
+}
+_CHUNK = 1 << 24  # bytes of random bits drawn at a time
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    name: str
+    shape: tuple[int, ...]  # numpy order: rows last-but-one, the contiguous dimension last
+    keep_f32: bool  # norms and the expert router stay f32 (llama.cpp never quantizes them)
+
+
+def gguf_architecture(cfg: TextConfig) -> str:
+    try:
+        return GGUF_ARCH[cfg.model_type]
+    except KeyError:
+        supported = ", ".join(GGUF_ARCH)
+        raise UserError(f"no synthetic GGUF for model_type {cfg.model_type}: bench writes {supported}") from None
+
+
+def tensors(cfg: TextConfig) -> list[TensorDecl]:
+    """Every tensor llama.cpp loads for this architecture, in the converter's names, order and shapes
+    (the planner's list, `bench.estimate.gguf.source_tensors`, in numpy's order of dimensions)."""
+    return [TensorDecl(name, tuple(reversed(shape)), source_type(name, shape, "f16") == "F32")
+            for name, shape in source_tensors(cfg)]
+
+
+def _add_metadata(writer, cfg: TextConfig, arch: str, name: str) -> None:
+    import gguf
+
+    writer.add_name(name)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.kv_heads)
+    writer.add_key_length(cfg.head_size)
+    writer.add_value_length(cfg.head_size)
+    writer.add_rope_dimension_count(cfg.head_size)
+    writer.add_rope_freq_base(ROPE_BASE[cfg.model_type])
+    writer.add_layer_norm_rms_eps(RMS_EPS)
+    writer.add_vocab_size(cfg.vocab_size)
+    if arch == "llama4":
+        writer.add_feed_forward_length(cfg.intermediate_size_mlp or cfg.intermediate_size)
+        writer.add_expert_feed_forward_length(cfg.intermediate_size)
+        writer.add_interleave_moe_layer_step(cfg.interleave_moe_layer_step or 1)
+    else:
+        writer.add_feed_forward_length(cfg.intermediate_size)
+    if cfg.is_moe:
+        writer.add_expert_count(cfg.num_local_experts)
+        writer.add_expert_used_count(cfg.num_experts_per_tok)
+        if cfg.shared_experts:
+            writer.add_expert_shared_count(cfg.shared_experts)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    # The vocabulary: SentencePiece-style, distinct tokens, the real size.
+    if cfg.vocab_size < 3 + N_BYTE_TOKENS + 1:
+        raise UserError(f"a GGUF vocabulary needs at least {4 + N_BYTE_TOKENS} tokens, not {cfg.vocab_size}")
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(N_BYTE_TOKENS)]
+    tokens += [f"t{i}" for i in range(cfg.vocab_size - len(tokens))]
+    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    types += [gguf.TokenType.BYTE] * N_BYTE_TOKENS
+    types += [gguf.TokenType.NORMAL] * (cfg.vocab_size - len(types))
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([-float(i) for i in range(cfg.vocab_size)])
+    writer.add_token_types([int(t) for t in types])
+    writer.add_unk_token_id(0)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_add_bos_token(False)
+
+
+def write_f16_skeleton(cfg: TextConfig, path: Path, name: str) -> None:
+    """A 16-bit GGUF of the architecture: metadata and tensor table real, 16-bit tensors holes
+    (zeros) of a sparse file, f32 norms ones and the router small random values."""
+    import gguf
+    import numpy as np
+
+    arch = gguf_architecture(cfg)
+    writer = gguf.GGUFWriter(path, arch)
+    _add_metadata(writer, cfg, arch, name)
+    decls = tensors(cfg)
+    for t in decls:
+        dtype = np.float32 if t.keep_f32 else np.float16
+        nbytes = int(np.prod(t.shape)) * np.dtype(dtype).itemsize
+        writer.add_tensor_info(t.name, t.shape, np.dtype(dtype), nbytes)
+    writer.write_header_to_file(path)
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    fout = writer.fout[0]
+    align = writer.data_alignment
+    rng = np.random.default_rng(0)
+    pos = fout.tell()
+    pos += -pos % align
+    for t in decls:
+        count = int(np.prod(t.shape))
+        if t.keep_f32:
+            fout.seek(pos)
+            values = np.ones(count, np.float32) if t.name.endswith("norm.weight") else \
+                rng.normal(0, 0.02, count).astype(np.float32)
+            fout.write(values.tobytes())
+            pos += count * 4
+        else:
+            pos += count * 2  # a hole: reads as zeros, costs no disk
+        pos += -pos % align
+    fout.truncate(pos)
+    writer.close()
+
+
+def quantize(source: Path, target: Path, quant: str) -> None:
+    """llama.cpp's own quantizer, all cores; raises when it fails."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{GGUF_FTYPES[quant][0]}")
+    params.nthread = os.cpu_count() or 1
+    params.allow_requantize = True
+    status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)
+    if status != 0:
+        raise RuntimeError(f"llama.cpp's quantizer failed on {source.name} ({quant}): status {status}")
+
+
+def fill_random(path: Path, seed: int = 0) -> dict[str, int]:
+    """Overwrite every tensor but the norms with random values valid for its type, in place.
+
+    Returns how many tensors of each ggml type were filled; an unknown type is left as
+    quantized (zeros) and counted under its name with a leading `unfilled:`.
+    """
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(path)
+    plan = [(t.name, t.tensor_type.name, int(t.data_offset), int(t.n_bytes)) for t in reader.tensors]
+    del reader
+    rng = np.random.default_rng(seed)
+    counts: dict[str, int] = {}
+    with open(path, "r+b") as f:
+        for name, kind, offset, nbytes in plan:
+            if name.endswith("norm.weight"):
+                continue
+            filled = _fill_tensor(f, kind, offset, nbytes, rng)
+            key = kind if filled else f"unfilled:{kind}"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _fill_tensor(f, kind: str, offset: int, nbytes: int, rng) -> bool:
+    import numpy as np
+
+    if kind in ("F32", "F16", "BF16"):
+        f.seek(offset)
+        itemsize = {"F32": 4, "F16": 2, "BF16": 2}[kind]
+        step = _CHUNK // itemsize
+        left = nbytes // itemsize
+        while left:
+            n = min(step, left)
+            values = rng.normal(0, 0.02, n).astype(np.float32)
+            if kind == "F16":
+                f.write(values.astype(np.float16).tobytes())
+            elif kind == "BF16":
+                f.write((values.view(np.uint32) >> 16).astype(np.uint16).tobytes())
+            else:
+                f.write(values.tobytes())
+            left -= n
+        return True
+    if kind not in _BLOCKS:
+        return False
+    size, scales = _BLOCKS[kind]
+    per_chunk = max(1, _CHUNK // size)
+    blocks = nbytes // size
+    f.seek(offset)
+    while blocks:
+        n = min(per_chunk, blocks)
+        chunk = np.frombuffer(rng.bytes(n * size), np.uint8).reshape(n, size).copy()
+        for at, value in scales:
+            chunk[:, at:at + 2] = np.frombuffer(np.float16(value).tobytes(), np.uint8)
+        f.write(chunk.tobytes())
+        blocks -= n
+    return True
+
+
+def cache_path(spec: ModelSpec, quant: str) -> Path:
+    from bench.weights.synthetic_hf import architecture_key, cache_root
+
+    return cache_root() / "gguf" / f"{spec.id}-{architecture_key(spec)}-{quant}.gguf"
+
+
+def _checked_target(spec: ModelSpec, quant: str) -> Path:
+    """Where the GGUF of `spec` in `quant` is cached; one line for a type or architecture llama.cpp lacks."""
+    if quant not in GGUF_FTYPES:
+        raise UserError(f"no GGUF type {quant!r}; choose {', '.join(GGUF_QUANTS)}")
+    gguf_architecture(spec.architecture)
+    return cache_path(spec, quant)
+
+
+def build(spec: ModelSpec, quant: str, seed: int = 0) -> Path:
+    """The cached GGUF of `spec`'s architecture in `quant`; written once, atomically."""
+    target = _checked_target(spec, quant)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    skeleton = target.with_name(f"{target.name}.f16-{os.getpid()}")
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    try:
+        write_f16_skeleton(spec.architecture, skeleton, spec.display_name)
+        quantize(skeleton, tmp, quant)
+        fill_random(tmp, seed)
+        os.replace(tmp, target)
+    finally:
+        for leftover in (skeleton, tmp):
+            leftover.unlink(missing_ok=True)
+    return target
+
+
+def file_type(path: str | Path) -> str | None:
+    """The GGUF's `general.file_type` as bench names it (q4_k_m, ...), or None when absent."""
+    import gguf
+
+    return reader_file_type(gguf.GGUFReader(path))
+
+
+def reader_file_type(reader) -> str | None:
+    """`file_type` of a header already read (a `gguf.GGUFReader`)."""
+    import gguf
+
+    field = reader.get_field(gguf.Keys.General.FILE_TYPE)
+    if field is None:
+        return None
+    value = int(field.contents())
+    return FILE_TYPE_NAMES.get(value, f"type-{value}")
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Partial files of builds whose process is gone (killed at a timeout): up to the model's size."""
+    import psutil
+
+    for leftover in target.parent.glob(f"{target.name}.*-*"):
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def build_isolated_target(spec: dict, quant: str) -> dict:
+    """Child-process entry point (`bench.launch.isolate`): build the GGUF of a registry spec, return its path."""
+    return {"path": str(build(ModelSpec.model_validate(spec), quant))}
+
+
+def ensure(spec: ModelSpec, quant: str, timeout_s: float = 3600.0) -> Path:
+    """The cached GGUF, written first in a child process when missing: llama.cpp's quantizer aborts
+    the process on a bad input, and that must not be bench's own process."""
+    target = _checked_target(spec, quant)
+    if target.exists():
+        return target
+    from bench.launch.isolate import run_isolated
+
+    _remove_leftovers(target)
+    outcome = run_isolated("bench.weights.synthetic_gguf:build_isolated_target",
+                           {"spec": spec.model_dump(mode="json"), "quant": quant}, timeout_s)
+    if outcome.status != "ok" or not target.exists():
+        last = [line for line in (outcome.error or "").splitlines() if line.strip()][-1:] or [outcome.status]
+        raise UserError(f"writing the synthetic GGUF of {spec.id} in {quant} failed ({outcome.status}): "
+                        f"{last[0].strip()}")
+    return target
