@@ -95,9 +95,19 @@ def build(spec: ModelSpec, with_weights: bool, seed: int = 0) -> Path:
         import torch
         from transformers import AutoModelForCausalLM
 
+        from transformers.utils import logging as hf_logging
+
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-        model.save_pretrained(tmp)
+        # The build runs in the command's own process, whose stderr is the user's: transformers' "Writing
+        # model shards" bar would sit above a one-line error or a run's table.
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            model.save_pretrained(tmp)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
     else:
         config.save_pretrained(tmp)
     try:
