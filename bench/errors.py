@@ -17,9 +17,20 @@ class UserError(Exception):
     exit_code = 2
 
 
-def unknown_name_error(kind: str, name: str, known: Iterable[str]) -> UserError:
-    """``unknown model 'mistal-3b'; did you mean: mistral-3b?`` with the closest ids."""
+# Up to this many known names are listed when none is close; more would bury the error line.
+LISTED_AT_MOST = 8
+
+
+def unknown_name_error(kind: str, name: str, known: Iterable[str], listing: str = "") -> UserError:
+    """``unknown model 'mistal-3b'; did you mean: mistral-3b?`` with the closest ids; with none close, the
+    known ids when they are few, else how to list them (`listing`, a command)."""
     known = sorted(set(known))
     close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.5)
-    hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(known)}"
+    if close:
+        hint = f"did you mean: {', '.join(close)}?"
+    elif len(known) <= LISTED_AT_MOST or not listing:
+        hint = f"known: {', '.join(known[:LISTED_AT_MOST])}" + (f" and {len(known) - LISTED_AT_MOST} more"
+                                                                if len(known) > LISTED_AT_MOST else "")
+    else:
+        hint = f"none of the {len(known)} known is close; list them with {listing}"
     return UserError(f"unknown {kind} {name!r}; {hint}")

@@ -71,10 +71,10 @@ class Registry:
     claim_slugs: dict[str, str]  # seed file name -> the claims file's stem (a page name for reports)
 
     def model(self, name: str) -> ModelSpec:
-        return _lookup("model", name, self.models)
+        return _lookup("model", name, self.models, "`bench models`")
 
     def gpu(self, name: str) -> HardwareSpec:
-        return _lookup("GPU", name, self.hardware)
+        return _lookup("GPU", name, self.hardware, "`bench gpus`")
 
     def gpu_for_device(self, device_name: str) -> HardwareSpec | None:
         """The single-card profile of an observed device (for its roofline), if the registry has one."""
@@ -84,7 +84,7 @@ class Registry:
         return None
 
     def recipe(self, name: str) -> RecipeSpec:
-        return _lookup("recipe", name, self.recipes)
+        return _lookup("recipe", name, self.recipes, "`bench finetune --help`")
 
     def claims(self) -> Iterator[tuple[ClaimSource, ClaimSpec]]:
         for source in self.claim_sources:
@@ -94,17 +94,17 @@ class Registry:
     def claim(self, claim_id: str) -> ClaimSpec:
         by_id = {c.id: c for _, c in self.claims()}
         if claim_id not in by_id:
-            raise unknown_name_error("claim", claim_id, by_id)
+            raise unknown_name_error("claim", claim_id, by_id, "`bench verdicts`")
         return by_id[claim_id]
 
 
-def _lookup(kind: str, name: str, table: dict[str, Any]) -> Any:
+def _lookup(kind: str, name: str, table: dict[str, Any], listing: str) -> Any:
     key = name.lower()
     for spec in table.values():
         if key == spec.id or key in (a.lower() for a in spec.aliases):
             return spec
     names = list(table) + [a for spec in table.values() for a in spec.aliases]
-    raise unknown_name_error(kind, name, names)
+    raise unknown_name_error(kind, name, names, listing)
 
 
 def _load_dir(directory: Path, spec: type[Spec]) -> list[tuple[Path, Spec]]:

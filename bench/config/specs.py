@@ -259,6 +259,10 @@ class ClaimSpec(Strict):
     kind: ClaimKind
     conditions: ClaimConditions = ClaimConditions()
     threshold: ClaimThreshold = ClaimThreshold()
+    meaning: str = Field("", description="What the claim asserts, restated in measurable terms; shown beside the "
+                                         "quote (default: restated from kind, conditions and threshold)")
+    unchecked: list[str] = Field([], description="Parts of the same quote no claim decides, each with why: the "
+                                                 "quote as a whole is then untested at best")
     notes: str = ""
 
 

@@ -9,8 +9,8 @@ from typing import Any
 from bench.records.schema import RunRecord
 from bench.records.store import iter_records
 
-FRAME_COLUMNS = ("id", "kind", "status", "model", "weights", "engine", "target", "emulated", "device_name",
-                 "started_at", "duration_s")
+FRAME_COLUMNS = ("id", "kind", "status", "model", "weights", "engine", "target", "emulated", "device",
+                 "device_name", "started_at", "duration_s")
 
 
 def record_row(record: RunRecord) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def record_row(record: RunRecord) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": record.id, "kind": record.kind, "status": record.status, "model": record.model.id,
         "weights": record.model.weights, "engine": (record.details.get("engine") or {}).get("engine"),
-        "target": hw.get("target"), "emulated": hw.get("emulated"),
+        "target": hw.get("target"), "emulated": hw.get("emulated"), "device": hw.get("device"),
         "device_name": hw.get("device_name") or hw.get("cpu_model"), "started_at": record.started_at,
         "duration_s": record.duration_s,
     }

@@ -52,7 +52,7 @@ def _environment() -> Environment:
 
 def _provenance(record: RunRecord) -> dict[str, Any]:
     hw, sw = record.hardware, record.software
-    return {"id": record.id, "device": hw.get("device_name") or hw.get("cpu_model"), "target": hw.get("target"),
+    return {"id": record.id, "device": tables.ran_on(record), "target": hw.get("target"),
             "emulated": hw.get("emulated"), "driver": hw.get("driver"), "cuda": hw.get("cuda_runtime"),
             "libs": ", ".join(f"{k} {sw[k]}" for k in PROVENANCE_LIBS if sw.get(k)),
             "revision": record.model.resolved_revision or record.model.revision, "weights": record.model.weights,
@@ -60,20 +60,30 @@ def _provenance(record: RunRecord) -> dict[str, Any]:
 
 
 def _memory_rows(verdicts: list[Verdict], records: dict[str, RunRecord], registry: Registry) -> list[dict]:
+    """One row per memory claim, every figure of the configuration that decided it: the estimate at the
+    verdict's quant and context (absent, and said so, where none was made), the measured bytes that decided
+    (llama.cpp's buffers, else the run's peak), and the budget judged against."""
     rows = []
     for v in verdicts:
         if v.kind not in ("inference-memory", "finetune-memory") or not v.conditions.get("gpu"):
             continue
         estimates = v.evidence.get("estimates") or (v.evidence.get("estimate") or {}).get("estimates") or {}
-        quant = v.conditions.get("quant")
-        estimate = estimates.get(quant) or next(iter(estimates.values()), None)
-        if estimate is None:
+        quant, context = v.conditions.get("quant"), v.conditions.get("context")
+        estimate = estimates.get(quant)
+        measured, measured_as = v.evidence.get("held_bytes"), "llama.cpp buffers"
+        if measured is None:
+            decisive = records.get(v.evidence.get("decisive_record", ""))
+            peak = decisive.metrics.get("peak_memory_bytes") if decisive else None
+            measured, measured_as = (peak.value, "peak") if peak and peak.value else (None, "")
+        if estimate is None and measured is None:
             continue
-        decisive = records.get(v.evidence.get("decisive_record", ""))
-        peak = decisive.metrics.get("peak_memory_bytes") if decisive else None
-        rows.append({"label": f"{v.claim_id} ({quant})", "estimate": estimate["total_bytes"],
+        shape = f"{quant}, {context:,} tokens" if context else str(quant)
+        rows.append({"label": f"{v.claim_id} ({shape})" + ("" if estimate else "; no estimate at this quant"),
+                     "claim": v.claim_id, "quant": quant, "context": context,
+                     "estimate": estimate["total_bytes"] if estimate else None,
+                     "measured": measured, "measured_as": measured_as, "judged_against": v.conditions["gpu"],
                      "budget": registry.gpu(v.conditions["gpu"]).budget_bytes,
-                     "measured": peak.value if peak else None})
+                     "decisive_record": v.evidence.get("decisive_record")})
     return rows
 
 
@@ -92,10 +102,16 @@ def _speed_rows(records: list[RunRecord]) -> list[dict]:
     rows = []
     for r in runs:
         bound = r.metrics.get("roofline_decode_tokens_per_s")
-        card = r.hardware.get("target") or r.hardware.get("device_name") or r.hardware.get("cpu_model")
-        rows.append({"label": f"{r.model.id} {engine_quant(r)} on {card}",
+        rows.append({"label": f"{r.model.id} {engine_quant(r)} on {tables.ran_on(r)}", "record": r.id,
                      "measured": r.metrics["decode_tokens_per_s"].value, "roofline": bound.value if bound else None})
     return rows
+
+
+def _speed_title(rows: list[dict]) -> str:
+    """The plot promises a roofline only where one was computed: a CPU run has none (no bandwidth profile)."""
+    if rows and all(r["roofline"] is None for r in rows):
+        return "Decode speed at batch 1 (no roofline: these ran on a CPU, which has no bandwidth profile)"
+    return "Decode speed against the bandwidth roofline of the card it ran on"
 
 
 def _latency_rows(records: list[RunRecord]) -> list[dict]:
@@ -106,12 +122,29 @@ def _latency_rows(records: list[RunRecord]) -> list[dict]:
     rows = []
     for r in runs:
         m = r.metrics
-        card = r.hardware.get("target") or r.hardware.get("device_name") or r.hardware.get("cpu_model")
-        rows.append({"label": f"{r.model.id} {r.config.get('scenario', {}).get('backend')} on {card}",
+        rows.append({"label": f"{r.model.id} {r.config.get('scenario', {}).get('backend')} on {tables.ran_on(r)}",
                      "ttft_ms": m["ttft_s"].value * 1e3,
                      "itl_ms": m["itl_p50_s"].value * 1e3 if "itl_p50_s" in m else None,
                      "decode": m["decode_tokens_per_s"].value if "decode_tokens_per_s" in m else None,
                      "batch": m["throughput_tokens_per_s"].value if "throughput_tokens_per_s" in m else None})
+    return rows
+
+
+def _loss_rows(records: list[RunRecord]) -> list[dict]:
+    """The latest ok fine-tune per model and recipe: its loss at every step (and a preference run's
+    chosen and rejected rewards, where recorded)."""
+    runs = _latest_by([r for r in records if r.kind == "finetune" and r.metrics.get("loss_last")
+                       and r.metrics["loss_last"].samples],
+                      lambda r: (r.model.id, r.config.get("recipe", {}).get("id")))
+    rows = []
+    for r in runs:
+        recipe = r.config.get("recipe", {}).get("id")
+        series = {"loss": r.metrics["loss_last"].samples}
+        for name in ("rewards_chosen", "rewards_rejected"):
+            if r.metrics.get(name) and r.metrics[name].samples:
+                series[name.replace("_", " ")] = r.metrics[name].samples
+        rows += [{"label": f"{r.model.id} {recipe}", "record": r.id, "series": name, "step": step, "value": value}
+                 for name, values in series.items() for step, value in enumerate(values, 1)]
     return rows
 
 
@@ -158,15 +191,18 @@ def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_di
         page_records = [r for r in records if r.model.id in subjects]
         page_verdicts = by_source[source.source]
         plot_dir = out_dir / "plots"
+        speed_rows = _speed_rows(page_records)
         images = {
             "memory": plots.memory_vs_budget(_memory_rows(page_verdicts, by_id, registry),
-                                             plot_dir / f"{slug}-memory.png", "Memory: estimate and measured peak"),
-            "speed": plots.speed_vs_roofline(_speed_rows(page_records), plot_dir / f"{slug}-speed.png",
-                                             "Decode speed against the roofline"),
+                                             plot_dir / f"{slug}-memory.png",
+                                             "Memory of the configuration that decided each claim"),
+            "speed": plots.speed_vs_roofline(speed_rows, plot_dir / f"{slug}-speed.png", _speed_title(speed_rows)),
             "latency": plots.latency_and_throughput(_latency_rows(page_records), plot_dir / f"{slug}-latency.png",
                                                     "Latency and throughput per model and backend (latest run)"),
             "scores": plots.scores_with_errors(_score_rows(page_records), plot_dir / f"{slug}-scores.png",
                                                "Eval scores"),
+            "training": plots.loss_curves(_loss_rows(page_records), plot_dir / f"{slug}-training.png",
+                                          "Fine-tune smoke tests: training loss per step"),
             "serve": plots.latency_vs_throughput(serve_curves(page_records), plot_dir / f"{slug}-serve.png",
                                                  "Serving: latency against throughput, per model and server"),
         }
@@ -200,7 +236,8 @@ def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_di
 
 
 def _leaderboard(frame) -> list[dict[str, Any]]:
-    """One row per measured model and card: best decode speed, lowest peak memory, from ok runs."""
+    """One row per measured model, machine it ran on and target it was judged against: best decode speed,
+    lowest peak memory, from ok runs. A CPU run is named as one, never by the card it stood in for."""
     if frame is None or frame.empty:
         return []
     ok = frame[frame["status"] == "ok"]
@@ -208,9 +245,13 @@ def _leaderboard(frame) -> list[dict[str, Any]]:
                            "roofline_fraction") if c in ok.columns]
     if not columns:
         return []
-    ok = ok.assign(card=ok["target"].fillna(ok["device_name"]))
+    ran_on = [f"{name} (CPU)" if device == "cpu" else f"{name}, capped to {target}'s memory" if emulated is True
+              else str(name) for name, device, emulated, target in zip(ok["device_name"], ok["device"], ok["emulated"],
+                                                                          ok["target"])]
+    ok = ok.assign(ran_on=ran_on, judged_against=ok["target"].fillna("-"))
     aggregations = {c: ("min" if c == "peak_memory_bytes" else "max") for c in columns}
-    grouped = ok.groupby(["model", "kind", "card"], dropna=False).agg({**aggregations, "id": "count"})
+    grouped = ok.groupby(["model", "kind", "ran_on", "judged_against"], dropna=False).agg(
+        {**aggregations, "id": "count"})
     grouped = grouped.rename(columns={"id": "runs"}).reset_index()
     grouped = grouped.astype(object).where(grouped.notna(), None)
     return grouped.to_dict(orient="records")

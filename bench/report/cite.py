@@ -19,8 +19,11 @@ from bench.config.registry import Registry
 from bench.errors import UserError, unknown_name_error
 from bench.records.schema import RunRecord
 from bench.records.store import iter_records
+from bench.report.tables import ran_on, result_summary
+from bench.report.terminal import seconds
 from bench.verdicts.decide import deciding_number
 from bench.verdicts.evidence import record_class
+from bench.verdicts.verdict import decisive_record
 
 FORMATS = ("text", "markdown", "bibtex", "json")
 CITED_METRICS = ("ttft_s", "itl_p50_s", "itl_p99_s", "decode_tokens_per_s", "throughput_tokens_per_s",
@@ -36,8 +39,11 @@ class Citation:
     evidence_class: str
     number: str  # the deciding number with its unit
     quote: str = ""
+    meaning: str = ""  # the claim restated in measurable terms
     speaker: str = ""
     page: dict[str, Any] = field(default_factory=dict)  # title, address, published, seed
+    quote_verdict: str = ""  # a quote of several parts: its weakest part's verdict
+    parts: list[str] = field(default_factory=list)  # each part of such a quote, with its verdict and evidence
     reason: str = ""
     conditions: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)  # a record's measured figures
@@ -94,10 +100,11 @@ def _bench_of(records: list[RunRecord]) -> str:
 
 
 def _claim_reproduce(registry: Registry, verdict, records: dict[str, RunRecord]) -> list[str]:
+    """One command: the deciding record's run where a record decided, else the arithmetic or fact."""
     cond, subject = verdict.conditions, verdict.subject
-    measured = [records[r] for r in verdict.evidence.get("records", []) if r in records]
-    if measured:
-        return [record_command(r) for r in measured[:3]] + [f"bench cite {verdict.claim_id}"]
+    deciding = decisive_record(verdict, records)
+    if deciding is not None:
+        return [record_command(deciding)]
     if verdict.kind in ("license", "open-weights", "context"):
         return [f"bench models --json  (entry {subject})"]
     if verdict.kind == "params":
@@ -121,9 +128,19 @@ def _conditions(conditions: dict[str, Any]) -> list[str]:
             out += [f"not stated by the quote: {u}" for u in value]
         elif isinstance(value, list):
             out.append(f"{key}: {', '.join(str(v) for v in value)}")
+        elif isinstance(value, bool):
+            out.append(f"{key}: {'yes' if value else 'no'}")
         else:
             out.append(f"{key}: {value}")
     return out
+
+
+def _part_text(part: dict[str, Any], ident: str) -> str:
+    if part["claim_id"] is None:
+        return f"{part['meaning']} ({part['verdict']}: no claim decides it)"
+    tempered = f" ({part['qualifier']})" if part["qualifier"] else ""
+    mine = " (this claim)" if part["claim_id"] == ident else ""
+    return f"{part['meaning']}: {part['verdict']}{tempered}, {part['evidence_class']}{mine}"
 
 
 def claim_citation(registry: Registry, ident: str, records: list[RunRecord]) -> Citation:
@@ -133,15 +150,35 @@ def claim_citation(registry: Registry, ident: str, records: list[RunRecord]) -> 
     verdict = next(v for v in all_verdicts(registry, records) if v.claim_id == ident)
     claim = registry.claim(ident)
     source = next(s for s in registry.claim_sources if s.source == verdict.source)
-    cited = [by_id[r] for r in verdict.evidence.get("records", []) if r in by_id]
+    deciding = decisive_record(verdict, by_id)
+    cited = ([deciding] if deciding else []) + [by_id[r] for r in verdict.evidence.get("records", [])
+                                                 if r in by_id and by_id[r] is not deciding]
     page = {"title": source.title, "address": source.address, "published": source.published,
             "seed": source.source}
-    return Citation(id=ident, title=f"{claim.product}: {claim.kind} claim", verdict=verdict.verdict,
+    parts = [_part_text(part, ident) for part in verdict.quote_parts]
+    judged = verdict.conditions.get("gpu") or (deciding.hardware.get("target") if deciding else None)
+    conditions = ([f"measured on: {ran_on(deciding)}" + (f"; judged against {judged}" if judged else "")]
+                  if deciding else []) + _conditions(verdict.conditions)
+    return Citation(id=ident, title=f"{claim.product}: {claim.kind} claim", verdict=verdict.word,
                     evidence_class=verdict.evidence_class, number=deciding_number(verdict, by_id),
-                    quote=claim.quote, speaker=claim.speaker, page=page, reason=verdict.reason,
-                    conditions=_conditions(verdict.conditions),
-                    reproduce=_claim_reproduce(registry, verdict, by_id), records=[r.id for r in cited],
+                    quote=claim.quote, meaning=verdict.meaning, speaker=claim.speaker, page=page,
+                    quote_verdict=verdict.quote_verdict if parts else "", parts=parts, reason=verdict.reason,
+                    conditions=conditions, reproduce=_claim_reproduce(registry, verdict, by_id), records=[r.id for r in cited],
                     bench=_bench_of(cited), would_change=verdict.would_change)
+
+
+def _level_lines(record: RunRecord) -> list[str]:
+    """A serve record's levels, one line each: what a reader pastes beside the curve."""
+    lines = []
+    for level in record.details.get("levels", []):
+        figures = [f"{level.get('completed', 0)} requests ok, {level.get('errors', 0)} errors"]
+        figures += [f"{label} {seconds(level[key])}" for key, label in (("ttft_p50_s", "TTFT p50"),
+                    ("ttft_p90_s", "TTFT p90"), ("tpot_p50_s", "TPOT p50"), ("tpot_p90_s", "TPOT p90"))
+                    if level.get(key) is not None]
+        if level.get("output_tokens_per_s") is not None:
+            figures.append(f"{level['output_tokens_per_s']:,.1f} output tokens/s")
+        lines.append(f"level {level.get('level')}: {', '.join(figures)}")
+    return lines
 
 
 def record_citation(record: RunRecord) -> Citation:
@@ -152,12 +189,13 @@ def record_citation(record: RunRecord) -> Citation:
         from bench.report.record_text import score_lines
 
         figures += score_lines(record.metrics["scores"].value)
+    if record.kind in ("serve", "finetune"):
+        figures = [result_summary(record)] + _level_lines(record) + figures
     hw, sw = record.hardware, record.software
-    device = hw.get("device_name") or hw.get("cpu_model") or "unknown device"
     libs = ", ".join(f"{k} {sw[k]}" for k in ("vllm", "torch", "transformers", "peft", "trl", "lm_eval",
                                               "llama_cpp_python", "bitsandbytes") if sw.get(k))
-    conditions = [f"device: {device}" + (f", memory capped to {hw.get('target')} (speed is the device's)"
-                                         if hw.get("emulated") else ""),
+    conditions = [f"measured on: {ran_on(record)}" + (" (speed is the device's)" if hw.get("emulated") else "")
+                  + (f"; judged against {hw['target']}" if hw.get("target") else ""),
                   f"model revision: {record.model.resolved_revision or record.model.revision or 'local'}",
                   f"measured {record.started_at[:10]} with {libs}"]
     error = f"; {(record.error or '').strip().splitlines()[-1]}" if record.error else ""
@@ -178,22 +216,37 @@ def cite(registry: Registry, ident: str, results_dir: Path, fmt: str = "text") -
     elif ident in claim_ids:
         citation = claim_citation(registry, ident, records)
     else:
-        raise unknown_name_error("claim or record id", ident, claim_ids | {r.id for r in records})
+        raise unknown_name_error("claim or record id", ident, claim_ids | {r.id for r in records},
+                                 listing="`bench verdicts` (claims) or `bench results` (records)")
     return RENDERERS[fmt](citation)
 
 
 def _page_text(c: Citation) -> str:
+    """The page by its title, with its address and date where it published them."""
     page = c.page
     if not page:
         return ""
-    extra = [page.get("address") or "address unknown", page.get("published") or "date unknown"]
-    return f"{page['title']} ({'; '.join(extra)}; seed {page['seed']})"
+    found = [page.get("address"), page.get("published")]
+    known = "; ".join(str(x) for x in found if x)
+    return f"{page['title']} ({known or 'published without an address or a date'})"
+
+
+def _record_role(c: Citation, index: int) -> str:
+    """A claim's first record decided it; a record's citation names just the record."""
+    if not c.quote:
+        return "record"
+    return "deciding record" if index == 0 else "other evidence"
 
 
 def render_text(c: Citation) -> str:
     lines = []
     if c.quote:
         lines += [f"\"{c.quote}\"", f"  said by: {c.speaker}, on the page: {_page_text(c)}"]
+    if c.quote_verdict:
+        lines.append(f"the quote as a whole: {c.quote_verdict} (its weakest part)")
+        lines += [f"  part: {part}" for part in c.parts]
+    if c.meaning:
+        lines.append(f"this claim: {c.meaning}")
     lines += [f"{c.title}", f"verdict: {c.verdict}" + (f" ({c.reason})" if c.reason else ""),
               f"evidence: {c.evidence_class}"]
     if c.number:
@@ -203,7 +256,7 @@ def render_text(c: Citation) -> str:
     if c.would_change:
         lines.append(f"would change with: {c.would_change}")
     lines += [f"reproduce: {cmd}" for cmd in c.reproduce]
-    lines += [f"record: {r}" for r in c.records]
+    lines += [f"{_record_role(c, i)}: {r}" for i, r in enumerate(c.records)]
     lines += [f"claim: {c.id}" if c.quote else "", c.bench]
     return "\n".join(line for line in lines if line)
 
@@ -218,6 +271,11 @@ def render_markdown(c: Citation) -> str:
     lines = []
     if c.quote:
         lines += [f"> \"{_md(c.quote)}\"", f"> — {_md(c.speaker)}, *{_md(_page_text(c))}*", ""]
+    if c.quote_verdict:
+        lines += [f"The quote as a whole: **{_md(c.quote_verdict)}** (its weakest part)."]
+        lines += [f"- part: {_md(part)}" for part in c.parts] + [""]
+    if c.meaning:
+        lines += [f"This claim: {_md(c.meaning)}.", ""]
     lines += [f"**{_md(c.title)}: {_md(c.verdict)}.** {_md(c.reason)}".rstrip(),
               f"- evidence: {_md(c.evidence_class)}"]
     if c.number:
@@ -227,7 +285,7 @@ def render_markdown(c: Citation) -> str:
     if c.would_change:
         lines.append(f"- would change with: {_md(c.would_change)}")
     lines += [f"- reproduce: `{cmd}`" for cmd in c.reproduce]
-    lines += [f"- record: `{r}`" for r in c.records]
+    lines += [f"- {_record_role(c, i)}: `{r}`" for i, r in enumerate(c.records)]
     lines.append(f"- {'claim `' + c.id + '`; ' if c.quote else ''}{_md(c.bench)}")
     return "\n".join(lines)
 
@@ -237,9 +295,10 @@ def _bib(text: str) -> str:
 
 
 def render_bibtex(c: Citation) -> str:
-    fields = {"title": c.title, "quote": c.quote, "speaker": c.speaker,
+    fields = {"title": c.title, "quote": c.quote, "meaning": c.meaning, "speaker": c.speaker,
               "howpublished": _page_text(c), "url": c.page.get("address"), "date": c.page.get("published"),
-              "verdict": c.verdict, "evidence": c.evidence_class, "number": c.number,
+              "verdict": c.verdict, "quoteverdict": c.quote_verdict, "parts": "; ".join(c.parts),
+              "evidence": c.evidence_class, "number": c.number,
               "conditions": "; ".join(c.conditions), "reproduce": "; ".join(c.reproduce),
               "records": ", ".join(c.records), "note": c.bench}
     body = ",\n".join(f"  {k} = {{{_bib(v)}}}" for k, v in fields.items() if v)

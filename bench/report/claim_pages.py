@@ -18,8 +18,8 @@ from bench.config.registry import Registry
 from bench.records.schema import RunRecord
 from bench.report import tables
 from bench.verdicts.decide import deciding_number
-from bench.verdicts.evidence import record_class
-from bench.verdicts.verdict import Verdict
+from bench.verdicts.evidence import CLASSES_STRONGEST_FIRST, record_class
+from bench.verdicts.verdict import MEANINGS, Verdict
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}")
 # Rows a claim page lists in full: its best evidence, and the subject's newest other runs. A nightly
@@ -87,4 +87,5 @@ def index_context(registry: Registry, verdicts: list[Verdict]) -> dict[str, Any]
     claims = {c.id: c for _, c in registry.claims()}
     titles = {s.source: s.title for s in registry.claim_sources}
     return {"count_rows": tables.count_rows(verdicts, claims, titles), "totals": tables.counts(verdicts),
-            "groups": tables.grouped(verdicts, claims), "verdict_words": list(tables.counts([]))}
+            "groups": tables.grouped(verdicts, claims), "verdict_words": list(tables.counts([])),
+            "page_titles": titles, "verdict_meanings": MEANINGS, "evidence_classes": CLASSES_STRONGEST_FIRST}

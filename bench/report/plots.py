@@ -1,7 +1,13 @@
-"""Static plots for the reports (matplotlib, no display, PNG files that work offline)."""
+"""Static plots for the reports (matplotlib, no display, PNG files that work offline).
+
+Every plot writes the numbers it draws beside it (`<plot>.csv`, one row per bar or point, raw
+units), so a reader can check a bar against its record and a test can hold each figure to its
+source.
+"""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import matplotlib
@@ -33,13 +39,13 @@ def memory_vs_budget(rows: list[dict], path: Path, title: str) -> Path | None:
     """One bar per claim: the estimate (and the measured peak, where a run exists) against the card's budget."""
     if not rows:
         return None
-    fig, ax = _paired_bars(rows, ("estimate", "estimate", "#8da0cb"), ("measured", "measured peak", "#fc8d62"),
+    fig, ax = _paired_bars(rows, ("estimate", "estimate", "#8da0cb"), ("measured", "measured (llama.cpp buffers, else peak)", "#fc8d62"),
                            scale=GIB, value_format="{:,.1f} GiB")
     for i, r in enumerate(rows):
         ax.plot([r["budget"] / GIB] * 2, [i - 0.45, i + 0.45], color="black", linewidth=2)
-    ax.set_xlabel("GiB (linear); black tick = the card's memory")
+    ax.set_xlabel("GiB (linear); black tick = the budget judged against")
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return _save(fig, path, rows)
 
 
 def speed_vs_roofline(rows: list[dict], path: Path, title: str) -> Path | None:
@@ -50,7 +56,7 @@ def speed_vs_roofline(rows: list[dict], path: Path, title: str) -> Path | None:
                            value_format="{:,.1f} tok/s")
     ax.set_xlabel("decode tokens/s at batch 1")
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return _save(fig, path, rows)
 
 
 def latency_and_throughput(rows: list[dict], path: Path, title: str) -> Path | None:
@@ -74,7 +80,7 @@ def latency_and_throughput(rows: list[dict], path: Path, title: str) -> Path | N
         ax.legend(fontsize=7, loc="lower right")
     left.set_yticks(y, [r["label"] for r in rows], fontsize=7)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return _save(fig, path, rows)
 
 
 def scores_with_errors(rows: list[dict], path: Path, title: str) -> Path | None:
@@ -89,15 +95,42 @@ def scores_with_errors(rows: list[dict], path: Path, title: str) -> Path | None:
     ax.set_xlim(0, 1)
     ax.set_xlabel("score (error bars: one standard error)")
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return _save(fig, path, rows)
 
 
-def _save(fig, path: Path) -> Path:
+def loss_curves(rows: list[dict], path: Path, title: str) -> Path | None:
+    """One line per run and series (loss; a preference run's chosen and rejected rewards), by step."""
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for key in dict.fromkeys((r["label"], r["series"]) for r in rows):
+        points = [r for r in rows if (r["label"], r["series"]) == key]
+        ax.plot([p["step"] for p in points], [p["value"] for p in points], marker="o", markersize=3,
+                label=f"{key[0]}: {key[1]}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("value")
+    ax.legend(fontsize=6, loc="upper right")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path, rows)
+
+
+def _save(fig, path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    _write_data(rows, path.with_suffix(".csv"))
     return path
+
+
+def _write_data(rows: list[dict], path: Path) -> None:
+    """The plot's rows as CSV, columns in first-seen order; a label a spreadsheet would run is kept as text."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v) for k, v in row.items()})
 
 
 def latency_vs_throughput(curves: list[dict], path: Path, title: str) -> Path | None:
@@ -117,4 +150,4 @@ def latency_vs_throughput(curves: list[dict], path: Path, title: str) -> Path | 
         ax.set_ylabel(name)
     axes[0].legend(fontsize=6, loc="upper left")
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return _save(fig, path, [{"label": curve["label"], **point} for curve in curves for point in curve["points"]])

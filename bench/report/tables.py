@@ -17,10 +17,7 @@ from typing import Any
 from bench.records.stats import percentile
 from bench.report.terminal import seconds
 from bench.units import gib
-from bench.verdicts.verdict import VERDICTS, Verdict
-
-# Verdicts ordered by how much a reader needs to see them: the page is contradicted first.
-ORDER = {"fails": 0, "refuted-by-arithmetic": 1, "untested": 2, "plausible": 3, "holds": 4}
+from bench.verdicts.verdict import STRENGTH, VERDICTS, Verdict
 
 
 @dataclass
@@ -30,6 +27,7 @@ class ClaimGroup:
     verdict: Verdict  # the first claim's verdict, shown for the group
     claim_ids: list[str] = field(default_factory=list)
     quotes: list[str] = field(default_factory=list)
+
 
 def group_key(verdict: Verdict, claim: Any) -> tuple:
     return (verdict.subject, verdict.kind, verdict.verdict, claim.conditions.model_dump_json(),
@@ -44,7 +42,7 @@ def grouped(verdicts: list[Verdict], claims: dict[str, Any]) -> list[ClaimGroup]
         group.claim_ids.append(v.claim_id)
         if v.quote not in group.quotes:
             group.quotes.append(v.quote)
-    return sorted(groups.values(), key=lambda g: ORDER.get(g.verdict.verdict, 9))
+    return sorted(groups.values(), key=lambda g: STRENGTH[g.verdict.verdict])
 
 
 def counts(verdicts: list[Verdict]) -> dict[str, int]:
@@ -87,15 +85,90 @@ SPREAD_OF = (("decode_tokens_per_s", "decode tok/s", lambda v: f"{v:,.1f}"), ("t
              ("step_time_s", "step time", seconds))
 
 
+def ran_on(record: Any) -> str:
+    """The machine a record measured on, said so a CPU run is never read as a card's: "AMD EPYC (CPU)",
+    "NVIDIA H100 80GB HBM3, capped to rtx-4090's memory"."""
+    hw = record.hardware
+    if hw.get("device") == "cpu":
+        return f"{hw.get('cpu_model') or hw.get('device_name') or 'a CPU'} (CPU)"
+    where = str(hw.get("device_name") or "a GPU")
+    return where + (f", capped to {hw.get('target')}'s memory" if hw.get("emulated") else "")
+
+
+def result_summary(record: Any) -> str:
+    """What a record of a kind without the inference columns found, in one cell: a serve record's best
+    level and one-user latency, an eval's scores with standard errors, a fine-tune's checks."""
+    if record.kind == "serve":
+        return _serve_summary(record)
+    if record.kind == "eval":
+        return "; ".join(score_texts((record.metrics.get("scores") or _NO_METRIC).value or {}))
+    if record.kind == "finetune":
+        return finetune_checks(record)
+    return ""
+
+
+class _NoMetric:
+    value = None
+
+
+_NO_METRIC = _NoMetric()
+
+
+def _serve_summary(record: Any) -> str:
+    levels = [level for level in record.details.get("levels", []) if level.get("output_tokens_per_s")]
+    if not levels:
+        return "no level completed a request"
+    best = max(levels, key=lambda level: level["output_tokens_per_s"])
+    text = f"best {best['output_tokens_per_s']:,.1f} output tok/s at {best['level']}"
+    one = next((level for level in levels if level["level"] == "c1"), None)
+    if one is not None and one.get("ttft_p90_s") is not None:
+        text += f"; one user: TTFT p90 {seconds(one['ttft_p90_s'])}"
+        if one.get("tpot_p90_s") is not None:
+            text += f", TPOT p90 {seconds(one['tpot_p90_s'])}"
+    return text
+
+
+def score_texts(scores: dict[str, dict[str, float]]) -> list[str]:
+    """`task metric 0.512 ± 0.010` for each scored metric (± one standard error, where lm-eval gave one)."""
+    texts = []
+    for task, values in sorted(scores.items()):
+        for name, value in values.items():
+            if name.endswith("_stderr") or not isinstance(value, (int, float)):
+                continue
+            err = values.get(f"{name}_stderr")
+            texts.append(f"{task} {name} {value:.3f}" + (f" ± {err:.3f}" if isinstance(err, (int, float)) else ""))
+    return texts
+
+
+def finetune_checks(record: Any) -> str:
+    """The smoke test's four checks, each marked, and a preference run's reward figures where recorded."""
+    m = record.metrics
+
+    def value(name: str) -> Any:
+        return m[name].value if name in m else None
+
+    first, last = value("loss_first"), value("loss_last")
+    marks = [("fits", record.status == "ok"),
+             ("loss goes down" + (f" ({first:.3f} to {last:.3f})" if first is not None and last is not None else ""),
+              first is not None and last is not None and last < first),
+             ("adapter reloads", bool(value("adapter_reloaded"))),
+             ("changes the model", bool(value("adapter_changes_output")))]
+    text = ", ".join(f"{'✓' if ok else '✗'} {what}" for what, ok in marks)
+    rewards = [f"{name.replace('_', ' ')} {m[name].value:.3f}" for name in sorted(m)
+               if name.startswith("reward") and isinstance(m[name].value, (int, float))]
+    return text + ("; " + ", ".join(rewards) if rewards else "")
+
+
 def measured_row(record: Any, evidence_class: str) -> dict[str, Any]:
-    """One record as a table row: formatted figures, the spread of its main samples, the sample count."""
+    """One record as a table row: formatted figures, the spread of its main samples, the sample count; where
+    it ran and what it was judged against as two columns."""
     hw = record.hardware
     row: dict[str, Any] = {
         "id": record.id, "kind": record.kind, "model": record.model.id, "status": record.status,
         "weights": record.model.weights, "engine": (record.details.get("engine") or {}).get("engine") or "",
-        "card": hw.get("target") or hw.get("device_name") or hw.get("cpu_model") or "",
+        "ran_on": ran_on(record), "target": hw.get("target") or "-",
         "device": hw.get("device_name") or hw.get("cpu_model") or "", "evidence": evidence_class,
-        "started_at": record.started_at, "values": {}, "cells": {},
+        "result": result_summary(record), "started_at": record.started_at, "values": {}, "cells": {},
     }
     for name, _, fmt in MEASURED_COLUMNS:
         metric = record.metrics.get(name)
@@ -142,10 +215,11 @@ def measurements_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     names = [name for name, _, _ in MEASURED_COLUMNS]
-    writer.writerow(["record", "kind", "model", "status", "weights", "engine", "card", "evidence", "started_at"]
-                    + names + ["spread", "samples"])
+    writer.writerow(["record", "kind", "model", "status", "weights", "engine", "ran on", "judged against",
+                     "evidence", "started_at"] + names + ["result", "spread", "samples"])
     for r in rows:
         writer.writerow([_cell(x) for x in [r["id"], r["kind"], r["model"], r["status"], r["weights"], r["engine"],
-                                            r["card"], r["evidence"], r["started_at"]]]
-                        + [r["values"].get(n, "") for n in names] + [r.get("spread", ""), r.get("samples", "")])
+                                            r["ran_on"], r["target"], r["evidence"], r["started_at"]]]
+                        + [r["values"].get(n, "") for n in names]
+                        + [_cell(r["result"]), r.get("spread", ""), r.get("samples", "")])
     return out.getvalue()

@@ -11,13 +11,15 @@ listed here.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from bench.config.registry import Registry
 from bench.config.specs import ClaimSource, ClaimSpec
 from bench.records.schema import RunRecord
 from bench.verdicts import eval_scores, facts, memory, params, responsive, runtime, speed
-from bench.verdicts.verdict import ClaimKind, Verdict, decisive_record
+from bench.verdicts.evidence import NOT_CHECKED
+from bench.verdicts.verdict import STRENGTH, UNTESTED, ClaimKind, Verdict, decisive_record
 
 _KIND_MODULES = (memory, params, facts, speed, runtime, responsive, eval_scores)
 KINDS: dict[str, ClaimKind] = {name: module.KIND for module in _KIND_MODULES for name in module.KIND.names}
@@ -31,11 +33,32 @@ def verdict_for(registry: Registry, source: ClaimSource, claim: ClaimSpec,
 
 
 def all_verdicts(registry: Registry, records: Sequence[RunRecord] = ()) -> list[Verdict]:
-    verdicts = [verdict_for(registry, source, claim, records) for source, claim in registry.claims()]
+    pairs = [(verdict_for(registry, source, claim, records), claim) for source, claim in registry.claims()]
     by_id = {r.id: r for r in records}
-    for verdict in verdicts:
+    for verdict, claim in pairs:
         verdict.evidence_class = verdict_class(verdict, by_id)
-    return verdicts
+        verdict.meaning = claim.meaning or KINDS[claim.kind].restate(registry, claim)
+    _hold_quotes_to_their_weakest_part(pairs)
+    return [verdict for verdict, _ in pairs]
+
+
+def _hold_quotes_to_their_weakest_part(pairs: list[tuple[Verdict, ClaimSpec]]) -> None:
+    """A quote that makes several claims ("fits a 24GB card and is responsive, in under five minutes") is
+    decided part by part: the claims quoting it on the same page by the same speaker, and the parts no claim
+    decides (`unchecked`, untested by definition). The quote's own verdict is its weakest part's."""
+    quotes: dict[tuple[str, str, str], list[tuple[Verdict, ClaimSpec]]] = defaultdict(list)
+    for verdict, claim in pairs:
+        quotes[(verdict.source, claim.speaker, claim.quote)].append((verdict, claim))
+    for group in quotes.values():
+        parts = [{"claim_id": v.claim_id, "meaning": v.meaning, "verdict": v.verdict, "qualifier": v.qualifier,
+                  "evidence_class": v.evidence_class} for v, _ in group]
+        unchecked = dict.fromkeys(text for _, claim in group for text in claim.unchecked)
+        parts += [{"claim_id": None, "meaning": text, "verdict": UNTESTED, "qualifier": "",
+                   "evidence_class": NOT_CHECKED} for text in unchecked]
+        weakest = min(parts, key=lambda part: STRENGTH[part["verdict"]])["verdict"]
+        for verdict, _ in group:
+            verdict.quote_verdict = weakest
+            verdict.quote_parts = parts if len(parts) > 1 else []
 
 
 def verdict_class(verdict: Verdict, records: Mapping[str, RunRecord]) -> str:

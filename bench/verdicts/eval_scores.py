@@ -67,4 +67,10 @@ def deciding_number(verdict: Verdict, record: RunRecord | None) -> str:
     return ""
 
 
-KIND = ClaimKind(("eval",), decide, evidence_class, deciding_number)
+def restate(registry: Registry, claim: ClaimSpec) -> str:
+    cond = claim.conditions
+    return (f"{claim.subject} scores above {', '.join(cond.compare_to) or 'the compared models'} on "
+            f"{', '.join(cond.tasks) or 'the named tasks'}, beyond the combined standard error")
+
+
+KIND = ClaimKind(("eval",), decide, evidence_class, deciding_number, restate)

@@ -30,6 +30,11 @@ ARITHMETIC_LOWER_BOUND = "arithmetic lower bound"
 ARITHMETIC_ESTIMATE = "arithmetic estimate"
 ARITHMETIC_ROOFLINE = "arithmetic upper bound (bandwidth roofline)"
 NO_EVIDENCE = "no evidence yet"
+NOT_CHECKED = "not checked: no claim decides this part of the quote"
+# Every class, strongest first, for the reports' legend.
+CLASSES_STRONGEST_FIRST = (MEASURED_ON_CARD, MEASURED_UNDER_CAP, MEASURED_SYNTHETIC, MEASURED_LLAMACPP_CPU,
+                           LLAMACPP_PLUS_CUDA, MEASURED_EVAL, REGISTRY_FACT, ARITHMETIC_COUNT, ARITHMETIC_LOWER_BOUND,
+                           ARITHMETIC_ESTIMATE, ARITHMETIC_ROOFLINE, NOT_CHECKED, NO_EVIDENCE)
 # What `rank` orders, in the words above.
 RANK_CLASSES = {3: MEASURED_ON_CARD, 2: MEASURED_UNDER_CAP, 1: MEASURED_SYNTHETIC, 0: MEASURED_LLAMACPP_CPU}
 

@@ -69,4 +69,15 @@ def deciding_number(verdict: Verdict, record: RunRecord | None) -> str:
     return f"recorded {verdict.kind}: {evidence['recorded']} (the claim says {evidence.get('claimed')})"
 
 
-KIND = ClaimKind(("license", "open-weights", "context"), decide, evidence_class, deciding_number)
+def restate(registry: Registry, claim: ClaimSpec) -> str:
+    t = claim.threshold
+    if claim.kind == "license":
+        which = f"a permissive license ({', '.join(sorted(PERMISSIVE_LICENSES))})" if t.license == "permissive" \
+            else f"the {t.license} license"
+        return f"{claim.subject}'s weights ship under {which}"
+    if claim.kind == "open-weights":
+        return f"{claim.subject}'s weights {'can' if t.open_weights else 'cannot'} be downloaded"
+    return f"{claim.subject} supports {t.context_tokens or 0:,} tokens of context"
+
+
+KIND = ClaimKind(("license", "open-weights", "context"), decide, evidence_class, deciding_number, restate)

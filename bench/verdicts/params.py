@@ -49,4 +49,13 @@ def deciding_number(verdict: Verdict, record: RunRecord | None) -> str:
     return f"{counted['total'] / 1e9:,.2f}B total, {counted['active'] / 1e9:,.2f}B active parameters"
 
 
-KIND = ClaimKind(("params",), decide, evidence_class, deciding_number)
+def restate(registry: Registry, claim: ClaimSpec) -> str:
+    t = claim.threshold
+    counts = [f"{value / 1e9:,.3g}B {name} parameters" for name, value in
+              (("total", t.total_params), ("active", t.active_params)) if value is not None]
+    if not counts:
+        return f"{claim.subject} has a parameter count the quote does not state"
+    return f"{claim.subject} has {' and '.join(counts)} (within {t.tolerance:.0%})"
+
+
+KIND = ClaimKind(("params",), decide, evidence_class, deciding_number, restate)

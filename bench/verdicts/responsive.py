@@ -23,7 +23,7 @@ from bench.config.specs import ClaimSpec, ModelSpec
 from bench.estimate.plan import PlanRequest, Subject, make_plan
 from bench.estimate.quant import weight_format
 from bench.records.schema import RunRecord
-from bench.verdicts.evidence import NO_EVIDENCE, measured_class
+from bench.verdicts.evidence import ARITHMETIC_ROOFLINE, NO_EVIDENCE, measured_class
 from bench.verdicts.speed import roofline_number
 from bench.verdicts.verdict import FAILS, HOLDS, PLAUSIBLE, REFUTED, UNTESTED, ClaimKind, Verdict, new_verdict
 
@@ -84,11 +84,19 @@ def measured_responsive(claim: ClaimSpec, arithmetic: Verdict, records: list[Run
 
 
 def evidence_class(verdict: Verdict, record: RunRecord | None) -> str:
-    return measured_class(record) if record is not None else NO_EVIDENCE
+    if record is not None:
+        return measured_class(record)
+    return ARITHMETIC_ROOFLINE if (verdict.evidence or {}).get("roofline") else NO_EVIDENCE
 
 
 def deciding_number(verdict: Verdict, record: RunRecord | None) -> str:
     return roofline_number(verdict)
 
 
-KIND = ClaimKind(("responsive",), decide, evidence_class, deciding_number)
+def restate(registry: Registry, claim: ClaimSpec) -> str:
+    t, card = claim.threshold, claim.conditions.gpu or "a card the quote does not name"
+    return (f"{claim.subject} answers one user on {card} with its first token within {t.ttft_s or 0:g} s (p90) "
+            f"and streams at least {t.tokens_per_s_per_user or 0:g} tokens/s (reading speed)")
+
+
+KIND = ClaimKind(("responsive",), decide, evidence_class, deciding_number, restate)

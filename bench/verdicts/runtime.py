@@ -64,4 +64,8 @@ def deciding_number(verdict: Verdict, record: RunRecord | None) -> str:
     return ""
 
 
-KIND = ClaimKind(("runtime",), decide, evidence_class, deciding_number)
+def restate(registry: Registry, claim: ClaimSpec) -> str:
+    return f"{claim.subject} loads and generates in {claim.conditions.runner or 'a local runner'}"
+
+
+KIND = ClaimKind(("runtime",), decide, evidence_class, deciding_number, restate)

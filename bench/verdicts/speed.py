@@ -67,4 +67,10 @@ def roofline_number(verdict: Verdict) -> str:
     return f"roofline {roofline['decode_tokens_per_s']:,.1f} tokens/s at batch 1"
 
 
-KIND = ClaimKind(("speed",), decide, evidence_class, deciding_number)
+def restate(registry: Registry, claim: ClaimSpec) -> str:
+    cond, wanted = claim.conditions, claim.threshold.decode_tokens_per_s
+    card = f" on {cond.gpu}" if cond.gpu else ""
+    return f"{claim.subject} decodes at least {wanted or 0:,g} tokens/s for one request{card}"
+
+
+KIND = ClaimKind(("speed",), decide, evidence_class, deciding_number, restate)

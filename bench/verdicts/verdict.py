@@ -17,6 +17,16 @@ from bench.records.schema import RunRecord
 
 HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED = "holds", "fails", "refuted-by-arithmetic", "plausible", "untested"
 VERDICTS = (HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED)
+# What each word means (design section 6), for the reports' legend.
+MEANINGS = {
+    HOLDS: "measured on the claimed hardware (or capped to its memory), or a recorded fact, and within the claim",
+    FAILS: "measured (or recorded) and outside the claim; an out-of-memory counts",
+    REFUTED: "the estimate's lower bound (or an exact count) is already outside the claim",
+    PLAUSIBLE: "the estimate is within the claim; nothing measured yet",
+    UNTESTED: "no estimate applies and nothing measured, or arithmetic cannot decide",
+}
+# Weakest first: what a reader must see first, and what a quote of several parts is held to (its weakest part).
+STRENGTH = {FAILS: 0, REFUTED: 1, UNTESTED: 2, PLAUSIBLE: 3, HOLDS: 4}
 
 
 @dataclass
@@ -32,6 +42,17 @@ class Verdict:
     evidence: dict[str, Any] = field(default_factory=dict)
     would_change: str = ""
     evidence_class: str = ""  # in words (bench.verdicts.evidence), filled by all_verdicts
+    meaning: str = ""  # the claim restated in measurable terms, shown beside its quote
+    qualifier: str = ""  # what tempers the word, e.g. a margin inside the measurement's uncertainty
+    # A quote that makes several claims is held to its weakest part: the parts (this claim among them, and what
+    # no claim decides) and the quote's own verdict. A quote of one part has its claim's verdict and no parts.
+    quote_verdict: str = ""
+    quote_parts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def word(self) -> str:
+        """The verdict as a reader should quote it: the word, and what tempers it."""
+        return f"{self.verdict} ({self.qualifier})" if self.qualifier else self.verdict
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -49,13 +70,15 @@ class ClaimKind:
 
     `decide` weighs arithmetic (or the registry's facts) and the records in one pass;
     `evidence_class` names, in words, what the verdict rests on, given the record that decided
-    it (None when no record did); `deciding_number` is the figure it hinges on, "" when none.
+    it (None when no record did); `deciding_number` is the figure it hinges on, "" when none;
+    `restate` says what the claim asserts in measurable terms, where its YAML gives no `meaning`.
     """
 
     names: tuple[str, ...]  # the `kind` values of claims files this decides
     decide: Callable[[Registry, ClaimSpec, list[RunRecord]], Verdict]
     evidence_class: Callable[[Verdict, RunRecord | None], str]
     deciding_number: Callable[[Verdict, RunRecord | None], str]
+    restate: Callable[[Registry, ClaimSpec], str]
 
 
 def decisive_record(verdict: Verdict, records: Mapping[str, RunRecord]) -> RunRecord | None:
