@@ -1,8 +1,9 @@
 """Open a built report in headless Chromium: every page must load without a console error,
 every internal link and image must resolve, and a screenshot of each page is saved.
 
-The index, each comparison page and one claim page are opened (the claim page of the first
-claim with a record, else the first). Against the records copied into the report, the
+The index, each comparison page and two claim pages are opened: the first claim with a record
+(else the first claim), and the first claim whose quote makes several claims, whose "quote as a
+whole" verdict must be the one computed here. Against the records copied into the report, the
 index's verdict counts must equal the verdicts computed from them, and one measured number
 (a record's TTFT as its comparison page shows it) must equal the record's own value.
 
@@ -29,7 +30,7 @@ def check_report(report: Path, screenshots: Path, expect_text: str | None = None
 
     problems: list[str] = []
     screenshots.mkdir(parents=True, exist_ok=True)
-    pages = sorted(report.glob("*.html")) + _one_claim_page(report)
+    pages = sorted(report.glob("*.html")) + _claim_pages(report)
     shown = False
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -58,6 +59,8 @@ def check_report(report: Path, screenshots: Path, expect_text: str | None = None
             if html.name == "index.html":
                 problems += _check_counts(page, report)
             problems += _check_measured(page, report, html)
+            if html.parent.name == "claims":
+                problems += _check_compound(page, report, html)
             page.screenshot(path=str(screenshots / f"{html.stem}.png"), full_page=True)
             page.close()
         browser.close()
@@ -72,10 +75,24 @@ def _records(report: Path) -> list:
     return [RunRecord.model_validate_json(p.read_text()) for p in sorted((report / "records").glob("*.json"))]
 
 
-def _one_claim_page(report: Path) -> list[Path]:
+def _claim_pages(report: Path) -> list[Path]:
     claim_pages = sorted((report / "claims").glob("*.html"))
     with_records = [p for p in claim_pages if "records/" in p.read_text()]
-    return (with_records or claim_pages)[:1]
+    compound = [p for p in claim_pages if "the quote as a whole" in p.read_text()]
+    return list(dict.fromkeys((with_records or claim_pages)[:1] + compound[:1]))
+
+
+def _check_compound(page, report: Path, html: Path) -> list[str]:
+    """A compound quote's claim page: the whole quote's verdict shown, against the one computed here."""
+    from bench.config.registry import load_registry
+    from bench.verdicts.decide import all_verdicts
+
+    shown = page.eval_on_selector_all("tr.quote-whole span.verdict", "els => els.map(e => e.innerText)")
+    if not shown:
+        return []
+    verdict = next(v for v in all_verdicts(load_registry(), _records(report)) if v.claim_id == html.stem)
+    return [] if shown[0] == verdict.quote_verdict else [
+        f"{html.name}: the quote as a whole shows {shown[0]}, the records give {verdict.quote_verdict}"]
 
 
 def _check_counts(page, report: Path) -> list[str]:
