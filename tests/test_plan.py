@@ -8,7 +8,8 @@ import pytest
 
 from bench.errors import UserError
 from bench.estimate.plan import PlanRequest, Subject, make_plan
-from bench.estimate.quant import weight_format
+from bench.estimate.quant import FORMATS, by_precision, weight_format
+from bench.report.plan_text import engine_formats
 
 GIB = 2**30
 
@@ -52,7 +53,8 @@ def test_mistral_small_24b_fits_a_4090_only_quantised(registry):
     assert nf4["memory"]["weights_bytes"] == pytest.approx(expected, abs=1)
     # fp8 keeps embeddings and lm_head in 16 bits: 24.9 GB of weights alone, too much with the runtime.
     assert plan_for(registry, "mistral-3-small", "rtx-4090", quant="fp8")["fits"] is False
-    assert bf16["highest_precision_quant_that_fits"] == "nf4"  # 4.5 bits/weight
+    # GGUF types count too: q6_k (6.56 bits/weight, 18.0 GiB of tensors) leaves 3.98 GiB on the card.
+    assert bf16["highest_precision_quant_that_fits"] == "q6_k"
     assert bf16["fastest_quant_that_fits"] == "int4"  # 4.16 bits/weight: fewest bytes per decoded token
 
 
@@ -161,3 +163,105 @@ def test_observed_device_names_find_their_profile(registry):
     assert registry.gpu_for_device("NVIDIA H100 80GB HBM3").id == "h100-80gb"
     assert registry.gpu_for_device("nvidia geforce rtx 4090").id == "rtx-4090"
     assert registry.gpu_for_device("AMD EPYC 7B13") is None
+
+
+def test_quant_advice_never_contradicts_the_plan_above_it(registry):
+    """Issue 20: a q6_k plan that fits was told "highest precision that fits: nf4", and an edge-4gb q4_k_m plan
+    that fits was told "fastest quant that fits: none"."""
+    q6_k = plan_for(registry, "mistral-3-small", "rtx-4090", quant="q6_k")
+    assert q6_k["fits"] is True
+    assert q6_k["highest_precision_quant_that_fits"] == "q6_k"
+    assert q6_k["fastest_quant_that_fits"] == "int4"
+    edge = plan_for(registry, "mistral-3b", "edge-4gb", quant="q4_k_m")
+    assert edge["fits"] is True and edge["memory"]["total_bytes"] == pytest.approx(2.98 * GIB, abs=0.01 * GIB)
+    assert edge["highest_precision_quant_that_fits"] == "q6_k"
+    assert edge["fastest_quant_that_fits"] == "q4_0"
+
+
+@pytest.mark.parametrize("model", ["mistral-3b", "mistral-3-small", "llama-4-scout"])
+def test_a_plan_that_fits_gets_advice_at_least_as_precise_and_as_fast(registry, model):
+    subject = Subject.from_spec(registry.model(model))
+    for gpu in ("edge-4gb", "rtx-4090", "h100-80gb"):
+        for quant in subject.quants + tuple(q for q in FORMATS if FORMATS[q].gguf):
+            plan = plan_for(registry, model, gpu, quant=quant)
+            if not plan["fits"]:
+                continue
+            order = by_precision([quant, plan["highest_precision_quant_that_fits"]])
+            assert order[0] == plan["highest_precision_quant_that_fits"], (gpu, quant)
+            fastest = plan_for(registry, model, gpu, quant=plan["fastest_quant_that_fits"])
+            assert fastest["roofline"]["decode_tokens_per_s"] >= plan["roofline"]["decode_tokens_per_s"], (gpu, quant)
+
+
+def test_precision_order_is_bits_per_weight_then_the_format_table():
+    assert by_precision(FORMATS) == ["bf16", "fp16", "f16", "q8_0", "fp8", "int8", "q6_k", "q5_k_m", "q5_k_s",
+                                     "nf4", "q4_k_m", "q4_k_s", "q4_0", "int4"]
+
+
+def test_no_quant_plan_answers_what_fits_per_engine(registry):
+    """Asked whether Mistral Small fits a 4090: the default breakdown (bf16) does not, and each engine's most precise
+    fitting format says what does."""
+    plan = make_plan(PlanRequest(Subject.from_spec(registry.model("mistral-3-small")), registry.gpu("4090")),
+                     engine_formats())
+    assert plan["quant"] == "bf16" and plan["fits"] is False
+    rows = {r["engine"]: r for r in plan["fits_by_engine"]}
+    assert list(rows) == ["vllm", "transformers", "llama.cpp"]
+    # vLLM: bf16 and fp8 (24.9 GB of weights) do not fit; the registry names an AWQ repository for int4.
+    assert rows["vllm"]["considered"] == ["bf16", "fp8", "int4"]
+    assert (rows["vllm"]["quant"], rows["vllm"]["max_context_that_fits"]) == ("int4", 32768)
+    assert rows["vllm"]["headroom_bytes"] == pytest.approx(8.20 * GIB, abs=0.01 * GIB)
+    assert (rows["transformers"]["quant"], rows["transformers"]["max_context_that_fits"]) == ("nf4", 32768)
+    assert rows["transformers"]["headroom_bytes"] == pytest.approx(7.31 * GIB, abs=0.01 * GIB)
+    # llama.cpp: every GGUF type is on offer (its quantizer writes any); q8_0 (23.4 GiB of tensors) does not fit.
+    assert rows["llama.cpp"]["considered"] == ["f16", "q8_0", "q6_k", "q5_k_m", "q5_k_s", "q4_k_m", "q4_k_s", "q4_0"]
+    assert (rows["llama.cpp"]["quant"], rows["llama.cpp"]["max_context_that_fits"]) == ("q6_k", 30163)
+    assert rows["llama.cpp"]["headroom_bytes"] == pytest.approx(3.98 * GIB, abs=0.01 * GIB)
+    assert all(r["fits"] for r in rows.values())
+    assert rows["vllm"]["decode_tokens_per_s"] == pytest.approx(plan_for(
+        registry, "mistral-3-small", "rtx-4090", quant="int4")["roofline"]["decode_tokens_per_s"])
+
+
+def test_int4_needs_a_named_repository_to_be_advised(registry):
+    """Scout has no AWQ/GPTQ repository in the registry: vLLM's row has nothing that fits an H100, the notes
+    say why, and --quant int4 still plans it."""
+    plan = make_plan(PlanRequest(Subject.from_spec(registry.model("llama-4-scout")), registry.gpu("h100-80gb")),
+                     engine_formats())
+    rows = {r["engine"]: r for r in plan["fits_by_engine"]}
+    assert rows["vllm"] == {"engine": "vllm", "quant": None, "fits": False, "considered": ["bf16", "fp8"],
+                            "max_context_that_fits": 0, "headroom_bytes": None, "decode_tokens_per_s": None}
+    assert rows["llama.cpp"]["quant"] == "q5_k_m"
+    assert any(n.startswith("int4 is left out of the advice") for n in plan["notes"])
+    assert plan_for(registry, "llama-4-scout", "h100-80gb", quant="int4")["fits"] is True
+
+
+def test_claim_plans_skip_the_per_engine_answer(registry):
+    """Per-claim plans stay quick: only `bench plan MODEL --gpu G` asks for every engine's answer."""
+    assert plan_for(registry, "mistral-3-small", "rtx-4090")["fits_by_engine"] is None
+
+
+def test_text_answers_what_fits_first_then_the_breakdown(run_bench):
+    out = run_bench("plan", "mistral-3-small", "--gpu", "4090").stdout.splitlines()
+    assert out[0] == "mistral-3-small on rtx-4090 (23.99 GiB): what fits, inference at context 4,096, batch 1"
+    rows = [line.split() for line in out[3:6]]
+    assert [r[:5] for r in rows] == [["vllm", "int4", "4.16", "32,768", "8.20"],
+                                     ["transformers", "nf4", "4.5", "32,768", "7.31"],
+                                     ["llama.cpp", "q6_k", "6.56", "30,163", "3.98"]]
+    breakdown = out.index("breakdown of bf16, the model's first listed format (--quant picks another):")
+    assert out[breakdown + 1].startswith("mistral-3-small: inference, bf16, context 4096")
+    assert "  fastest quant that fits: int4; highest precision that fits: q6_k" in out
+
+
+def test_text_with_a_quant_keeps_todays_shape_and_prints_the_notes(run_bench):
+    out = run_bench("plan", "mistral-3b", "--gpu", "edge-4gb", "--quant", "q4_k_m").stdout
+    assert out.startswith("mistral-3b: inference, q4_k_m, context 4096, batch 1, on edge-4gb")
+    assert "what fits" not in out
+    assert "fits on edge-4gb: needs 2.98 GiB of 4.00 GiB (1.02 GiB to spare)" in out
+    assert "fastest quant that fits: q4_0; highest precision that fits: q6_k" in out
+    assert "note: a GGUF holds the text model only; the 420,083,712 parameters outside it" in out
+
+
+def test_json_carries_the_per_engine_answer(run_bench):
+    plan = json.loads(run_bench("plan", "mistral-3-small", "--gpu", "4090", "--json").stdout)
+    answer = [(r["engine"], r["quant"], r["fits"], r["max_context_that_fits"]) for r in plan["fits_by_engine"]]
+    assert answer == [("vllm", "int4", True, 32768), ("transformers", "nf4", True, 32768),
+                      ("llama.cpp", "q6_k", True, 30163)]
+    assert plan["fits_by_engine"][2]["headroom_bytes"] == 4_270_855_258

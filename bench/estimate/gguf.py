@@ -32,7 +32,9 @@ layers when an importance matrix is given) are modelled with `imatrix=True`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from math import prod
 
 from bench.config.hfconfig import TextConfig
@@ -234,13 +236,19 @@ def _padded(n: int) -> int:
     return -(-n // GGUF_ALIGNMENT) * GGUF_ALIGNMENT
 
 
-def tensor_data_bytes(tensors: list[GgufTensor]) -> int:
+def tensor_data_bytes(tensors: Sequence[GgufTensor]) -> int:
     """The file's tensor data section: every tensor's bytes, each padded to the alignment."""
     return sum(_padded(t.nbytes) for t in tensors)
 
 
+# A plan asks for the same file at every context its search tries, for every type its advice weighs,
+# and again for every claim on the same model: each file's tensors are remembered per architecture (its
+# JSON, since a config with list fields does not hash) and type, and so are the sums over them.
+CACHED_FILES = 512
+
+
 def gguf_weight_bytes(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix: bool = False) -> int:
-    return tensor_data_bytes(gguf_tensors(cfg, quant, rope_freqs, imatrix))
+    return _weight_bytes(cfg.model_dump_json(), quant, rope_freqs, imatrix)
 
 
 def gguf_read_bytes_per_token(cfg: TextConfig, quant: str, expert_share: float | None = None) -> float:
@@ -248,8 +256,19 @@ def gguf_read_bytes_per_token(cfg: TextConfig, quant: str, expert_share: float |
     them (k of n at batch 1), and one row of the token embedding (a lookup) unless it is tied."""
     if expert_share is None:
         expert_share = (cfg.num_experts_per_tok or 1) / (cfg.num_local_experts or 1)
+    return _read_bytes_per_token(cfg.model_dump_json(), quant, expert_share)
+
+
+@lru_cache(maxsize=CACHED_FILES)
+def _weight_bytes(cfg_json: str, quant: str, rope_freqs: bool, imatrix: bool) -> int:
+    return tensor_data_bytes(_tensors(cfg_json, quant, rope_freqs, imatrix))
+
+
+@lru_cache(maxsize=CACHED_FILES)
+def _read_bytes_per_token(cfg_json: str, quant: str, expert_share: float) -> float:
+    cfg = TextConfig.model_validate_json(cfg_json)
     read = 0.0
-    for t in gguf_tensors(cfg, quant):
+    for t in _tensors(cfg_json, quant, False, False):
         if "_exps." in t.name:
             read += t.nbytes * expert_share
         elif t.name == "token_embd.weight" and not cfg.tie_word_embeddings:
@@ -257,6 +276,11 @@ def gguf_read_bytes_per_token(cfg: TextConfig, quant: str, expert_share: float |
         else:
             read += t.nbytes
     return read
+
+
+@lru_cache(maxsize=CACHED_FILES)
+def _tensors(cfg_json: str, quant: str, rope_freqs: bool, imatrix: bool) -> tuple[GgufTensor, ...]:
+    return tuple(gguf_tensors(TextConfig.model_validate_json(cfg_json), quant, rope_freqs, imatrix))
 
 
 def type_counts(tensors: list[GgufTensor]) -> dict[str, int]:

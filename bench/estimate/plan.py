@@ -8,16 +8,17 @@ contract's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from bench.config.hfconfig import TextConfig
 from bench.config.specs import HardwareSpec, ModelSpec, RecipeSpec
 from bench.errors import UserError
-from bench.estimate.gguf import LLAMA_CPP_MODEL_TYPES
+from bench.estimate.gguf import GGUF_QUANTS, LLAMA_CPP_MODEL_TYPES
 from bench.estimate.memory import KV_DTYPE_BYTES, InferenceMemory, inference_memory, kv_bytes_per_token
 from bench.estimate.params import ParamCounts, count_params
-from bench.estimate.quant import FORMATS, weight_format
-from bench.estimate.roofline import roofline, train_tokens_per_s
+from bench.estimate.quant import FORMATS, by_precision, weight_format
+from bench.estimate.roofline import decode_tokens_per_s, roofline, train_tokens_per_s
 from bench.estimate.training import TrainingMemory, training_memory
 
 DEFAULT_CONTEXT = 4096
@@ -33,19 +34,34 @@ class Subject:
     quants: tuple[str, ...]
     extra_params: int = 0
     proxy: str | None = None
+    prequantized: tuple[str, ...] = ()  # quants the registry names a repository for (`variants`)
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> Subject:
-        return cls(spec.id, spec.architecture, tuple(spec.quants), spec.extra_params, spec.proxy)
+        return cls(spec.id, spec.architecture, tuple(spec.quants), spec.extra_params, spec.proxy,
+                   tuple(v.quant for v in spec.variants))
 
-    @property
+    @cached_property
     def params(self) -> ParamCounts:
+        """Counted once: a plan's searches and advice ask for them at every step."""
         return count_params(self.config, self.extra_params)
 
     def accepts_gguf(self, quant: str) -> bool:
         """A GGUF type asked for by name applies to every architecture llama.cpp loads."""
         fmt = FORMATS.get(quant)
         return fmt is not None and fmt.gguf and self.config.model_type in LLAMA_CPP_MODEL_TYPES
+
+    def obtainable(self, quant: str) -> bool:
+        """A format only a pre-quantized repository serves (int4: AWQ/GPTQ) is there only when the
+        registry names such a repository; every other format an engine makes from the 16-bit weights."""
+        return not FORMATS[quant].prequantized or quant in self.prequantized
+
+    def planned_quants(self) -> list[str]:
+        """Every format quant advice weighs, most precise first: the registry's list where it can be
+        obtained, and every GGUF type when llama.cpp loads the architecture (its quantizer writes any of
+        them from the 16-bit weights, whatever the registry lists)."""
+        gguf = GGUF_QUANTS if self.config.model_type in LLAMA_CPP_MODEL_TYPES else ()
+        return by_precision(q for q in (*self.quants, *gguf) if self.obtainable(q))
 
 
 @dataclass(frozen=True)
@@ -129,10 +145,50 @@ def max_micro_batch_that_fits(req: PlanRequest, quant: str, context: int, gpu: H
 
 
 def quants_that_fit(req: PlanRequest, context: int, gpu: HardwareSpec) -> list[str]:
-    return [q for q in req.subject.quants if memory_for(req, q, context, gpu).fits]
+    """The formats advice weighs, and the one the plan is for, that fit: most precise first. Counting the
+    plan's own format means the advice never says "none" under a plan that fits, nor names a format less
+    precise than it."""
+    candidates = by_precision({*req.subject.planned_quants(), req.resolved_quant()})
+    return [q for q in candidates if memory_for(req, q, context, gpu).fits]
 
 
-def make_plan(req: PlanRequest) -> dict[str, Any]:
+def decode_rate(req: PlanRequest, quant: str, context: int, gpu: HardwareSpec) -> float:
+    """What "fastest" means in every piece of advice: the roofline decode rate at batch 1, the format that
+    reads the fewest bytes per token (weights touched and the KV cache)."""
+    subject = req.subject
+    return decode_tokens_per_s(subject.config, subject.params, weight_format(quant), gpu, context,
+                               KV_DTYPE_BYTES[req.kv_dtype])
+
+
+def fits_by_engine(req: PlanRequest, gpu: HardwareSpec, engine_quants: dict[str, tuple[str, ...]]
+                   ) -> list[dict[str, Any]]:
+    """For each engine, the most precise format it runs (of those advice weighs) that fits at the plan's
+    context and batch: the context it leaves, the bytes to spare and its roofline decode rate.
+
+    `engine_quants` is the engines' capability table for the card (a later stage owns it); an engine
+    none of whose formats fits, or that runs none of this model's formats, has `quant` None.
+    """
+    context = req.resolved_context()
+    planned = req.subject.planned_quants()
+    rows = []
+    for engine, runs in engine_quants.items():
+        considered = [q for q in planned if q in runs]
+        best = next((q for q in considered if memory_for(req, q, context, gpu).fits), None)
+        row: dict[str, Any] = {"engine": engine, "quant": best, "fits": best is not None,
+                               "considered": considered, "max_context_that_fits": 0, "headroom_bytes": None,
+                               "decode_tokens_per_s": None}
+        if best is not None:
+            memory = memory_for(req, best, context, gpu)
+            row.update(max_context_that_fits=max_context_that_fits(req, best, gpu),
+                       headroom_bytes=memory.budget_bytes - memory.total_bytes,
+                       decode_tokens_per_s=decode_rate(req, best, context, gpu))
+        rows.append(row)
+    return rows
+
+
+def make_plan(req: PlanRequest, engine_quants: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+    """One configuration's arithmetic; with `engine_quants` (and a card, for inference) also the most
+    precise format each engine fits (`fits_by_engine`), the answer to "does it fit this card?"."""
     subject, gpu = req.subject, req.gpu
     quant, context, batch = req.resolved_quant(), req.resolved_context(), req.resolved_batch()
     params = subject.params
@@ -155,6 +211,7 @@ def make_plan(req: PlanRequest) -> dict[str, Any]:
         "fastest_quant_that_fits": None,
         "highest_precision_quant_that_fits": None,
         "roofline": None,
+        "fits_by_engine": None,
         "notes": list(req.notes) + _gguf_notes(subject, quant),
     }
     if gpu is None:
@@ -174,24 +231,39 @@ def make_plan(req: PlanRequest) -> dict[str, Any]:
             subject.config, params, gpu, context, req.recipe.method == "full", req.recipe.gradient_checkpointing)
     else:
         fitting = quants_that_fit(req, context, gpu)
-        if fitting:
-            speed = {q: roofline(subject.config, params, weight_format(q), gpu, context, batch)
-                     .decode_tokens_per_s for q in fitting}
-            plan["fastest_quant_that_fits"] = max(fitting, key=lambda q: speed[q])
-            plan["highest_precision_quant_that_fits"] = max(
-                fitting, key=lambda q: weight_format(q).bits_per_weight)
+        if fitting:  # max keeps the first of equals: the more precise of two equally fast formats
+            plan["fastest_quant_that_fits"] = max(fitting, key=lambda q: decode_rate(req, q, context, gpu))
+            plan["highest_precision_quant_that_fits"] = fitting[0]
+        plan["notes"] += _unobtainable_notes(subject)
+        if engine_quants is not None:
+            plan["fits_by_engine"] = fits_by_engine(req, gpu, engine_quants)
+            plan["notes"] += [n for n in _engine_notes(subject, plan["fits_by_engine"]) if n not in plan["notes"]]
     return plan
+
+
+def _unobtainable_notes(subject: Subject) -> list[str]:
+    return [f"{q} is left out of the advice: it needs a pre-quantized repository and none is named for "
+            f"{subject.id} (--quant {q} plans it anyway)" for q in subject.quants if not subject.obtainable(q)]
+
+
+def _engine_notes(subject: Subject, rows: list[dict[str, Any]]) -> list[str]:
+    """What the per-engine answer leaves out: a GGUF answer counts the text model's tensors only."""
+    return _text_model_only_notes(subject) if any(r["quant"] and FORMATS[r["quant"]].gguf for r in rows) else []
 
 
 def _gguf_notes(subject: Subject, quant: str) -> list[str]:
     if not weight_format(quant).gguf:
         return []
-    notes = [f"{quant}: weights_bytes is the tensor data of the GGUF file llama.cpp's quantizer writes "
-             "(per-tensor types of llama-quantize; the file's header and vocabulary add a few MB)"]
-    if subject.extra_params:
-        notes.append(f"the GGUF holds the text model only; the {subject.extra_params:,} parameters outside it "
-                     "(vision tower, projector) go in a separate mmproj file, not counted")
-    return notes
+    return [f"{quant}: weights_bytes is the tensor data of the GGUF file llama.cpp's quantizer writes "
+            "(per-tensor types of llama-quantize; the file's header and vocabulary add a few MB)",
+            *_text_model_only_notes(subject)]
+
+
+def _text_model_only_notes(subject: Subject) -> list[str]:
+    if not subject.extra_params:
+        return []
+    return [f"a GGUF holds the text model only; the {subject.extra_params:,} parameters outside it "
+            "(vision tower, projector) go in a separate mmproj file, not counted"]
 
 
 def _params_by_part(p: ParamCounts) -> dict[str, int]:

@@ -7,6 +7,7 @@ below are the storage layouts of the formats themselves.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bench.errors import unknown_name_error
@@ -24,6 +25,8 @@ class WeightFormat:
     # A llama.cpp GGUF type: its bytes come tensor by tensor from bench.estimate.gguf, and
     # bits_per_weight is only the nominal width of its main block type (ranking, labels).
     gguf: bool = False
+    # Served only from a repository already quantised (AWQ/GPTQ): no engine makes it while loading.
+    prequantized: bool = False
 
     @property
     def quantises(self) -> bool:
@@ -41,7 +44,8 @@ NF4 = WeightFormat("nf4", 4.5, "bitsandbytes NF4, blocks of 64 with fp32 absmax"
 NF4_DOUBLE = WeightFormat("nf4", 4 + 8 / 64 + 32 / (64 * 256), "bitsandbytes NF4 with double quantisation",
                           packs_fused_experts=False)
 # AWQ/GPTQ: packed 4-bit weights, per group of 128 an fp16 scale and a 4-bit zero point: 4 + 20/128.
-INT4 = WeightFormat("int4", 4 + 20 / 128, "AWQ/GPTQ 4-bit, group size 128, fp16 scale + 4-bit zero")
+INT4 = WeightFormat("int4", 4 + 20 / 128, "AWQ/GPTQ 4-bit, group size 128, fp16 scale + 4-bit zero",
+                    prequantized=True)
 
 # GGUF types (llama.cpp): nominal bits of the main block type (bytes per block x 8 / weights per block).
 # `bf16` stays bench's 16-bit format above: a GGUF BF16 file holds the same bytes but for its F32 norms.
@@ -63,6 +67,15 @@ BITSANDBYTES_QUANTS = ("nf4", "int8")
 
 # Tensors every format above keeps in 16 bits: token embeddings, lm_head, norms, MoE routers, biases.
 HIGH_PRECISION_BITS = 16
+
+
+def by_precision(quants: Iterable[str]) -> list[str]:
+    """The formats most precise first, the one ordering every piece of quant advice uses: more bits per
+    weight of the quantised layers first (a GGUF type by its main block type), and among equal bits the
+    order of FORMATS (bf16, fp16, then GGUF f16; nf4 before the 4.5-bit GGUF types; a _M mix before its
+    _S, which keeps fewer tensors at higher precision, and both before q4_0)."""
+    order = list(FORMATS)
+    return sorted(set(quants), key=lambda q: (-FORMATS[q].bits_per_weight, order.index(q)))
 
 
 def weight_bytes_of(fmt: WeightFormat, linear: float, experts: float, kept: float) -> float:

@@ -62,13 +62,23 @@ class Roofline:
     train_tokens_per_s: float | None = None
 
 
+def _bandwidth(gpu: HardwareSpec) -> float:
+    return gpu.memory_bandwidth_gbs * 1e9 * gpu.device_count
+
+
+def decode_tokens_per_s(cfg: TextConfig, params: ParamCounts, fmt: WeightFormat, gpu: HardwareSpec,
+                        context: int, kv_dtype_bytes: int = 2) -> float:
+    """The batch-1 decode bound alone: what quant advice ranks formats by, without the rest of the roofline."""
+    return _bandwidth(gpu) / decode_bytes_per_step(cfg, params, fmt, context, 1, kv_dtype_bytes)
+
+
 def roofline(cfg: TextConfig, params: ParamCounts, fmt: WeightFormat, gpu: HardwareSpec,
              context: int, batch: int, kv_dtype_bytes: int = 2) -> Roofline:
-    bandwidth = gpu.memory_bandwidth_gbs * 1e9 * gpu.device_count
+    bandwidth = _bandwidth(gpu)
     flops = gpu.bf16_tflops * 1e12 * gpu.device_count
     per_token = 2 * matmul_params(cfg, params) + attention_flops_per_token(cfg, context)
 
-    decode = bandwidth / decode_bytes_per_step(cfg, params, fmt, context, 1, kv_dtype_bytes)
+    decode = decode_tokens_per_s(cfg, params, fmt, gpu, context, kv_dtype_bytes)
     step_s = max(decode_bytes_per_step(cfg, params, fmt, context, batch, kv_dtype_bytes) / bandwidth,
                  batch * per_token / flops)
     return Roofline(

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from bench.backends.capabilities import BACKENDS, ENGINE_QUANTS
 from bench.config.hfconfig import load_hf_config
 from bench.config.registry import Registry
 from bench.estimate.plan import PlanRequest, Subject, make_plan
@@ -26,13 +27,55 @@ def print_plan(registry: Registry, model: str | None, config: Path | None, gpu: 
     gpu_spec = registry.gpu(gpu) if gpu else None
     recipe = registry.recipe(finetune) if finetune else None
     req = PlanRequest(subject, gpu_spec, quant, context, batch, recipe)
-    plan = make_plan(req)
+    plan = make_plan(req, engine_formats())
     if gpu_spec is None:
         plan["fits_on"] = {g.id: make_plan(PlanRequest(subject, g, quant, context, batch, recipe))["fits"]
                            for g in registry.hardware.values()}
     if json_out:
         return terminal.emit_json(plan)
-    print(render_plan(plan))
+    # Asked for no format, the question is "what fits?": the answer per engine comes first.
+    answer = render_fits_by_engine(plan) if quant is None and plan["fits_by_engine"] else []
+    print("\n".join([*answer, render_plan(plan), *render_notes(plan)]))
+
+
+def engine_formats() -> dict[str, tuple[str, ...]]:
+    """The formats each engine runs on a card, as the plan estimates them. llama.cpp's rows weigh its GGUF
+    types: a 16-bit GGUF is estimated as f16 (a BF16 file holds the same bytes), while the plan's `bf16`
+    is a checkpoint estimated with vLLM's and transformers' runtime."""
+    return {engine: tuple(q for q in ENGINE_QUANTS[engine]["cuda"] if engine != "llama.cpp" or FORMATS[q].gguf)
+            for engine in BACKENDS}
+
+
+def render_fits_by_engine(plan: dict[str, Any]) -> list[str]:
+    """The short answer to "does it fit this card?": per engine the most precise format that fits at the
+    plan's context, the context it leaves, the GiB to spare and its roofline decode rate."""
+    rows = [[r["engine"], *(_fitting_cells(r) if r["quant"] else [_no_fit(r), "-", "-", "-", "-"])]
+            for r in plan["fits_by_engine"]]
+    table = terminal.table(["engine", "most precise that fits", "bits/weight", "largest context", "to spare",
+                            "decode tok/s (roofline)"], rows)
+    budget = plan["memory"]["budget_bytes"]
+    return [f"{plan['model']} on {plan['gpu']} ({gib(budget, 2)}): what fits, inference at context "
+            f"{plan['context']:,}, batch {plan['batch']}",
+            *("  " + line for line in table.splitlines()),
+            "  most precise: the most bits per quantised weight; "
+            "fastest: the highest roofline decode rate at batch 1",
+            f"breakdown of {plan['quant']}, the model's first listed format (--quant picks another):"]
+
+
+def _fitting_cells(row: dict[str, Any]) -> list[str]:
+    return [row["quant"], f"{FORMATS[row['quant']].bits_per_weight:.3g}", f"{row['max_context_that_fits']:,}",
+            gib(row["headroom_bytes"], 2), terminal.rate(row["decode_tokens_per_s"])]
+
+
+def _no_fit(row: dict[str, Any]) -> str:
+    if not row["considered"]:
+        return "none of its formats applies"
+    return f"none fits, not even {row['considered'][-1]}"  # the least precise of its formats
+
+
+def render_notes(plan: dict[str, Any]) -> list[str]:
+    return [textwrap.fill(f"note: {note}", terminal.WIDTH, initial_indent="  ", subsequent_indent="    ")
+            for note in plan["notes"]]
 
 
 def render_plan(plan: dict[str, Any]) -> str:
