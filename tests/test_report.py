@@ -35,8 +35,8 @@ def built(tmp_path_factory, configs):
     import os
 
     results = write_all(tmp_path_factory.mktemp("records"), [
-        gpu_inference("night-1", decode=60.0, peak_gib=17.0, started="2026-11-21T03:00:00+00:00"),
-        gpu_inference("night-2", decode=48.0, peak_gib=17.1, started="2026-11-22T03:00:00+00:00"),
+        gpu_inference("night-1", decode=60.0, peak_gib=17.0, started="2026-11-21T03:00:00+00:00", spread=0.02),
+        gpu_inference("night-2", decode=48.0, peak_gib=17.1, started="2026-11-22T03:00:00+00:00", spread=0.02),
     ])
     env = {**os.environ, "BENCH_CONFIG_DIR": str(configs)}
     subprocess.run([sys.executable, "-m", "bench.cli", "run", "tiny-llama", "--device", "cpu", "--backend",
@@ -126,14 +126,17 @@ def test_pages_open_in_chromium_without_errors(built):
     proc = subprocess.run([sys.executable, "scripts/check_report_browser.py", str(out), "--expect-text",
                            SCRIPT_QUOTE], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert len(list((out / "screenshots").glob("*.png"))) == 7  # index, five pages, one claim page
+    assert len(list((out / "screenshots").glob("*.png"))) == 8  # index, five pages, two claim pages
+    opened_claims = [out / "claims" / f"{p.stem}.html" for p in (out / "screenshots").glob("*.png")
+                     if (out / "claims" / f"{p.stem}.html").exists()]
+    assert any("the quote as a whole" in page.read_text() for page in opened_claims)
 
 
 def test_cite_a_record_and_a_claim(built, run_bench):
     results, _, env = built
     record = run_bench("cite", "night-2", "--results-dir", str(results), env=env)
     assert record.returncode == 0
-    for text in ("48.0 tokens/s", "NVIDIA H100 80GB HBM3, memory capped to rtx-4090", "vllm 0.32.0",
+    for text in ("48.0 tokens/s", "NVIDIA H100 80GB HBM3, capped to rtx-4090's memory", "vllm 0.32.0",
                  "record: night-2", "2026-11-22", "measured under a cap emulating rtx-4090", "reproduce: bench run"):
         assert text in record.stdout
     claim = run_bench("cite", "scout-toolkit-qlora-24gb", "--results-dir", str(results), env=env)
@@ -151,11 +154,11 @@ def test_cite_a_record_and_a_claim(built, run_bench):
 
 
 def test_compare_exits_1_on_regression(tmp_path, run_bench):
-    before = write_all(tmp_path / "a", [gpu_inference("a1", 60.0, 17.0, "2026-11-21T03:00:00+00:00")])
-    slower = write_all(tmp_path / "b", [gpu_inference("b1", 50.0, 17.0, "2026-11-22T03:00:00+00:00")])
-    steady = write_all(tmp_path / "c", [gpu_inference("c1", 58.0, 17.5, "2026-11-22T03:00:00+00:00")])
+    before = write_all(tmp_path / "a", [gpu_inference("a1", 60.0, 17.0, "2026-11-21T03:00:00+00:00", spread=0.02)])
+    slower = write_all(tmp_path / "b", [gpu_inference("b1", 50.0, 17.0, "2026-11-22T03:00:00+00:00", spread=0.02)])
+    steady = write_all(tmp_path / "c", [gpu_inference("c1", 58.0, 17.5, "2026-11-22T03:00:00+00:00", spread=0.02)])
     proc = run_bench("compare", str(before), str(slower))
-    assert proc.returncode == 1 and "YES" in proc.stdout and "-16.7%" in proc.stdout
+    assert proc.returncode == 1 and "regression" in proc.stdout and "-16.7%" in proc.stdout
     assert run_bench("compare", str(before), str(steady)).returncode == 0  # -3.3% speed, +2.9% memory
 
 
