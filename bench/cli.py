@@ -8,6 +8,7 @@ which :func:`main` turns into one line on stderr and exit code 2; set
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -112,7 +113,8 @@ def plan(
     gpu: PlanGpuOpt = None,
     quant: Annotated[Optional[str], typer.Option(help=(
         "Weight format: bf16, fp16, fp8, int8, nf4, int4, or a GGUF type (q4_0, q4_k_m, q5_k_m, q6_k, q8_0, f16). "
-        "Default: the model's first listed format (bf16 for most); with --finetune the recipe's."))] = None,
+        "Default: the model's first listed format (bf16 for most) for the breakdown, after what fits per engine; "
+        "with --finetune the recipe's."))] = None,
     context: Annotated[Optional[int], typer.Option(min=1, help=(
         "Tokens per sequence. Default: 4096 (or the model's maximum, if smaller); with --finetune the recipe's "
         "sequence length."))] = None,
@@ -128,8 +130,10 @@ def plan(
 ) -> None:
     """Memory, fit and speed by arithmetic from the architecture alone.
 
-    The memory breakdown, whether it fits the card and by how much, the largest context that
-    fits, the fastest quant that fits, and the roofline speed. Examples:
+    With --gpu and no --quant, first what fits: per engine (vLLM, transformers, llama.cpp) the most
+    precise format that fits, the context it leaves and the GiB to spare. Then the memory breakdown
+    of one configuration, whether it fits the card and by how much, the largest context that fits,
+    the fastest and the most precise quant that fits, the roofline speed and the plan's notes. Examples:
     `bench plan mistral-3-small --gpu 4090`,
     `bench plan llama-4-scout --gpu 4090 --finetune qlora-sft`, `bench plan --claims`.
     """
@@ -143,21 +147,39 @@ def plan(
 
 
 @app.command()
-def verdicts(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> None:
+def verdicts(
+    results_dir: ResultsDirOpt = None,
+    json_out: JsonOpt = False,
+    verdict: Annotated[Optional[list[str]], typer.Option(
+        "--verdict", help="Only claims with this verdict: holds, fails, refuted-by-arithmetic, plausible or "
+                          "untested; repeat it or give a comma list. Default: every verdict.")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="Only claims about this model, an id or alias of `bench models`. Default: every model.")]
+    = None,
+    page: Annotated[Optional[str], typer.Option(
+        "--page", help="Only claims quoted from this page: its claims file's name (as the reports name its page) "
+                       "or its seed file. Default: every page.")] = None,
+) -> None:
     """Every claim's verdict, with its evidence and conditions.
 
-    From arithmetic and the records in the results directory.
+    From arithmetic and the records in the results directory: the count of each verdict first, then
+    the claims. Example: `bench verdicts --verdict fails,untested --model mistral-3b`.
     """
     from bench.records.store import existing_results_dir, iter_records
+    from bench.report.verdict_text import page_source, select, totals_line, verdict_words, verdicts_table
     from bench.verdicts.decide import all_verdicts
 
-    results = all_verdicts(_registry(), list(iter_records(existing_results_dir(results_dir))))
+    registry = _registry()
+    words = verdict_words(verdict or [])
+    subject = registry.model(model).id if model else None
+    source = page_source(registry, page) if page else None
+    every = all_verdicts(registry, list(iter_records(existing_results_dir(results_dir))))
+    shown = select(every, words, subject, source)
     if json_out:
-        return terminal.emit_json([v.to_dict() for v in results])
-    # A registry fact's source is a long address: `--json` and `bench cite` carry it, the table names the class.
-    print(terminal.table(["claim", "verdict", "evidence", "why"],
-                       [[v.claim_id, v.verdict, v.evidence_class.split(" (source:")[0], v.reason] for v in results],
-                       keep=(0, 1)))
+        return terminal.emit_json([v.to_dict() for v in shown])
+    print(totals_line(shown, len(every)))
+    print()
+    print(verdicts_table(shown))
 
 
 @app.command()
@@ -313,15 +335,23 @@ def _finish(record, results_dir: Path) -> None:
 
 
 @app.command()
-def results(results_dir: ResultsDirOpt = None, json_out: JsonOpt = False) -> None:
+def results(
+    results_dir: ResultsDirOpt = None,
+    json_out: JsonOpt = False,
+    record_id: Annotated[Optional[str], typer.Option(
+        "--id", help="Show one record in full: each figure with its spread, a serve record's levels, an eval's "
+                     "scores. Default: none, list every record.")] = None,
+) -> None:
     """List the records in the results directory.
 
-    Model, kind, status, key metrics, hardware, when.
+    One table per kind (inference, serve, eval, finetune): status, engine, card and the figures a
+    reader compares. `--id ID` shows one record in full.
     """
     from bench.records.store import existing_results_dir
-    from bench.report.record_text import results_table
+    from bench.report.record_text import record_view, results_table
 
-    print(results_table(existing_results_dir(results_dir), json_out))
+    directory = existing_results_dir(results_dir)
+    print(record_view(directory, record_id, json_out) if record_id else results_table(directory, json_out))
 
 
 @app.command()
@@ -367,26 +397,41 @@ def cite(
 def compare(
     baseline: Annotated[Path, typer.Argument(help="Results directory of the baseline (e.g. last night).")],
     candidate: Annotated[Path, typer.Argument(help="Results directory to check against it.")],
+    speed_drop: Annotated[Optional[float], typer.Option(
+        help="A speed lower (or a latency higher) by more than this fraction can be a regression. "
+             "Default: configs/report.yaml, 0.10.")] = None,
+    memory_growth: Annotated[Optional[float], typer.Option(
+        help="Peak memory higher by more than this fraction is a regression. Default: configs/report.yaml, 0.05.")]
+    = None,
+    alpha: Annotated[Optional[float], typer.Option(
+        help="Significance level of the rank test on the raw samples. Default: configs/report.yaml, 0.01.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown (a GitHub table) or json.")] = "table",
 ) -> None:
-    """Compare two result sets; exit 1 on a regression.
+    """Compare two result sets; exit 1 on a regression, 0 without.
 
-    Run by run: exit 1 when a speed or memory regression passes the thresholds.
+    The latest run of each configuration in both sets, metric by metric. A speed or latency change is a
+    regression only when it is beyond --speed-drop AND beyond the noise: the runs' raw samples differ by a
+    two-sided Mann-Whitney U test at --alpha. A speed with too few samples to tell from noise is "not
+    comparable" (never a regression); peak memory, one reading per run, is judged by --memory-growth alone.
+    Each row says why (p-value, sample counts). Exit 2 on bad input. Example: `bench compare previous results
+    --format markdown`.
     """
     from bench.config.registry import default_config_dir
     from bench.records.store import iter_records
-    from bench.report.regressions import Thresholds, compare_sets, describe_key
+    from bench.report.compare import FORMATS, render
+    from bench.report.regressions import Thresholds, compare_sets
 
+    _check_choice("format", fmt, FORMATS)
+    limits = Thresholds.from_config(default_config_dir(), speed_drop=speed_drop, memory_growth=memory_growth,
+                                    alpha=alpha)
     for path in (baseline, candidate):
         if not path.is_dir():
             raise UserError(f"{path}: no such results directory")
-    changes = compare_sets(list(iter_records(baseline)), list(iter_records(candidate)),
-                           Thresholds.from_config(default_config_dir()))
+    changes = compare_sets(list(iter_records(baseline)), list(iter_records(candidate)), limits)
     if not changes:
-        print("no configuration was run in both sets")
+        print("[]" if fmt == "json" else "no configuration was run in both sets")
         return
-    print(terminal.table(["configuration", "metric", "before", "after", "change", "regression"],
-                       [[describe_key(c.key), c.metric, f"{c.before:.4g}", f"{c.after:.4g}",
-                         f"{c.relative:+.1%}", "YES" if c.regression else "no"] for c in changes]))
+    print(render(changes, limits, fmt))
     if any(c.regression for c in changes):
         raise typer.Exit(1)
 
@@ -498,11 +543,23 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _shield_teardown() -> None:
+    """Ignore Ctrl-C and SIGTERM once Python tears the process down, after the other exit handlers.
+
+    The command has finished and its exit code is set, but freeing a report's objects takes about half a
+    second; an interrupt there used to land in some object's finalizer ("Exception ignored ...
+    KeyboardInterrupt", exit 0 with a traceback) or, once Python had put the default handlers back, kill
+    the process with no line at all. Registered first, so it runs after every handler a library adds."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def main() -> None:
     # torch and NVML must number devices the same way (PCI bus order).
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     # SIGTERM (a scheduler's stop) unwinds like Ctrl-C, so a run in progress stops its child tree on the way out.
     signal.signal(signal.SIGTERM, _interrupted)
+    atexit.register(_shield_teardown)
     try:
         code = app(standalone_mode=False)  # click's usage errors come here, to be told in one line
     except _UsageError as err:  # a bad option value, an unknown option, a missing argument

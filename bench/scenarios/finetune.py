@@ -238,6 +238,23 @@ def _reload_and_compare(s: FinetuneSettings, row: dict[str, Any], reward: bool) 
     return {"max_output_change": float((after - before).abs().max()), "generated": generated}
 
 
+# trl's DPO trainer logs, per step, the implicit rewards (beta times the policy's log-ratio to the reference) of the
+# chosen and rejected answers, their margin, and the share of pairs ranked right: record metric -> logged key, unit.
+DPO_REWARDS = {"reward_chosen": ("rewards/chosen", "reward"), "reward_rejected": ("rewards/rejected", "reward"),
+               "reward_margin": ("rewards/margins", "reward"), "reward_accuracy": ("rewards/accuracies", "ratio")}
+
+
+def reward_metrics(log_history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A DPO run's rewards from the trainer's log history: the last step's value, every step's as samples, so
+    "the model learned to prefer the chosen answer" is read from the record ({} for a trainer that logs none)."""
+    out = {}
+    for name, (key, unit) in DPO_REWARDS.items():
+        steps = [float(entry[key]) for entry in log_history if key in entry]
+        if steps:
+            out[name] = metric(steps[-1], unit, steps)
+    return out
+
+
 def measure(settings: dict[str, Any]) -> dict[str, Any]:
     """Child-process entry point: train, save, reload; return metrics and reports."""
     s = FinetuneSettings(**settings)
@@ -262,6 +279,7 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
         train_s = time.perf_counter() - start
         trainable = {n: p.numel() for n, p in trainer.model.named_parameters() if p.requires_grad}
         trainer_name = type(trainer).__name__
+        log_history = list(trainer.state.log_history)
         phase("saving the adapter")
         trainer.model.save_pretrained(s.adapter_dir)
     memory = tracker.result()
@@ -285,6 +303,7 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
     }
     if memory.get("peak_allocated_bytes") is not None:
         metrics["peak_allocated_bytes"] = metric(memory["peak_allocated_bytes"], "bytes")
+    metrics.update(reward_metrics(log_history))
     return {
         "metrics": metrics,
         "memory": memory,

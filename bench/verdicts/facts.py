@@ -49,9 +49,18 @@ def _fact_claim(registry: Registry, model: ModelSpec, claim: ClaimSpec) -> Verdi
         return new_verdict(claim, UNTESTED, f"the claim states no {claim.kind} value")
     evidence = {"recorded": recorded, "claimed": claimed, "source": fact_source(model, claim.kind),
                 "findings": [f.fact for f in model.findings]}
-    reason = f"registry records {claim.kind} {recorded!r}; the claim says {claimed!r}"
+    reason = f"registry records {claim.kind} {_said(recorded)}; the claim says {_said(claimed)}"
     return new_verdict(claim, HOLDS if ok else FAILS, reason, evidence=evidence,
                     would_change="a correction to the registry entry, with its source")
+
+
+def _said(value: object) -> str:
+    """A recorded or claimed fact as a reader writes it: yes/no, a quoted name, a number with separators."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return repr(value)
 
 
 def evidence_class(verdict: Verdict, record: RunRecord | None) -> str:
