@@ -103,17 +103,17 @@ def test_results_lists_every_kind_with_its_figures(results, run_bench):
     out = proc.stdout
     assert [line.split()[0] for line in out.splitlines() if line.endswith("record") or " record " in line] == [
         "inference", "serve", "eval", "finetune"]
-    assert _cells(out, ids["inference"])[1:] == ["ok", "llama.cpp", "AMD EPYC", "227 ms", "88.0 ms", "11.5", "3.70"]
-    assert _cells(out, ids["serve"])[1:] == ["ok", "vllm", "AMD EPYC", "c1, c4", "9,123.5 tok/s at c4",
+    assert _cells(out, ids["inference"])[1:] == ["ok", "llama.cpp", "AMD EPYC (CPU)", "-", "227 ms", "88.0 ms", "11.5", "3.70"]
+    assert _cells(out, ids["serve"])[1:] == ["ok", "vllm", "AMD EPYC (CPU)", "-", "c1, c4", "9,123.5 tok/s at c4",
                                              "45.1 ms at c1", "0 of 16"]
-    assert _cells(out, ids["eval"])[1:] == ["ok", "lm-eval/transformers", "AMD EPYC", "10 per task",
+    assert _cells(out, ids["eval"])[1:] == ["ok", "lm-eval/transformers", "AMD EPYC (CPU)", "-", "10 per task",
                                             "smoke_arith: acc 0.750 ± 0.100; smoke_facts: acc 0.500 (no standard "
                                             "error)"]
-    assert _cells(out, ids["lora"])[1:] == ["ok", "lora-sft", "AMD EPYC", "✓", "✓ 2.310 → 1.020", "✓", "✓", "-",
+    assert _cells(out, ids["lora"])[1:] == ["ok", "lora-sft", "AMD EPYC (CPU)", "-", "✓", "✓ 2.310 → 1.020", "✓", "✓", "-",
                                             "-"]
-    assert _cells(out, ids["dpo"])[1:] == ["ok", "dpo", "AMD EPYC", "✓", "✗ 0.6931 → 0.6931", "✓", "✗",
+    assert _cells(out, ids["dpo"])[1:] == ["ok", "dpo", "AMD EPYC (CPU)", "-", "✓", "✗ 0.6931 → 0.6931", "✓", "✗",
                                            "0.0412", "62.5%"]
-    assert _cells(out, ids["oom"])[1:] == ["oom", "full-sft", "AMD EPYC", "✗", "-", "-", "-", "-", "-"]
+    assert _cells(out, ids["oom"])[1:] == ["oom", "full-sft", "AMD EPYC (CPU)", "-", "✗", "-", "-", "-", "-", "-"]
 
 
 def test_one_record_in_full(results, run_bench):
@@ -158,7 +158,7 @@ def test_every_line_fits_the_terminal_and_no_raw_value_shows(results, run_bench,
     listing = outputs[0].stdout
     assert "0.750 ± 0.100" in listing  # a score and its error are never parted by a line break
     if columns == 80:  # too narrow for the table: each record a block, its id first, missing values left out
-        assert f"{ids['oom']}\n    status: oom; recipe: full-sft; card: AMD EPYC; fits: ✗\n" in listing
+        assert f"{ids['oom']}\n    status: oom; recipe: full-sft; ran on: AMD EPYC (CPU); fits: ✗\n" in listing
 
 
 def test_a_pipe_gets_a_fixed_width(run_bench):

@@ -18,6 +18,7 @@ from bench.errors import unknown_name_error
 from bench.records.schema import RunRecord
 from bench.report import terminal
 from bench.report.serve import levels_table
+from bench.report.tables import ran_on
 from bench.units import gib, gib_number
 
 # The metrics a reader scans first, in order, with the words they are shown under; the rest stay in the record.
@@ -176,16 +177,20 @@ def _engine(record: RunRecord) -> str | None:
     return (record.details.get("engine") or {}).get("engine")
 
 
-def _card(record: RunRecord) -> str | None:
-    hw = record.hardware
-    return hw.get("target") or hw.get("device_name") or hw.get("cpu_model")
+def _ran_on(record: RunRecord) -> str:
+    """Where it ran, a CPU named as one: never the name of the card it stood in for."""
+    return ran_on(record)
+
+
+def _target(record: RunRecord) -> str | None:
+    return record.hardware.get("target")
 
 
 def _inference_table(records: list[RunRecord]) -> str:
-    rows = [[r.id, r.status, _engine(r), _card(r), terminal.seconds(_value(r, "ttft_s")),
+    rows = [[r.id, r.status, _engine(r), _ran_on(r), _target(r), terminal.seconds(_value(r, "ttft_s")),
              terminal.seconds(_value(r, "itl_p50_s")), terminal.rate(_value(r, "decode_tokens_per_s")),
              _gib(_value(r, "peak_memory_bytes"))] for r in records]
-    return terminal.table(["inference record", "status", "engine", "card", "TTFT", "ITL p50", "decode tok/s",
+    return terminal.table(["inference record", "status", "engine", "ran on", "judged against", "TTFT", "ITL p50", "decode tok/s",
                            "peak GiB"], rows, keep=(0, 2))
 
 
@@ -213,18 +218,19 @@ def _serve_table(records: list[RunRecord]) -> str:
     rows = []
     for r in records:
         levels = r.details.get("levels") or []
-        failed = f"{sum(level['errors'] for level in levels)} of {sum(level['requests'] for level in levels)}"
-        rows.append([r.id, r.status, _engine(r), _card(r), ", ".join(level["level"] for level in levels) or None,
+        failed = (f"{sum(level.get('errors') or 0 for level in levels)} of "
+                  f"{sum(level.get('requests') or 0 for level in levels)}")
+        rows.append([r.id, r.status, _engine(r), _ran_on(r), _target(r), ", ".join(str(level.get("level")) for level in levels) or None,
                      _best_output(levels) if levels else None, _lightest_ttft(levels) if levels else None,
                      failed if levels else None])
-    return terminal.table(["serve record", "status", "server", "card", "levels", "best output", "TTFT p90, lightest",
+    return terminal.table(["serve record", "status", "server", "ran on", "judged against", "levels", "best output", "TTFT p90, lightest",
                            "failed requests"], rows)
 
 
 def _eval_table(records: list[RunRecord]) -> str:
-    rows = [[r.id, r.status, _engine(r), _card(r), _documents(r),
+    rows = [[r.id, r.status, _engine(r), _ran_on(r), _target(r), _documents(r),
              "; ".join(score_lines(_value(r, "scores") or {})) or None] for r in records]
-    return terminal.table(["eval record", "status", "engine", "card", "documents", "scores ± standard error"], rows)
+    return terminal.table(["eval record", "status", "engine", "ran on", "judged against", "documents", "scores ± standard error"], rows)
 
 
 def _documents(record: RunRecord) -> str:
@@ -239,13 +245,13 @@ def _finetune_table(records: list[RunRecord]) -> str:
     dpo = any("reward_margin" in r.metrics for r in records)
     rows = []
     for r in records:
-        row = [r.id, r.status, (r.config.get("recipe") or {}).get("id"), _card(r), _fits(r), _loss_down(r),
+        row = [r.id, r.status, (r.config.get("recipe") or {}).get("id"), _ran_on(r), _target(r), _fits(r), _loss_down(r),
                terminal.mark(_value(r, "adapter_reloaded")), terminal.mark(_value(r, "adapter_changes_output"))]
         if dpo:
             accuracy = _value(r, "reward_accuracy")
             row += [terminal.number(_value(r, "reward_margin")), "-" if accuracy is None else f"{accuracy:.1%}"]
         rows.append(row)
-    headers = ["finetune record", "status", "recipe", "card", "fits", "loss goes down", "adapter reloads",
+    headers = ["finetune record", "status", "recipe", "ran on", "judged against", "fits", "loss goes down", "adapter reloads",
                "changes the model"] + (["DPO reward margin", "DPO reward accuracy"] if dpo else [])
     return terminal.table(headers, rows)
 

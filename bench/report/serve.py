@@ -36,7 +36,7 @@ def serve_curves(records: list[RunRecord]) -> list[dict[str, Any]]:
         record = latest[key]
         model, server, card, api, prompt_len, output_len = key
         points = [{"level": level["level"], "throughput": level["output_tokens_per_s"],
-                   "ttft": level["ttft_p50_s"], "tpot": level["tpot_p50_s"]}
+                   "ttft": level.get("ttft_p50_s"), "tpot": level.get("tpot_p50_s")}
                   for level in record.details.get("levels", []) if level.get("output_tokens_per_s")]
         if points:
             curves.append({"label": f"{model} on {server} ({card}; {api} {prompt_len}->{output_len})",
@@ -64,9 +64,10 @@ def levels_table(record: RunRecord) -> str:
     def num(value) -> str:
         return "-" if value is None else f"{value:,.2f}"
 
-    rows = [[level["level"], level["completed"], level["errors"], ms(level["ttft_p50_s"]), ms(level["ttft_p99_s"]),
-             ms(level["itl_p50_s"]), ms(level["tpot_p50_s"]), ms(level["e2e_p50_s"]), num(level["output_tokens_per_s"]),
-             num(level["requests_per_s"]), num(level["goodput_requests_per_s"])]
-            for level in record.details.get("levels", [])]
+    rows = [[level.get("level"), level.get("completed"), level.get("errors"), ms(level.get("ttft_p50_s")),
+             ms(level.get("ttft_p99_s")), ms(level.get("itl_p50_s")), ms(level.get("tpot_p50_s")),
+             ms(level.get("e2e_p50_s")), num(level.get("output_tokens_per_s")), num(level.get("requests_per_s")),
+             num(level.get("goodput_requests_per_s"))]
+            for level in record.details.get("levels", [])]  # a key a server's answer never gave shows "-"
     return terminal.table(["level", "ok", "errors", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "TPOT p50 ms",
                          "e2e p50 ms", "out tok/s", "req/s", "goodput req/s"], rows)
