@@ -11,6 +11,9 @@ import pytest
 from bench.config.registry import load_registry
 from tests.helpers.paths import ROOT
 
+# The fault-injection table: its `fault` fixture and the table printed at the end of the session.
+pytest_plugins = ["tests.helpers.fault_table"]
+
 
 @pytest.fixture(scope="session")
 def registry():

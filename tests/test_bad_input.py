@@ -8,6 +8,7 @@ The cases run `bench.cli.main` in this process (what `bench` runs), which keeps 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import sys
@@ -22,6 +23,10 @@ BAD_CONFIGS = {
     "kv.json": {"model_type": "llama", "hidden_size": 128, "num_attention_heads": 4, "num_key_value_heads": 3,
                 "num_hidden_layers": 2, "intermediate_size": 256, "vocab_size": 1000, "max_position_embeddings": 2048},
     "list.json": [1, 2],
+    "layers.json": {"model_type": "llama", "hidden_size": 128, "num_attention_heads": 4, "num_hidden_layers": 10**8,
+                    "intermediate_size": 256, "vocab_size": 1000, "max_position_embeddings": 2048},
+    "wrapper-text.json": {"model_type": "llama4", "text_config": "llama"},
+    "type-list.json": {"model_type": ["llama"]},
 }
 TINY = "tiny-llama --device cpu"
 TUNE = "tiny-llama --recipe lora-sft --device cpu"
@@ -37,6 +42,8 @@ CASES = [
     "plan mistral-3b --batch 1e9", "plan mistral-3b --finetune nope", "plan --config {d}/missing.json",
     "plan --config {d}/binary.json", "plan --config {d}/list.json", "plan --config {d}/heads.json",
     "plan --config {d}/kv.json", "plan mistral-3b --config {d}/heads.json", "plan --config {d}",
+    "plan --config {d}/layers.json", "plan --config {d}/wrapper-text.json", "plan --config {d}/type-list.json",
+    "plan --config {d}/nested.json", "plan --config {d}/fifo.json", "plan --config {d}/zero.json",
     # run
     "run mistal-3b --device cpu", f"run {TINY} --backend vlm", "run tiny-llama --device gpu",
     f"run {TINY} --weights fake", f"run {TINY} --quant q3", f"run {TINY} --batch 0", f"run {TINY} --batch -2",
@@ -61,11 +68,13 @@ CASES = [
     # readers
     "report --out {d}/afile", "cite nosuchclaim", "compare {d}/missing {d}", "compare {d} {d}/missing",
     "verdicts --results-dir {d}/missing", "results --results-dir {d}/missing", "report --results-dir {d}/missing",
-    "cite mistral-3b-fits-4gb-kv --results-dir {d}/missing",
+    "cite mistral-3b-fits-4gb-kv --results-dir {d}/missing", "report --results-dir {d}/resdir --out {d}/resdir",
+    "report --results-dir {d}/resdir --out {d}/resdir/site",
     # sweep
     "sweep {d}/missing.yaml", "sweep {d}/latin1.yaml", "sweep {d}/broken.yaml", "sweep {d}/list.yaml",
     "sweep {d}/unknown-model.yaml", "sweep {d}/bad-option.yaml", "sweep configs/sweeps/smoke.yaml --executor x",
     "sweep configs/sweeps/smoke.yaml --only-gpu nope", "sweep configs/sweeps/smoke.yaml --results-dir {d}/afile",
+    "sweep {d}/huge-matrix.yaml", "sweep {d}/negative-context.yaml", "sweep {d}/inf-timeout.yaml",
 ]
 
 
@@ -87,6 +96,18 @@ def bad_files(tmp_path_factory):
     (d / "unknown-model.yaml").write_text("id: x\ndevice: cpu\nmatrix:\n  - models: [tiny-lama]\n")
     (d / "bad-option.yaml").write_text("id: x\ndevice: cpu\nmatrix:\n  - models: [tiny-llama]\n"
                                        "    options: {batch: 0}\n")
+    (d / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
+    os.mkfifo(d / "fifo.json")
+    (d / "zero.json").symlink_to("/dev/zero")
+    (d / "resdir").mkdir()
+    models, gpus, quants = (", ".join([name] * n) for name, n in (("tiny-llama", 100), ("rtx-4090", 100),
+                                                                  ("bf16", 1000)))
+    (d / "huge-matrix.yaml").write_text(f"id: x\nmatrix:\n  - models: [{models}]\n    gpus: [{gpus}]\n"
+                                        f"    quants: [{quants}]\n")  # 10^7 cells in 10 KB
+    (d / "negative-context.yaml").write_text("id: x\ndevice: cpu\nmatrix:\n  - models: [tiny-llama]\n"
+                                             "    options: {context: -5}\n")
+    (d / "inf-timeout.yaml").write_text("id: x\ndevice: cpu\nmatrix:\n  - models: [tiny-llama]\n"
+                                        "    options: {timeout: .inf}\n")
     remote = d / "remote-code"
     remote.mkdir()
     (remote / "config.json").write_text(json.dumps({**BAD_CONFIGS["kv.json"], "num_key_value_heads": 2,

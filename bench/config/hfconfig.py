@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bench.config.files import read_regular_file
 from bench.errors import UserError
 
 ModelType = Literal[
@@ -25,6 +26,21 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = ModelType.__args__  # type: ignore[attr
 WRAPPER_MODEL_TYPES = {"llama4": "llama4_text", "mistral3": "ministral3"}
 
 LayerType = Literal["full_attention", "sliding_attention", "chunked_attention"]
+
+# Bounds on a shape, checked before any arithmetic: the estimator walks layers (and, for the largest
+# context that fits, halves the context range), so a config of 10^8 layers would never return. Each is
+# far beyond any published model (the largest have about 130 layers, hidden 16,384, 128 heads, a
+# vocabulary of 260k, 384 experts and a context of 10M tokens) and well inside what the arithmetic
+# handles in well under a second.
+MAX_LAYERS = 1_000
+MAX_HIDDEN = 1_000_000
+MAX_HEADS = 100_000
+MAX_INTERMEDIATE = 10_000_000
+MAX_VOCAB = 10_000_000
+MAX_EXPERTS = 10_000
+MAX_POSITIONS = 1_000_000_000
+# A config.json is a few KB (tens with a quantization config listing modules); anything past this is not one.
+MAX_CONFIG_BYTES = 16 * 2**20
 
 # Defaults that transformers applies per family when a config.json omits the field.
 _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -53,31 +69,36 @@ class TextConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_type: ModelType
-    hidden_size: int = Field(gt=0)
-    num_hidden_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int | None = Field(None, gt=0, description="Defaults to num_attention_heads (MHA)")
-    head_dim: int | None = Field(None, gt=0, description="Defaults to hidden_size / num_attention_heads")
-    intermediate_size: int = Field(gt=0, description="Dense MLP width, or one expert's width in an MoE")
-    vocab_size: int = Field(gt=0)
-    max_position_embeddings: int = Field(gt=0)
+    hidden_size: int = Field(gt=0, le=MAX_HIDDEN)
+    num_hidden_layers: int = Field(gt=0, le=MAX_LAYERS)
+    num_attention_heads: int = Field(gt=0, le=MAX_HEADS)
+    num_key_value_heads: int | None = Field(None, gt=0, le=MAX_HEADS,
+                                            description="Defaults to num_attention_heads (MHA)")
+    head_dim: int | None = Field(None, gt=0, le=MAX_HIDDEN,
+                                 description="Defaults to hidden_size / num_attention_heads")
+    intermediate_size: int = Field(gt=0, le=MAX_INTERMEDIATE,
+                                   description="Dense MLP width, or one expert's width in an MoE")
+    vocab_size: int = Field(gt=0, le=MAX_VOCAB)
+    max_position_embeddings: int = Field(gt=0, le=MAX_POSITIONS)
     tie_word_embeddings: bool = False
     attention_bias: bool = Field(False, description="Bias on q/k/v/o (llama, gemma); qwen2 always has q/k/v bias")
     mlp_bias: bool = False
-    sliding_window: int | None = Field(None, gt=0)
+    sliding_window: int | None = Field(None, gt=0, le=MAX_POSITIONS)
     use_sliding_window: bool | None = Field(None, description="qwen2 only: windows are off unless this is true")
-    max_window_layers: int | None = Field(None, description="qwen2 only: layers from this index on slide")
-    layer_types: list[LayerType] | None = None
+    max_window_layers: int | None = Field(None, ge=0, le=MAX_LAYERS,
+                                          description="qwen2 only: layers from this index on slide")
+    layer_types: list[LayerType] | None = Field(None, max_length=MAX_LAYERS)
     # Mixture of experts (mixtral, llama4_text).
-    num_local_experts: int | None = Field(None, gt=0)
-    num_experts_per_tok: int | None = Field(None, gt=0)
+    num_local_experts: int | None = Field(None, gt=0, le=MAX_EXPERTS)
+    num_experts_per_tok: int | None = Field(None, gt=0, le=MAX_EXPERTS)
     # Llama 4 specifics.
-    intermediate_size_mlp: int | None = Field(None, gt=0, description="llama4: width of the dense layers' MLP")
-    interleave_moe_layer_step: int | None = Field(None, gt=0)
-    moe_layers: list[int] | None = None
-    attention_chunk_size: int | None = Field(None, gt=0)
-    no_rope_layer_interval: int | None = Field(None, gt=0)
-    no_rope_layers: list[int] | None = None
+    intermediate_size_mlp: int | None = Field(None, gt=0, le=MAX_INTERMEDIATE,
+                                              description="llama4: width of the dense layers' MLP")
+    interleave_moe_layer_step: int | None = Field(None, gt=0, le=MAX_LAYERS)
+    moe_layers: list[int] | None = Field(None, max_length=MAX_LAYERS)
+    attention_chunk_size: int | None = Field(None, gt=0, le=MAX_POSITIONS)
+    no_rope_layer_interval: int | None = Field(None, gt=0, le=MAX_LAYERS)
+    no_rope_layers: list[int] | None = Field(None, max_length=MAX_LAYERS)
 
     @model_validator(mode="after")
     def _check_lengths(self) -> TextConfig:
@@ -166,7 +187,11 @@ def from_hf_dict(raw: dict[str, Any], origin: str, strict: bool = False) -> Text
     scaling, dtype or token ids, are dropped.
     """
     model_type = raw.get("model_type")
+    if not isinstance(model_type, str | None):
+        raise UserError(f"{origin}: model_type must be a string, not {type(model_type).__name__}")
     if model_type in WRAPPER_MODEL_TYPES:
+        if not isinstance(raw.get("text_config") or {}, dict):
+            raise UserError(f"{origin}: text_config must be an object, not {type(raw['text_config']).__name__}")
         text = dict(raw.get("text_config") or {})
         text.setdefault("model_type", WRAPPER_MODEL_TYPES[model_type])
         if "tie_word_embeddings" in raw and "tie_word_embeddings" not in text:
@@ -188,11 +213,15 @@ def validate_text_config(fields: dict[str, Any], origin: str) -> TextConfig:
 
 
 def load_hf_config(path: Path) -> TextConfig:
+    """A user's config.json: a regular file of at most MAX_CONFIG_BYTES (never a FIFO or /dev/zero, which
+    would hang the read), JSON nested no deeper than Python's parser goes, then bounded field by field."""
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(read_regular_file(path, MAX_CONFIG_BYTES))
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
+    except RecursionError:
+        raise UserError(f"{path}: not a config.json (nested too deeply to parse)") from None
+    except (OSError, ValueError) as err:  # ValueError: not JSON, not UTF-8, not a regular file, too large
         raise UserError(f"{path}: not a readable JSON config ({err})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a config.json must be a JSON object")

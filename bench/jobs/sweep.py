@@ -45,17 +45,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The most cells one sweep file may ask for, counted from its lists before any cell is made: a 3 KB
+# file can name a matrix of 10^7 cells, which would take minutes just to list. Ten thousand runs of
+# minutes each are weeks of machine time, more than any sweep meant to finish.
+MAX_CELLS = 10_000
+
+
 class RunOptions(_Strict):
+    """A block's run settings, in the ranges `bench run`, `finetune` and `eval` accept (finite numbers:
+    YAML's .inf and .nan are refused too)."""
+
     batch: int = Field(8, ge=1)
     prompt_len: int = Field(128, ge=1)
     output_len: int = Field(64, ge=2)
-    context: int | None = None
+    context: int | None = Field(None, ge=2)
     iterations: int = Field(5, ge=1)
-    min_duration: float = Field(2.0, ge=0)
+    min_duration: float = Field(2.0, ge=0, allow_inf_nan=False)
     steps: int | None = Field(None, ge=1)
-    learning_rate: float | None = Field(None, gt=0)
+    learning_rate: float | None = Field(None, gt=0, allow_inf_nan=False)
     limit: int | None = Field(None, ge=1)
-    timeout: float | None = Field(None, gt=0)
+    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class SweepBlock(_Strict):
@@ -117,6 +126,9 @@ def load_sweep(path: Path, registry: Registry) -> SweepSpec:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as err:
         raise UserError(f"{path}: {describe_validation_error(err)}") from None
+    if (cells := count_cells(spec)) > MAX_CELLS:
+        raise UserError(f"{path}: the matrix has {cells:,} cells, more than the {MAX_CELLS:,} a sweep may run; "
+                        "split it into smaller sweeps")
     for i, block in enumerate(spec.matrix):
         for field_name, lookup in (("models", registry.model), ("gpus", registry.gpu), ("recipes", registry.recipe)):
             for j, name in enumerate(getattr(block, field_name)):
@@ -143,6 +155,20 @@ def load_sweep(path: Path, registry: Registry) -> SweepSpec:
         except UserError as err:
             raise UserError(f"{path}: unpinned_runner: {err}") from None
     return spec
+
+
+def count_cells(spec: SweepSpec) -> int:
+    """The cells the matrix's blocks ask for, from the sizes of their lists alone (duplicates counted, as
+    `expand` would make them before merging). A `from_claims` block makes at most a few per claim of the
+    registry, so it is not the file's to bound."""
+    total = 0
+    for block in spec.matrix:
+        if block.from_claims:
+            continue
+        per_card = {"inference": len(block.backends) * len(block.quants), "finetune": len(block.recipes),
+                    "eval": len(block.backends)}[block.kind]
+        total += len(block.models) * len(block.gpus) * per_card
+    return total
 
 
 def expand(spec: SweepSpec, registry: Registry) -> list[Cell]:

@@ -7,6 +7,7 @@ name (`RECORD_ID`); `new_record` stamps the schema version and derives the id, s
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from collections.abc import Iterable
@@ -70,10 +71,22 @@ class RunRecord(_Frozen):
         return value
 
 
+# At most this many characters of the model's name go into an id (the rest of the 200 is stamp, kind, hashes).
+ID_MODEL_CHARS = 96
+
+
 def new_record_id(kind: str, model_id: str, started: datetime) -> str:
-    """``20261123T144501Z-inference-tiny-llama-3f2a1b``: sorts by start time (UTC), safe as a file name."""
+    """``20261123T144501Z-inference-tiny-llama-3f2a1b``: sorts by start time (UTC), safe as a file name.
+
+    The model's name is kept in ASCII letters, digits, '-' and '.' (other ASCII becomes '-') and cut to
+    ``ID_MODEL_CHARS``; where a character outside ASCII was replaced or the name was cut, a short hash of
+    the whole name follows it, so ``modèle-日本`` and ``modèle-中国`` do not share an id's name part.
+    """
     stamp = started.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")  # a naive time is taken as local
-    safe_model = "".join(c if c.isalnum() or c in "-." else "-" for c in model_id)
+    safe_model = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "-" for c in model_id)
+    if not model_id.isascii() or len(safe_model) > ID_MODEL_CHARS:
+        digest = hashlib.sha256(model_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        safe_model = f"{safe_model[:ID_MODEL_CHARS]}-{digest}"
     return f"{stamp}-{kind}-{safe_model}-{secrets.token_hex(3)}"
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 
 from bench.config.registry import Registry
+from bench.errors import UserError
 from bench.records.frame import records_frame
 from bench.records.schema import RunRecord
 from bench.records.store import iter_record_files
@@ -140,7 +141,7 @@ def _loss_rows(records: list[RunRecord]) -> list[dict]:
     for r in runs:
         recipe = r.config.get("recipe", {}).get("id")
         series = {"loss": r.metrics["loss_last"].samples}
-        for name in ("rewards_chosen", "rewards_rejected"):
+        for name in ("reward_chosen", "reward_rejected"):
             if r.metrics.get(name) and r.metrics[name].samples:
                 series[name.replace("_", " ")] = r.metrics[name].samples
         rows += [{"label": f"{r.model.id} {recipe}", "record": r.id, "series": name, "step": step, "value": value}
@@ -164,7 +165,16 @@ def _product(name: str, verdicts: list[Verdict], claims: dict[str, Any]) -> dict
     return {"name": name, "counts": tables.counts(verdicts), "groups": tables.grouped(verdicts, claims)}
 
 
+def refuse_out_inside_results(out_dir: Path, results_dir: Path) -> None:
+    """A report written inside the results folder would copy every record into it (`records/`), to be read
+    back as records by the next command (and copied onto itself by this one): refuse it before any work."""
+    out, results = out_dir.resolve(), results_dir.resolve()
+    if out.is_relative_to(results):
+        raise UserError(f"--out {out_dir} is inside the results folder {results_dir}; write the report elsewhere")
+
+
 def build_report(registry: Registry, results_dir: Path, out_dir: Path, config_dir: Path) -> ReportSummary:
+    refuse_out_inside_results(out_dir, results_dir)
     found = list(iter_record_files(results_dir))  # read once, so each skipped file is warned about once
     records = [record for _, record in found]
     by_id = {r.id: r for r in records}

@@ -8,6 +8,7 @@ failure (status `error`, its log's last line), like any failed run.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,21 @@ from bench.serve.measure import (
     Endpoint,
     LoadSettings,
     auth_headers,
+    discovery_deadline,
     endpoint_url,
     now,
     probe,
     run_levels,
     write_serve_record,
 )
+
+DAY_S = 86400.0
+MAX_TOKENS = 2**20  # longer prompts or answers than any served context
+# Each numeric option: (lowest, highest, whether the lowest itself is allowed).
+RANGES = {"--concurrency": (1, 1024, True), "--rate": (0, 1000, False), "--prompt-len": (1, MAX_TOKENS, True),
+          "--output-len": (2, MAX_TOKENS, True), "--duration": (0, DAY_S, True), "--min-requests": (1, 10**6, True),
+          "--warmup": (0, 10**4, True), "--timeout": (0, DAY_S, False), "--slo-ttft": (0, 3600, False),
+          "--slo-itl": (0, 3600, False), "--startup-timeout": (0, DAY_S, False)}
 
 
 def is_url(target: str) -> bool:
@@ -38,10 +48,12 @@ def serve_url(url: str, settings: LoadSettings, *, served_model: str | None, mod
 
     base = endpoint_url(url)
     headers = auth_headers(api_key_env)
+    local = prompt_pool.local_counter(tokenizer) if tokenizer else None
     started, clock = now()
-    name, version = probe(base, headers, served_model)
+    deadline = discovery_deadline(settings)
+    name, version = probe(base, headers, served_model, deadline)
     endpoint = Endpoint(base, headers, name, {**version, "started_by_bench": False},
-                        _counter(base, headers, name, tokenizer))
+                        local or prompt_pool.server_counter(base, headers, name, deadline))
     outcome = run_levels(endpoint, settings)
     hardware = {**parent_view_of_hardware("cpu"), "observed": "the client machine (the server's is not visible)",
                 "target": gpu, "emulated": False}
@@ -63,6 +75,7 @@ def serve_model(registry: Registry, model_name: str, settings: LoadSettings, *, 
     from bench.records.schema import new_record_id
 
     model = resolve_model(registry, model_name)
+    local = prompt_pool.local_counter(tokenizer) if tokenizer else None
     target = registry.gpu(gpu) if gpu else None
     kind = "llama.cpp" if quant in GGUF_QUANTS or gguf else "vllm"
     cap = check_device(device, target, model.id, on_device_budget=kind == "llama.cpp")
@@ -103,12 +116,14 @@ def serve_model(registry: Registry, model_name: str, settings: LoadSettings, *, 
     outcome, error, extra = None, None, {"server_log": log_path.name, "quant": quant}
     if gguf_file is not None:
         extra["gguf_file"] = gguf_file.to_dict()  # a real file's source, revision, bytes and sha256
+    deadline = discovery_deadline(settings)
     try:
         with servers.running(spec, log_path, startup_timeout_s, port) as running:
             extra["startup_s"] = running.startup_s
-            _, version = probe(endpoint.base_url, endpoint.headers, model.id)
+            version = _discover(endpoint, model.id, deadline)
             endpoint.server.update(_reported_or_installed(version, kind))
-            endpoint.counter = _counter(endpoint.base_url, endpoint.headers, model.id, tokenizer)
+            endpoint.counter = local or prompt_pool.server_counter(endpoint.base_url, endpoint.headers, model.id,
+                                                                   deadline)
             outcome = run_levels(endpoint, settings)
     except servers.ServerFailed as err:
         error = str(err)
@@ -127,12 +142,12 @@ def _reported_or_installed(version: dict[str, Any], kind: str) -> dict[str, Any]
     return {"kind": kind, "version": metadata.version("llama_cpp_python"), "reported_by": "installed package"}
 
 
-def _counter(base: str, headers: dict[str, str], name: str, tokenizer: str | None) -> Any:
-    if tokenizer:
-        return prompt_pool.local_counter(tokenizer)
-    import httpx
-
-    return prompt_pool.server_counter(httpx.Client(base_url=base, headers=headers, timeout=30.0), name)
+def _discover(endpoint: Endpoint, served_name: str, deadline_s: float) -> dict[str, Any]:
+    """The version of a server bench started; one that gives no usable model list failed to start."""
+    try:
+        return probe(endpoint.base_url, endpoint.headers, served_name, deadline_s)[1]
+    except UserError as err:
+        raise servers.ServerFailed(f"the server bench started answers no usable model list: {err}") from None
 
 
 def _since(clock: float) -> float:
@@ -161,6 +176,10 @@ def run_serve(registry_loader, target: str, concurrency: list[int], rate: list[f
     """
     from bench.serve.summary import Slo
 
+    check_ranges({"--concurrency": concurrency, "--rate": rate, "--prompt-len": [prompt_len],
+                  "--output-len": [output_len], "--duration": [duration], "--min-requests": [min_requests],
+                  "--warmup": [warmup], "--timeout": [timeout], "--slo-ttft": [slo[0]], "--slo-itl": [slo[1]],
+                  "--startup-timeout": [startup_timeout]})
     if len(set(concurrency)) != len(concurrency) or len(set(rate)) != len(rate):
         raise UserError("each --concurrency and --rate value once")
     settings = settings_from(concurrency, rate, api=api, prompt_len=prompt_len, output_len=output_len,
@@ -178,3 +197,14 @@ def run_serve(registry_loader, target: str, concurrency: list[int], rate: list[f
     return serve_model(registry_loader(), target, settings, quant=quant, weights=weights, device=device, gpu=gpu,
                        tokenizer=tokenizer, startup_timeout_s=startup_timeout, api_key_env=api_key_env,
                        results_dir=results_dir, gguf=gguf)
+
+
+def check_ranges(values: dict[str, list[float]]) -> None:
+    """Each numeric option within its range (``RANGES``): a NaN, an infinity or a negative length would
+    otherwise become a sweep that never ends, an empty one, or figures that mean nothing."""
+    for option, given in values.items():
+        low, high, low_allowed = RANGES[option]
+        for value in given:
+            if not (math.isfinite(value) and (value >= low if low_allowed else value > low) and value <= high):
+                bound = f"at least {low:g}" if low_allowed else f"more than {low:g}"
+                raise UserError(f"{option} {value}: must be {bound} and at most {high:g}")

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from bench.serve.client import RequestResult, payload, stream_request
+from bench.serve.wire import NO_COMPRESSION
 
 REFUSED_BACKOFF_S = 0.1
 
@@ -111,7 +112,7 @@ async def run_level(base_url: str, headers: dict[str, str], shape: LoadShape, le
     width = level.concurrency or max(1, int(level.rate * shape.timeout_s) + 1)
     limits = httpx.Limits(max_connections=width, max_keepalive_connections=width)
     # The per-request timeout is enforced around the whole stream; httpx's own only bounds a silent socket.
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits,
+    async with httpx.AsyncClient(base_url=base_url, headers={**headers, **NO_COMPRESSION}, limits=limits,
                                  timeout=httpx.Timeout(shape.timeout_s)) as client:
         prompts = _Prompts(shape)
         start = time.perf_counter()
@@ -126,6 +127,7 @@ async def run_level(base_url: str, headers: dict[str, str], shape: LoadShape, le
 
 async def warm_up(base_url: str, headers: dict[str, str], shape: LoadShape, count: int) -> list[RequestResult]:
     """`count` requests one after another before any level: first-call costs (graph capture, caches) stay out."""
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=httpx.Timeout(shape.timeout_s)) as client:
+    async with httpx.AsyncClient(base_url=base_url, headers={**headers, **NO_COMPRESSION},
+                                 timeout=httpx.Timeout(shape.timeout_s)) as client:
         prompts = _Prompts(shape)
         return [await _one(client, shape, prompts, time.perf_counter()) for _ in range(count)]

@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psutil
 
 from bench.errors import UserError
+from bench.serve.wire import BadAnswer, call
 
 LOOPBACK = "127.0.0.1"
 STOP_GRACE_S = 20.0
@@ -91,17 +91,17 @@ def _last_line(log_path: Path) -> str:
 
 
 def _wait_ready(server: RunningServer, timeout_s: float) -> None:
-    """Poll `/v1/models` until it answers 200; fail at once if the process exits."""
+    """Poll `/v1/models` until it answers 200, each poll within the time left (at most 5 s, however slowly
+    the answer trickles in); fail at once if the process exits."""
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(base_url=server.base_url, timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise ServerFailed(f"{server.spec.kind} server exited with code {server.process.returncode}: "
-                                   f"{_last_line(server.log_path)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get("/v1/models").status_code == 200:
-                    return
-            time.sleep(0.5)
+    while (left := deadline - time.monotonic()) > 0:
+        if server.process.poll() is not None:
+            raise ServerFailed(f"{server.spec.kind} server exited with code {server.process.returncode}: "
+                               f"{_last_line(server.log_path)}")
+        with contextlib.suppress(BadAnswer):
+            if call(server.base_url, {}, "GET", "/v1/models", deadline_s=min(left, 5.0)).status == 200:
+                return
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
     raise ServerFailed(f"{server.spec.kind} server did not answer within {timeout_s:g} s: "
                        f"{_last_line(server.log_path)}")
 

@@ -25,6 +25,7 @@ Heavy imports (numpy, gguf, llama_cpp) happen inside the functions.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,12 +307,35 @@ def build_isolated_target(spec: dict, quant: str) -> dict:
     return {"path": str(build(ModelSpec.model_validate(spec), quant))}
 
 
+def cached_file_is_whole(path: Path, spec: ModelSpec, quant: str) -> bool:
+    """Whether a cached GGUF is the complete file `build` writes: its header parses, it holds exactly the
+    architecture's tensors, its file type is `quant`, and the file reaches the end of its last tensor.
+
+    The cache outlives the process that wrote it: a disk that filled, a copy cut short or a hand edit
+    leave a file whose name still promises the model, and reusing it would fail every run (or measure a
+    different file) until someone deletes it by hand."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(path)
+        names = {t.name for t in reader.tensors}
+        end = max(int(t.data_offset) + int(t.n_bytes) for t in reader.tensors)
+        kind = reader_file_type(reader)
+    except Exception:  # whatever a damaged header makes the parser raise, the file is not whole
+        return False
+    expected = {t.name for t in tensors(spec.architecture)}
+    return names == expected and kind == quant and path.stat().st_size >= end
+
+
 def ensure(spec: ModelSpec, quant: str, timeout_s: float = 3600.0) -> Path:
-    """The cached GGUF, written first in a child process when missing: llama.cpp's quantizer aborts
-    the process on a bad input, and that must not be bench's own process."""
+    """The cached GGUF, written first in a child process when missing or damaged: llama.cpp's quantizer
+    aborts the process on a bad input, and that must not be bench's own process."""
     target = _checked_target(spec, quant)
     if target.exists():
-        return target
+        if cached_file_is_whole(target, spec, quant):
+            return target
+        print(f"warning: the cached GGUF {target} is damaged; writing it again", file=sys.stderr)
+        target.unlink()
     from bench.launch.isolate import run_isolated
 
     _remove_leftovers(target)

@@ -72,6 +72,53 @@ def test_bad_records_are_skipped_once_each_and_good_ones_kept(folder, tmp_path, 
     assert fault.lost_records == 0
 
 
+@pytest.fixture(scope="module")
+def hostile_folder(tmp_path_factory):
+    """Two good records beside records of a wrong type inside a free-form field, special files and links:
+    each of the first crashed every reader, each of the rest hung it or filled its memory."""
+    root = tmp_path_factory.mktemp("hostile")
+    results = write_all(root / "results", [
+        gpu_inference("night-1", decode=60.0, peak_gib=17.0, started="2026-11-21T03:00:00+00:00"),
+        gpu_inference("night-2", decode=58.0, peak_gib=17.0, started="2026-11-22T03:00:00+00:00")])
+    good = json.loads((results / "night-1.json").read_text())
+    mistyped = {
+        "engine-text": {"details": {"engine": "vllm"}},
+        "scenario-text": {"config": {"scenario": "vllm"}},
+        "batch-text": {"config": {"scenario": {**good["config"]["scenario"], "batch": "8"}}},
+        "target-list": {"hardware": {**good["hardware"], "target": ["rtx-4090"]}},
+        "decode-object": {"metrics": {**good["metrics"],
+                                      "decode_tokens_per_s": {"value": {"x": 1}, "unit": "tokens/s"}}},
+        "levels-text": {"details": {"levels": "c1"}},
+        "commit-number": {"software": {**good["software"], "bench_commit": 7}},
+    }
+    for name, change in mistyped.items():
+        (results / f"{name}.json").write_text(json.dumps({**good, **change, "id": name}))
+    (root / "outside").mkdir()
+    (root / "outside" / "night-3.json").write_text(json.dumps({**good, "id": "night-3"}))
+    (results / "night-3.json").symlink_to(root / "outside" / "night-3.json")  # valid, but another folder's
+    (results / "zero.json").symlink_to("/dev/zero")
+    os.mkfifo(results / "fifo.json")
+    with open(results / "huge.json", "wb") as handle:  # sparse: over the cap without using the disk
+        handle.truncate(2**30)
+    return results, [*mistyped, "night-3", "zero", "fifo", "huge"]
+
+
+@pytest.mark.parametrize("command", ["results", "verdicts", "report", "compare", "cite"])
+def test_mistyped_records_and_special_files_are_skipped_once_each(hostile_folder, tmp_path, fault, command):
+    results, bad = hostile_folder
+    args = {"results": ["results", "--json", "--results-dir", str(results)],
+            "verdicts": ["verdicts", "--json", "--results-dir", str(results)],
+            "report": ["report", "--out", str(tmp_path / "site"), "--results-dir", str(results)],
+            "compare": ["compare", str(results), str(results)],
+            "cite": ["cite", "night-1", "--results-dir", str(results)]}[command]
+    proc = bench(*args)
+    assert proc.returncode == 0, proc.stderr
+    per_folder = 2 if command == "compare" else 1
+    assert warnings_for(proc.stderr, bad) == {name: per_folder for name in bad}, proc.stderr
+    fault.lost_records = 2 - len(valid_records(results))
+    assert fault.lost_records == 0
+
+
 def test_a_hostile_id_never_becomes_a_path(folder, tmp_path, fault):
     root, results, _ = folder
     site = tmp_path / "deep" / "site"

@@ -164,3 +164,34 @@ def test_a_writer_killed_at_each_step_leaves_the_old_state_or_the_new(tmp_path, 
     else:
         assert not new
     assert records.get("newer", records["older"]).metrics["decode_tokens_per_s"].value > 0
+
+
+@pytest.mark.parametrize("inside", ["", "site"])
+def test_a_report_written_into_its_results_folder_is_refused_and_copies_nothing(tmp_path, fault, inside):
+    from tests.helpers.report_records import gpu_inference, write_all
+
+    results = write_all(tmp_path / "results", [
+        gpu_inference("night-1", decode=60.0, peak_gib=17.0, started="2026-11-21T03:00:00+00:00")])
+    proc = subprocess.run([PYTHON, "-m", "bench.cli", "report", "--out", str(results / inside), "--results-dir",
+                           str(results)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "inside the results folder" in one_line(proc.stderr)
+    assert sorted(p.relative_to(results).as_posix() for p in results.rglob("*")) == ["night-1.json"]
+    fault.lost_records = 1 - len(valid_records(results))
+    assert fault.lost_records == 0
+
+
+def test_a_truncated_cached_gguf_is_written_again(tmp_path, fault, monkeypatch, registry):
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    from bench.weights import synthetic_gguf
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    spec = registry.model("tiny-llama")
+    path = synthetic_gguf.ensure(spec, "q4_k_m")
+    whole = path.read_bytes()
+    for cut in (len(whole) - 1, len(whole) // 2, 16, 0):  # a disk that filled, a copy cut short
+        path.write_bytes(whole[:cut])
+        assert not synthetic_gguf.cached_file_is_whole(path, spec, "q4_k_m")
+        assert synthetic_gguf.ensure(spec, "q4_k_m") == path
+        assert path.stat().st_size == len(whole) and synthetic_gguf.cached_file_is_whole(path, spec, "q4_k_m")
+    fault.lost_records = 0

@@ -1,4 +1,5 @@
-"""The fault-injection suite's tally: each test injects one fault, counts what it lost and what it left
+"""The fault-injection table, a pytest plugin every test session loads (tests/conftest.py), so a fault test
+anywhere (tests/faults/, the hostile-server tests) adds its row. The tally: each test injects one fault, counts what it lost and what it left
 running, and the session ends with the table (tried, handled, lost records, leftover processes).
 
 A fault is handled when its test passed; lost records and leftover processes are counted by the test
