@@ -578,6 +578,14 @@ def main() -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except ValueError as err:
+        from bench.records.store import SecretInRecord
+
+        if not isinstance(err, SecretInRecord) or os.environ.get("BENCH_DEBUG"):
+            raise
+        # The run finished but its record would carry a secret: nothing is written, and the run failed.
+        print(f"error: {err}; no record was written", file=sys.stderr)
+        sys.exit(1)
     if code == INTERRUPTED:  # Ctrl-C or SIGTERM: the run in progress stopped and wrote no record
         print("error: interrupted; records written before stay as they are", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

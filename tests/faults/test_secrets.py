@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.helpers.faults import TINY_RUN, valid_records
+from tests.helpers.faults import TINY_RUN, one_line, valid_records
 from tests.helpers.paths import ROOT
 
 TOKENS = {name: f"hf_planted{name.replace('_', '')}Q7xZ2" for name in
@@ -55,3 +55,16 @@ def test_no_planted_token_reaches_any_file_bench_writes(tmp_path, fault):
         for name, token in TOKENS.items():
             assert token.encode() not in data, f"{name}'s token in {path}"
     assert not [p.name for p in scratch.iterdir() if p.name.startswith("bench-")]  # fine-tune scratch removed
+
+
+def test_a_record_that_would_hold_the_token_is_refused_in_one_line(tmp_path, fault):
+    """A token that a finished run's record would contain (here the model's own name): nothing is written,
+    the run fails in one line naming where the token came from, never the token."""
+    env = {**os.environ, "HF_TOKEN": "tiny-llama", "BENCH_RESULTS_DIR": str(tmp_path / "results"),
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", *TINY_RUN], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert one_line(proc.stderr).startswith("error: refusing to write a record")
+    assert "HF_TOKEN" in proc.stderr and "no record was written" in proc.stderr
+    assert valid_records(tmp_path / "results") == []
