@@ -110,10 +110,10 @@ def test_vllm_records_keep_vllms_own_memory_accounting(runs):
 
 def test_results_lists_the_records(runs, run_bench):
     results, _ = runs
-    proc = run_bench("results", "--results-dir", str(results))
+    proc = run_bench("results", "--results-dir", str(results), env={"COLUMNS": "160"})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 2 + len(CASES)  # header, rule, one line per record
+    assert len(lines) == 2 + len(CASES)  # header, rule, one line per record (a narrower terminal gets blocks)
     assert all(" ok " in line for line in lines[2:])
     (results / "broken.json").write_text("{not json")
     proc = run_bench("results", "--results-dir", str(results), "--json")

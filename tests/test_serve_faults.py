@@ -67,20 +67,45 @@ def _record(endpoint, settings, outcome, tmp_path, api_key_env="BENCH_TEST_NO_KE
                               started=datetime.now(timezone.utc), duration_s=1.0, api_key_env=api_key_env)
 
 
+_EARLIER_CHILDREN: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _children_before_the_test():
+    """What runs below this test process before the test starts (an earlier test's engine helpers, a
+    resource tracker) is not this test's to count."""
+    _EARLIER_CHILDREN.clear()
+    _EARLIER_CHILDREN.update(p.pid for p in psutil.Process().children(recursive=True))
+
+
 def _stray_children(servers) -> int:
-    """Processes this test process has below it besides the fault servers: what an in-process sweep left."""
-    keep = {process.pid for process in servers}
+    """Processes this test process has below it besides the fault servers and what ran before the test:
+    what an in-process sweep left."""
+    keep = {process.pid for process in servers} | _EARLIER_CHILDREN
     return len([p for p in psutil.Process().children(recursive=True) if p.pid not in keep and p.is_running()
                 and p.status() != psutil.STATUS_ZOMBIE])
 
 
+# Starts bench from a small process and reports bench's own peak RSS (KiB). Linux carries a process's peak
+# across exec from the memory it was forked with, so bench forked straight from this test process (hundreds of
+# MB once engines are imported) would report this process's size, not its own.
+_LAUNCHER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+open(sys.argv[1], "w").write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def _bench(tmp_path, *args, env=None, timeout_s=120.0):
     """`bench ARGS` in its own session; (exit code, stdout, stderr, peak RSS in MB, wall s, processes left in
-    its session). The peak is the kernel's for that process (wait4's rusage), not a sample."""
-    out, err = tmp_path / "bench.out", tmp_path / "bench.err"
+    its session). The peak is the kernel's for bench's process (its rusage, through a small launcher), not a
+    sample."""
+    out, err, peak = tmp_path / "bench.out", tmp_path / "bench.err", tmp_path / "bench.maxrss"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], cwd=ROOT, stdout=stdout, stderr=stderr,
+        process = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(peak), sys.executable, "-m",
+                                    "bench.cli", *args], cwd=ROOT, stdout=stdout, stderr=stderr,
                                    env={**os.environ, **(env or {})}, start_new_session=True)
     while (done := os.wait4(process.pid, os.WNOHANG))[0] == 0:
         if time.perf_counter() - started > timeout_s:
@@ -89,7 +114,8 @@ def _bench(tmp_path, *args, env=None, timeout_s=120.0):
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(done[1])
     left = [p.pid for p in psutil.process_iter() if _session(p.pid) == process.pid]
-    return process.returncode, out.read_text(), err.read_text(), done[2].ru_maxrss / 1024, wall, len(left)
+    peak_mb = int(peak.read_text()) / 1024 if peak.exists() else float("inf")
+    return process.returncode, out.read_text(), err.read_text(), peak_mb, wall, len(left)
 
 
 def _session(pid: int) -> int | None:
