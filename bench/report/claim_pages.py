@@ -44,7 +44,9 @@ def write_claim_pages(env: Environment, out_dir: Path, registry: Registry, verdi
     groups = tables.grouped(verdicts, claims)
     group_of = {cid: g for g in groups for cid in g.claim_ids}
     by_id = {r.id: r for r in records}
-    newest_first = sorted(records, key=lambda r: r.started_at, reverse=True)
+    newest_first: dict[str, list[str]] = {}  # a subject's record ids, newest first: read once, not per claim
+    for record in sorted(records, key=lambda r: r.started_at, reverse=True):
+        newest_first.setdefault(record.model.id, []).append(record.id)
     titles = {s.source: s.title for s in registry.claim_sources}
     (out_dir / "claims").mkdir(exist_ok=True)
     names = {}
@@ -54,7 +56,7 @@ def write_claim_pages(env: Environment, out_dir: Path, registry: Registry, verdi
             continue
         evidence_ids = [i for i in v.evidence.get("records", []) if i in rows]  # best first
         bearing = set(evidence_ids)
-        others = [r.id for r in newest_first if r.model.id == v.subject and r.id not in bearing]
+        others = [i for i in newest_first.get(v.subject, []) if i not in bearing]
         more = {"evidence_more": max(len(evidence_ids) - EVIDENCE_SHOWN, 0),
                 "others_more": max(len(others) - OTHERS_SHOWN, 0)}
         evidence_ids, others = evidence_ids[:EVIDENCE_SHOWN], others[:OTHERS_SHOWN]
