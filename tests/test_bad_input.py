@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import sys
 
 import pytest
 
-from bench import cli
+from tests.helpers.cli import run_main
 
 BAD_CONFIGS = {
     "heads.json": {"model_type": "llama", "hidden_size": 100, "num_attention_heads": 3, "num_hidden_layers": 2,
@@ -119,16 +118,9 @@ def bad_files(tmp_path_factory):
 def test_bad_input_is_one_line_and_exit_2(case, bad_files, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.delenv("BENCH_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["bench", *shlex.split(case.format(d=bad_files))])
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as ended:
-            cli.main()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    err = capsys.readouterr().err
+    code, err = run_main(shlex.split(case.format(d=bad_files)), monkeypatch, capsys)
     lines = [line for line in err.splitlines() if line.strip()]
-    assert ended.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())  # nothing ran
 
 

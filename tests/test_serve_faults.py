@@ -118,6 +118,17 @@ def _bench(tmp_path, *args, env=None, timeout_s=120.0):
     return process.returncode, out.read_text(), err.read_text(), peak_mb, wall, len(left)
 
 
+def _two_requests(tmp_path, base, fault):
+    """`bench serve URL` at one user for two short requests, counted in the fault table's row:
+    (exit code, stderr, wall s, processes left, the records it wrote)."""
+    code, _, err, _, wall, left = _bench(
+        tmp_path, "serve", base, "--concurrency", "1", "--min-requests", "2", "--duration", "0", "--warmup", "0",
+        "--prompt-len", "8", "--output-len", "4", "--timeout", "2", "--results-dir", str(tmp_path / "results"))
+    records = valid_records(tmp_path / "results")
+    fault.lost_records, fault.leftover_processes = 1 - len(records), left
+    return code, err, wall, left, records
+
+
 def _session(pid: int) -> int | None:
     try:
         return os.getsid(pid)
@@ -279,11 +290,7 @@ def test_a_slow_loris_model_list_is_one_line_within_the_deadline(fault_server, t
 
 def test_a_slow_loris_tokenizer_still_gives_a_record(fault_server, tmp_path, fault):
     base, process = fault_server("ok", tokenize="loris")
-    code, out, err, peak_mb, wall, left = _bench(
-        tmp_path, "serve", base, "--concurrency", "1", "--min-requests", "2", "--duration", "0", "--warmup", "0",
-        "--prompt-len", "8", "--output-len", "4", "--timeout", "2", "--results-dir", str(tmp_path / "results"))
-    records = valid_records(tmp_path / "results")
-    fault.lost_records, fault.leftover_processes = 1 - len(records), left
+    code, err, wall, left, records = _two_requests(tmp_path, base, fault)
     assert code == 0, err
     assert records[0].details["prompt_tokens_counted_by"] == "usage"
     assert wall < 2 + START_MARGIN_S and fault.lost_records == 0 and left == 0
@@ -291,11 +298,7 @@ def test_a_slow_loris_tokenizer_still_gives_a_record(fault_server, tmp_path, fau
 
 def test_a_tokenizer_failing_part_way_leaves_word_prompts_and_a_note(fault_server, tmp_path, fault):
     base, process = fault_server("ok", tokenize="later")
-    code, out, err, peak_mb, wall, left = _bench(
-        tmp_path, "serve", base, "--concurrency", "1", "--min-requests", "2", "--duration", "0", "--warmup", "0",
-        "--prompt-len", "8", "--output-len", "4", "--timeout", "2", "--results-dir", str(tmp_path / "results"))
-    records = valid_records(tmp_path / "results")
-    fault.lost_records, fault.leftover_processes = 1 - len(records), left
+    code, err, wall, left, records = _two_requests(tmp_path, base, fault)
     assert code == 0, err
     details = records[0].details
     assert details["prompt_tokens_counted_by"] == "usage" and details["tokenizer_failed"].startswith("http-500")
@@ -321,11 +324,7 @@ def test_a_model_list_bench_cannot_use_is_one_line_before_anything_runs(fault_se
 @pytest.mark.parametrize("name", ["modèle-日本", "n" * 300, "org/model with spaces"])
 def test_any_served_name_gives_a_record_with_a_plain_file_name(fault_server, tmp_path, name, fault):
     base, process = fault_server("ok", name=json.dumps(name), version="bad")
-    code, out, err, peak_mb, wall, left = _bench(
-        tmp_path, "serve", base, "--concurrency", "1", "--min-requests", "2", "--duration", "0", "--warmup", "0",
-        "--prompt-len", "8", "--output-len", "4", "--timeout", "2", "--results-dir", str(tmp_path / "results"))
-    records = valid_records(tmp_path / "results")
-    fault.lost_records, fault.leftover_processes = 1 - len(records), left
+    code, err, wall, left, records = _two_requests(tmp_path, base, fault)
     assert code == 0, err
     (record,) = records
     assert record.model.id == name and record.config["served_model"] == name and record.status == "ok"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
 from bench.config.hfconfig import MAX_LAYERS, load_hf_config
 from bench.errors import UserError
 from bench.records.schema import new_record
 from bench.records.store import MAX_RECORD_BYTES, iter_record_files, read_record, write_record
+from tests.helpers.cli import run_main
 from tests.helpers.paths import ROOT
 
 STARTED = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -145,18 +145,6 @@ def test_special_files_and_links_are_skipped_unread(tmp_path, capsys):
     assert "a link to /dev/zero" in reasons["zero.json"]
     assert f"a link to {outside / 'elsewhere.json'}" in reasons["elsewhere.json"]
     assert "over the 64 MiB limit" in reasons["huge.json"]
-
-
-def run_main(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
-    """`bench ARGS` in this process, as `bench` runs it: the exit code and stderr."""
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as ended:
-            cli.main()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return ended.value.code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["verdicts"], ["results"], ["cite", "mistral-3b-fits-4gb-kv"],

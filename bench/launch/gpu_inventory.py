@@ -13,6 +13,7 @@ but gives no names or sizes. `CUDA_VISIBLE_DEVICES` is applied as CUDA applies i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,7 +121,6 @@ class NvmlCard:
         return sum(int(p.usedGpuMemory or 0) for p in procs if p.pid in pids)
 
     def close(self) -> None:
-        try:
+        # A failed shutdown must not replace the measured block's own exception.
+        with contextlib.suppress(self.nvml.NVMLError):
             self.nvml.nvmlShutdown()
-        except self.nvml.NVMLError:
-            pass  # a failed shutdown must not replace the measured block's own exception

@@ -19,7 +19,7 @@ from bench.config.registry import Registry
 from bench.errors import UserError, unknown_name_error
 from bench.records.schema import RunRecord
 from bench.records.store import iter_records
-from bench.report.tables import ran_on, result_summary
+from bench.report.tables import ran_on, result_summary, score_lines
 from bench.report.terminal import seconds
 from bench.verdicts.decide import deciding_number
 from bench.verdicts.evidence import record_class
@@ -186,8 +186,6 @@ def record_citation(record: RunRecord) -> Citation:
                + (f" (n={len(record.metrics[name].samples)})" if record.metrics[name].samples else "")
                for name in CITED_METRICS if name in record.metrics]
     if "scores" in record.metrics:
-        from bench.report.record_text import score_lines
-
         figures += score_lines(record.metrics["scores"].value)
     if record.kind in ("serve", "finetune"):
         figures = [result_summary(record)] + _level_lines(record) + figures

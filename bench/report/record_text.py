@@ -18,7 +18,7 @@ from bench.errors import unknown_name_error
 from bench.records.schema import RunRecord
 from bench.report import terminal
 from bench.report.serve import levels_table
-from bench.report.tables import ran_on
+from bench.report.tables import ran_on, score_lines
 from bench.units import gib, gib_number
 
 # The metrics a reader scans first, in order, with the words they are shown under; the rest stay in the record.
@@ -123,17 +123,6 @@ def _key_value(record: RunRecord, name: str) -> str:
     return format_value(metric.value, metric.unit)
 
 
-def score_lines(scores: dict[str, dict[str, float]]) -> list[str]:
-    """One line per task: each score with its standard error (± one standard error)."""
-    return [f"{task}: {_task_scores(values)}" for task, values in scores.items()]
-
-
-def _task_scores(values: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.3f}" + (f" ± {values[k + '_stderr']:.3f}" if values.get(k + "_stderr") is not None
-                                       else " (no standard error)")
-                     for k, v in values.items() if not k.endswith("_stderr"))
-
-
 def record_view(directory: Path, record_id: str, json_out: bool) -> str:
     """`bench results --id ID`: when the run started and how long it took, its summary, and a serve record's
     levels table; the record itself as JSON with `--json`."""
@@ -177,17 +166,12 @@ def _engine(record: RunRecord) -> str | None:
     return (record.details.get("engine") or {}).get("engine")
 
 
-def _ran_on(record: RunRecord) -> str:
-    """Where it ran, a CPU named as one: never the name of the card it stood in for."""
-    return ran_on(record)
-
-
 def _target(record: RunRecord) -> str | None:
     return record.hardware.get("target")
 
 
 def _inference_table(records: list[RunRecord]) -> str:
-    rows = [[r.id, r.status, _engine(r), _ran_on(r), _target(r), terminal.seconds(_value(r, "ttft_s")),
+    rows = [[r.id, r.status, _engine(r), ran_on(r), _target(r), terminal.seconds(_value(r, "ttft_s")),
              terminal.seconds(_value(r, "itl_p50_s")), terminal.rate(_value(r, "decode_tokens_per_s")),
              _gib(_value(r, "peak_memory_bytes"))] for r in records]
     return terminal.table(["inference record", "status", "engine", "ran on", "judged against", "TTFT", "ITL p50", "decode tok/s",
@@ -220,7 +204,7 @@ def _serve_table(records: list[RunRecord]) -> str:
         levels = r.details.get("levels") or []
         failed = (f"{sum(level.get('errors') or 0 for level in levels)} of "
                   f"{sum(level.get('requests') or 0 for level in levels)}")
-        rows.append([r.id, r.status, _engine(r), _ran_on(r), _target(r), ", ".join(str(level.get("level")) for level in levels) or None,
+        rows.append([r.id, r.status, _engine(r), ran_on(r), _target(r), ", ".join(str(level.get("level")) for level in levels) or None,
                      _best_output(levels) if levels else None, _lightest_ttft(levels) if levels else None,
                      failed if levels else None])
     return terminal.table(["serve record", "status", "server", "ran on", "judged against", "levels", "best output", "TTFT p90, lightest",
@@ -228,7 +212,7 @@ def _serve_table(records: list[RunRecord]) -> str:
 
 
 def _eval_table(records: list[RunRecord]) -> str:
-    rows = [[r.id, r.status, _engine(r), _ran_on(r), _target(r), _documents(r),
+    rows = [[r.id, r.status, _engine(r), ran_on(r), _target(r), _documents(r),
              "; ".join(score_lines(_value(r, "scores") or {})) or None] for r in records]
     return terminal.table(["eval record", "status", "engine", "ran on", "judged against", "documents", "scores ± standard error"], rows)
 
@@ -245,7 +229,7 @@ def _finetune_table(records: list[RunRecord]) -> str:
     dpo = any("reward_margin" in r.metrics for r in records)
     rows = []
     for r in records:
-        row = [r.id, r.status, (r.config.get("recipe") or {}).get("id"), _ran_on(r), _target(r), _fits(r), _loss_down(r),
+        row = [r.id, r.status, (r.config.get("recipe") or {}).get("id"), ran_on(r), _target(r), _fits(r), _loss_down(r),
                terminal.mark(_value(r, "adapter_reloaded")), terminal.mark(_value(r, "adapter_changes_output"))]
         if dpo:
             accuracy = _value(r, "reward_accuracy")

@@ -101,17 +101,11 @@ def result_summary(record: Any) -> str:
     if record.kind == "serve":
         return _serve_summary(record)
     if record.kind == "eval":
-        return "; ".join(score_texts((record.metrics.get("scores") or _NO_METRIC).value or {}))
+        scores = record.metrics.get("scores")
+        return "; ".join(score_lines(scores.value if scores is not None and scores.value else {}))
     if record.kind == "finetune":
         return finetune_checks(record)
     return ""
-
-
-class _NoMetric:
-    value = None
-
-
-_NO_METRIC = _NoMetric()
 
 
 def _serve_summary(record: Any) -> str:
@@ -128,16 +122,15 @@ def _serve_summary(record: Any) -> str:
     return text
 
 
-def score_texts(scores: dict[str, dict[str, float]]) -> list[str]:
-    """`task metric 0.512 ± 0.010` for each scored metric (± one standard error, where lm-eval gave one)."""
-    texts = []
-    for task, values in sorted(scores.items()):
-        for name, value in values.items():
-            if name.endswith("_stderr") or not isinstance(value, (int, float)):
-                continue
-            err = values.get(f"{name}_stderr")
-            texts.append(f"{task} {name} {value:.3f}" + (f" ± {err:.3f}" if isinstance(err, (int, float)) else ""))
-    return texts
+def score_lines(scores: dict[str, dict[str, float]]) -> list[str]:
+    """One line per task: each score with its standard error (± one standard error)."""
+    return [f"{task}: {_task_scores(values)}" for task, values in scores.items()]
+
+
+def _task_scores(values: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3f}" + (f" ± {values[k + '_stderr']:.3f}" if values.get(k + "_stderr") is not None
+                                       else " (no standard error)")
+                     for k, v in values.items() if not k.endswith("_stderr"))
 
 
 def finetune_checks(record: Any) -> str:

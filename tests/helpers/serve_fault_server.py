@@ -32,6 +32,7 @@ in the working directory, so a test can check where traffic went.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -103,10 +104,9 @@ class Handler(BaseHTTPRequestHandler):
             Handler.count += 1
         if self.options.die_after is not None and number >= self.options.die_after:
             os._exit(1)
-        try:
+        # bench hangs up on a hostile answer, as it should.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._answer(Handler.behaviours[number % len(Handler.behaviours)], self.path.endswith("chat/completions"))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # bench hung up, as it should on a hostile answer
 
     def _tokenize(self, prompt: str) -> None:
         kind = self.options.tokenize
@@ -167,15 +167,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(payload) + 10**6))
         self.end_headers()
         until = time.monotonic() + BOUND_S
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # bench gave up at its deadline
             for byte in (payload + b" " * 10**6):
                 if time.monotonic() > until:
                     return
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
                 time.sleep(LORIS_GAP_S)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     def _log(self) -> None:
         with open("requests.log", "a") as log:
