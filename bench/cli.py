@@ -544,12 +544,14 @@ def _interrupted(signum: int, frame: object) -> None:
 
 
 def _shield_teardown() -> None:
-    """Ignore Ctrl-C and SIGTERM once Python tears the process down, after the other exit handlers.
+    """Ignore Ctrl-C and SIGTERM once the command has returned, and again as Python tears the process down.
 
     The command has finished and its exit code is set, but freeing a report's objects takes about half a
     second; an interrupt there used to land in some object's finalizer ("Exception ignored ...
     KeyboardInterrupt", exit 0 with a traceback) or, once Python had put the default handlers back, kill
-    the process with no line at all. Registered first, so it runs after every handler a library adds."""
+    the process with no line at all; one arriving between the command's return and `sys.exit` printed a
+    traceback. Called as the command returns, and registered first at exit, so it runs after every handler a
+    library adds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
@@ -562,6 +564,7 @@ def main() -> None:
     atexit.register(_shield_teardown)
     try:
         code = app(standalone_mode=False)  # click's usage errors come here, to be told in one line
+        _shield_teardown()  # the command is done: an interrupt from here on cannot change what it did
     except _UsageError as err:  # a bad option value, an unknown option, a missing argument
         if type(err).__name__ == "NoArgsIsHelpError":  # plain `bench`: the help is the answer
             err.show()
@@ -572,6 +575,7 @@ def main() -> None:
               file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:  # before or after a command (a command's own comes back as code 130)
+        _shield_teardown()  # a second one must not break the one line below into a traceback
         code = INTERRUPTED
     except UserError as err:
         if os.environ.get("BENCH_DEBUG"):

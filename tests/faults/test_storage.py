@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from tests.helpers.cli import main_exit
 from tests.helpers.faults import PYTHON, TINY_RUN, can_mount_tmpfs, one_line, valid_records
 from tests.helpers.paths import ROOT
 
@@ -42,10 +43,7 @@ def test_a_read_only_results_folder_is_refused_before_the_run(tmp_path, fault, m
 def _run_with_failing_folder_write(results, monkeypatch, capsys) -> tuple[int, str, str]:
     """`bench run` in this process, with every file made in `results` failing as on a read-only mount."""
     import errno
-    import sys
     import tempfile
-
-    from bench import cli
 
     real = tempfile.TemporaryFile
 
@@ -55,11 +53,9 @@ def _run_with_failing_folder_write(results, monkeypatch, capsys) -> tuple[int, s
         return real(*args, **kwargs)
 
     monkeypatch.setattr("bench.records.store.tempfile.TemporaryFile", read_only)
-    monkeypatch.setattr(sys, "argv", ["bench", *TINY_RUN, "--results-dir", str(results)])
-    with pytest.raises(SystemExit) as ended:
-        cli.main()
+    code = main_exit([*TINY_RUN, "--results-dir", str(results)], monkeypatch)
     captured = capsys.readouterr()
-    return ended.value.code, captured.out, captured.err
+    return code, captured.out, captured.err
 
 
 def test_a_folder_that_fills_during_the_run_keeps_the_record_in_the_fallback_place(tmp_path, fault, monkeypatch,

@@ -12,13 +12,19 @@ from bench import cli
 
 
 def run_main(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
-    """`bench ARGS` through `cli.main()`: the exit code and stderr. The SIGTERM handler main installs is put
-    back, so it does not outlive the call."""
+    """`bench ARGS` through `cli.main()`: the exit code and stderr."""
+    return main_exit(args, monkeypatch), capsys.readouterr().err
+
+
+def main_exit(args: list[str], monkeypatch) -> int:
+    """`cli.main()` with ARGS, its exit code. The SIGINT and SIGTERM handlers main sets (it ignores both once a
+    command returns) are put back, so they do not outlive the call in the test process."""
     monkeypatch.setattr(sys, "argv", ["bench", *args])
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pytest.raises(SystemExit) as ended:
             cli.main()
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    return ended.value.code, capsys.readouterr().err
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return ended.value.code
