@@ -21,9 +21,10 @@ class UserError(Exception):
 LISTED_AT_MOST = 8
 
 
-def unknown_name_error(kind: str, name: str, known: Iterable[str], listing: str = "") -> UserError:
+def unknown_name_error(kind: str, name: str, known: Iterable[str], listing: str = "", how: str = "") -> UserError:
     """``unknown model 'mistal-3b'; did you mean: mistral-3b?`` with the closest ids; with none close, the
-    known ids when they are few, else how to list them (`listing`, a command)."""
+    known ids when they are few, else how to list them (`listing`, a command). `how` says what else the
+    name could have been (a Hub id, a folder), so the line answers the next question too."""
     known = sorted(set(known))
     close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.5)
     if close:
@@ -33,4 +34,4 @@ def unknown_name_error(kind: str, name: str, known: Iterable[str], listing: str 
                                                                 if len(known) > LISTED_AT_MOST else "")
     else:
         hint = f"none of the {len(known)} known is close; list them with {listing}"
-    return UserError(f"unknown {kind} {name!r}; {hint}")
+    return UserError(f"unknown {kind} {name!r}; {hint}" + (f"; or {how}" if how else ""))

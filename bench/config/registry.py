@@ -22,6 +22,8 @@ from bench.config.specs import ClaimSource, ClaimSpec, HardwareSpec, ModelSpec, 
 from bench.errors import UserError, unknown_name_error
 
 Spec = TypeVar("Spec", bound=BaseModel)
+# What else a model's name may be, said wherever a name is not the registry's.
+MODEL_NAMING = "name a Hub model as ORG/NAME[@REVISION], or a local folder with a config.json"
 
 
 def default_config_dir() -> Path:
@@ -70,8 +72,24 @@ class Registry:
     claim_sources: list[ClaimSource]
     claim_slugs: dict[str, str]  # seed file name -> the claims file's stem (a page name for reports)
 
-    def model(self, name: str) -> ModelSpec:
-        return _lookup("model", name, self.models, "`bench models`")
+    def model(self, name: str, how: str = MODEL_NAMING) -> ModelSpec:
+        """By id or alias, else the entry whose `repo` is `name` (a Hub id names the registry's model)."""
+        found = self.find_model(name)
+        if found is None:
+            raise self.unknown_model(name, how)
+        return found
+
+    def unknown_model(self, name: str, how: str = MODEL_NAMING) -> UserError:
+        """The one line for a name no lookup found: the closest registry ids, and `how` to name others."""
+        names = list(self.models) + [a for spec in self.models.values() for a in spec.aliases]
+        return unknown_name_error("model", name, names, "`bench models`", how)
+
+    def find_model(self, name: str) -> ModelSpec | None:
+        key = name.lower()
+        for spec in self.models.values():
+            if key == spec.id or key in (a.lower() for a in spec.aliases):
+                return spec
+        return next((spec for spec in self.models.values() if spec.repo and spec.repo.lower() == key), None)
 
     def gpu(self, name: str) -> HardwareSpec:
         return _lookup("GPU", name, self.hardware, "`bench gpus`")
@@ -153,7 +171,7 @@ def _check_claim_references(claim_files: list[tuple[Path, ClaimSource]], registr
                 raise UserError(f"{where}: id is used twice")
             seen.add(claim.id)
             try:
-                registry.model(claim.subject)
+                registry.model(claim.subject, how="")  # a claim names a registry model, never a Hub id
                 if claim.conditions.gpu:
                     registry.gpu(claim.conditions.gpu)
                 if claim.conditions.recipe:

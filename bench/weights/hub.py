@@ -20,6 +20,10 @@ ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "tokeni
                   "*.jinja"]
 
 
+class HubUnreachable(UserError):
+    """The hub could not be reached (no network, or offline mode): a caller with a cache may fall back to it."""
+
+
 @dataclass(frozen=True)
 class Checkout:
     path: Path
@@ -102,6 +106,7 @@ def _hub_call(repo: str, revision: str, call):
     from huggingface_hub.errors import (
         GatedRepoError,
         LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -117,6 +122,9 @@ def _hub_call(repo: str, revision: str, call):
     except LocalEntryNotFoundError:
         raise UserError(f"{repo}@{revision}: not in the local hub cache and the hub is not reachable "
                         "(offline mode or no network)") from None
+    except RemoteEntryNotFoundError as err:
+        url = getattr(getattr(err, "response", None), "url", "")
+        raise UserError(f"{repo}@{revision}: the hub has no such file or listing ({url})") from None
     except Exception as err:
         if _is_disk_full(err):
             raise UserError(f"{repo}: the disk filled up while downloading into {cache_dir()} "
@@ -124,7 +132,7 @@ def _hub_call(repo: str, revision: str, call):
                             ) from None
         if not _is_network_error(err):
             raise
-        raise UserError(f"{repo}: the hub is unreachable ({type(err).__name__}: {err})") from None
+        raise HubUnreachable(f"{repo}: the hub is unreachable ({type(err).__name__}: {err})") from None
 
 
 def _is_disk_full(err: BaseException) -> bool:
@@ -135,8 +143,11 @@ def _is_disk_full(err: BaseException) -> bool:
 
 
 def _is_network_error(err: Exception) -> bool:
-    """Connection failures come as OSError (requests) or httpx transport errors, by library version."""
+    """Connection failures come as OSError (requests) or httpx transport errors, by library version; an
+    answer the hub gave (an HTTP error, itself an OSError in some versions) is not one."""
     names = {cls.__name__ for cls in type(err).__mro__}
+    if "HfHubHTTPError" in names:
+        return False
     return isinstance(err, OSError) or bool(names & {"TransportError", "ConnectError", "TimeoutException"})
 
 
