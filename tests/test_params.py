@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from bench.config.hfconfig import from_hf_dict
+from bench.config.hfconfig import from_hf_dict  # noqa: E402
 from bench.estimate.params import count_params  # noqa: E402
 
 TINY = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
@@ -24,14 +24,33 @@ FAMILIES = {
     "llama4_text": {"num_local_experts": 4, "intermediate_size_mlp": 384, "head_dim": 64},
     "llama4-interleaved": {"model_type": "llama4_text", "num_local_experts": 4, "intermediate_size_mlp": 384,
                            "interleave_moe_layer_step": 2, "head_dim": 64},
+    "qwen3": {"head_dim": 32},  # q_norm/k_norm over one head
+    "qwen3-biases": {"model_type": "qwen3", "attention_bias": True},
+    "gemma3_text": {"head_dim": 32},  # four norms per layer and q/k norms
+    "gpt_oss": {"num_local_experts": 4, "num_experts_per_tok": 2, "head_dim": 32},  # sinks, expert and router biases
+    "qwen3_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64, "mlp_only_layers": [1]},
+    "qwen2_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
+                  "shared_expert_intermediate_size": 96, "decoder_sparse_step": 2},  # shared expert and its gate
+    "deepseek_v3": {"n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
+                    "first_k_dense_replace": 1, "q_lora_rank": 48, "kv_lora_rank": 32, "qk_nope_head_dim": 16,
+                    "qk_rope_head_dim": 8, "v_head_dim": 24, "n_shared_experts": 2, "n_group": 1, "topk_group": 1},
+    "deepseek_v2": {"n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
+                    "first_k_dense_replace": 1, "q_lora_rank": None, "kv_lora_rank": 32, "qk_nope_head_dim": 16,
+                    "qk_rope_head_dim": 8, "v_head_dim": 24, "n_shared_experts": 2},  # full-rank q_proj
+    "phi3": {"pad_token_id": None},  # fused qkv_proj and gate_up_proj; its default pad id is past this vocabulary
+    "olmo2": {},  # q/k norms over the whole projection, post-norms only
+    "granite-biases": {"model_type": "granite", "attention_bias": True, "mlp_bias": True},
 }
 
 
 def transformers_count(fields: dict) -> tuple[int, object]:
+    """Parameters plus persistent buffers (DeepSeek-V3's router correction bias is one): what a checkpoint holds."""
     config = transformers.AutoConfig.for_model(**fields)
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in model.parameters()), config
+    kept = set(model.state_dict())
+    buffers = sum(b.numel() for name, b in model.named_buffers() if name in kept)
+    return sum(p.numel() for p in model.parameters()) + buffers, config
 
 
 @pytest.mark.parametrize("name", FAMILIES)

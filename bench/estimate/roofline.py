@@ -29,7 +29,7 @@ def decode_bytes_per_step(cfg: TextConfig, params: ParamCounts, fmt: WeightForma
     """
     experts_read = params.active_experts
     if cfg.is_moe and params.experts:
-        n, k = cfg.num_local_experts or 1, cfg.num_experts_per_tok or 1
+        n, k = cfg.routed_experts or 1, cfg.num_experts_per_tok or 1
         distinct = n * (1 - (1 - k / n) ** batch)
         experts_read = params.experts * distinct / n
     kept = params.high_precision - params.extra - (0 if cfg.tie_word_embeddings else params.embedding)

@@ -30,11 +30,11 @@ COMPUTE_BYTES = 2  # bf16 activations and logits, the dtype every recipe trains 
 OPTIMIZER_STATE_BYTES: dict[str, float | None] = {
     "adamw_torch": None, "adamw_8bit": 2 * (1 + 4 / 256), "paged_adamw_8bit": 0, "paged_adamw_32bit": 0, "sgd": 0}
 PAGED_STATE_BYTES = {"paged_adamw_8bit": 2 * (1 + 4 / 256), "paged_adamw_32bit": 8}
-ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj")
 # The tensor each adaptable module reads: q, k and v share the attention's normed input, gate and up the MLP's.
 MODULE_INPUTS = {"q_proj": "attention input", "k_proj": "attention input", "v_proj": "attention input",
-                 "o_proj": "attention output", "gate_proj": "MLP input", "up_proj": "MLP input",
-                 "down_proj": "gated product"}
+                 "qkv_proj": "attention input", "o_proj": "attention output", "gate_proj": "MLP input",
+                 "up_proj": "MLP input", "gate_up_proj": "MLP input", "down_proj": "gated product"}
 # trl's fused LM head projects hidden states through the vocabulary in tiles of at most
 # TOKEN_CHUNK_SIZE tokens x chunk_size columns (trl/kernels/chunked_logprob.py, trl/trainer/utils.py).
 FUSED_TOKEN_TILE, FUSED_VOCAB_TILE = 4096, 32768
@@ -43,13 +43,22 @@ CPU_TILE_TEMP_BYTES = 29  # trl's torch fallback of the tile fold (`_backward_ti
 
 
 def _module_shapes(cfg: TextConfig, width: int) -> dict[str, tuple[int, int]]:
-    """(in, out) features of each linear module a LoRA recipe can target."""
+    """(in, out) features of each linear module a LoRA recipe can target, under transformers' names: Phi-3
+    fuses q/k/v into qkv_proj and gate/up into gate_up_proj; MLA (deepseek) has no k_proj or v_proj, and a
+    q_proj only without a q bottleneck (its latent projections are named otherwise)."""
     h, hd = cfg.hidden_size, cfg.head_size
     q, kv = cfg.num_attention_heads * hd, cfg.kv_heads * hd
-    return {
-        "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-        "gate_proj": (h, width), "up_proj": (h, width), "down_proj": (width, h),
-    }
+    if cfg.is_mla:
+        shapes = {"o_proj": (cfg.num_attention_heads * cfg.value_head_size, h)}
+        if cfg.q_lora_rank is None:
+            shapes["q_proj"] = (h, q)
+    elif cfg.model_type == "phi3":
+        shapes = {"qkv_proj": (h, q + 2 * kv), "o_proj": (q, h)}
+    else:
+        shapes = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h)}
+    if cfg.model_type == "phi3":
+        return {**shapes, "gate_up_proj": (h, 2 * width), "down_proj": (width, h)}
+    return {**shapes, "gate_proj": (h, width), "up_proj": (h, width), "down_proj": (width, h)}
 
 
 def _adapted_modules(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> list[tuple[str, int, int, int]]:
@@ -61,11 +70,10 @@ def _adapted_modules(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> list[tu
     cannot match, so the recipe spec refuses `experts`. The router never either.
     """
     if layer in cfg.moe_layer_indices():
-        shapes = _module_shapes(cfg, cfg.intermediate_size)
+        shapes = _module_shapes(cfg, cfg.shared_expert_width or cfg.expert_width)
         mlp_copies = cfg.shared_experts if "shared_experts" in recipe.moe_targets else 0
     else:
-        width = cfg.intermediate_size_mlp if cfg.model_type == "llama4_text" else cfg.intermediate_size
-        shapes, mlp_copies = _module_shapes(cfg, width or cfg.intermediate_size), 1
+        shapes, mlp_copies = _module_shapes(cfg, cfg.dense_width), 1
     found = []
     for name in recipe.target_modules:
         if name not in shapes:
@@ -80,9 +88,18 @@ def _adapted_modules(cfg: TextConfig, recipe: RecipeSpec, layer: int) -> list[tu
 def lora_params(cfg: TextConfig, recipe: RecipeSpec) -> int:
     """Adapter parameters: rank x (in + out) for every targeted module of every layer."""
     rank = recipe.rank or 0
-    return sum(copies * rank * (fan_in + fan_out)
-               for layer in range(cfg.num_hidden_layers)
+    return sum(count * copies * rank * (fan_in + fan_out)
+               for layer, count in layer_kinds(cfg)
                for _, fan_in, fan_out, copies in _adapted_modules(cfg, recipe, layer))
+
+
+def layer_kinds(cfg: TextConfig) -> list[tuple[int, int]]:
+    """(first layer of a kind, how many layers are of it): decoder layers differ here only in whether their
+    MLP is an MoE one, so a sum over layers weighs one layer of each kind by its count. The planner's
+    searches ask for these sums at every step; visiting each of a hundred layers every time cost seconds."""
+    moe = cfg.moe_layer_indices()
+    dense = [i for i in range(cfg.num_hidden_layers) if i not in moe]
+    return [(min(group), len(group)) for group in (sorted(moe), dense) if group]
 
 
 def trainable_dtype_bytes(recipe: RecipeSpec) -> int:
@@ -162,10 +179,10 @@ def activation_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int, device: s
     (`2·I`) beside them. The recompute comes after the loss's backward, so the two never
     peak together.
     """
-    layers = range(cfg.num_hidden_layers)
-    if not recipe.gradient_checkpointing:
-        return int(tokens * sum(layer_saved_bytes_per_token(cfg, recipe, i, device) for i in layers)), 0
-    widest = max(layer_saved_bytes_per_token(cfg, recipe, i, device) for i in layers)
+    per_kind = [(layer_saved_bytes_per_token(cfg, recipe, i, device), count) for i, count in layer_kinds(cfg)]
+    if not recipe.gradient_checkpointing:  # whole bytes per layer: the weighted sum is exact
+        return int(tokens * sum(saved * count for saved, count in per_kind)), 0
+    widest = max(saved for saved, _ in per_kind)
     inputs = 0 if recipe.activation_offload else cfg.num_hidden_layers * COMPUTE_BYTES * cfg.hidden_size
     return tokens * inputs, int(tokens * (widest + 2 * COMPUTE_BYTES * mlp_width_per_token(cfg)))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.backends.capabilities import BACKENDS, ENGINE_QUANTS
-from bench.config.hfconfig import load_hf_config
-from bench.config.registry import Registry
+from bench.config.hfconfig import read_hf_config
+from bench.config.registry import MODEL_NAMING, Registry
 from bench.estimate.plan import PlanRequest, Subject, make_plan
 from bench.estimate.quant import FORMATS
 from bench.report import terminal
@@ -18,12 +18,12 @@ from bench.verdicts.memory import four_bit_variant
 
 
 def print_plan(registry: Registry, model: str | None, config: Path | None, gpu: str | None, quant: str | None,
-               context: int | None, batch: int | None, finetune: str | None, json_out: bool) -> None:
+               context: int | None, batch: int | None, finetune: str | None, json_out: bool,
+               text_only: bool = False) -> None:
     if config is not None:
-        cfg = load_hf_config(config)
-        subject = Subject(id=str(config), config=cfg, quants=("bf16", "fp16", "fp8", "int8", "nf4", "int4"))
+        subject = Subject.from_hf_config(read_hf_config(config), str(config), text_only)
     else:
-        subject = Subject.from_spec(registry.model(model or ""))
+        subject = named_subject(registry, model or "", text_only)
     gpu_spec = registry.gpu(gpu) if gpu else None
     recipe = registry.recipe(finetune) if finetune else None
     req = PlanRequest(subject, gpu_spec, quant, context, batch, recipe)
@@ -35,7 +35,38 @@ def print_plan(registry: Registry, model: str | None, config: Path | None, gpu: 
         return terminal.emit_json(plan)
     # Asked for no format, the question is "what fits?": the answer per engine comes first.
     answer = render_fits_by_engine(plan) if quant is None and plan["fits_by_engine"] else []
-    print("\n".join([*answer, render_plan(plan), *render_notes(plan)]))
+    print("\n".join([*render_source(plan), *answer, render_plan(plan), *render_notes(plan)]))
+
+
+def named_subject(registry: Registry, name: str, text_only: bool = False) -> Subject:
+    """The plan's subject for a name: a registry model, a local folder or a Hub id (`named_model`)."""
+    if (spec := registry.find_model(name)) is not None:  # the common case, without the hub's modules
+        return Subject.from_spec(spec, text_only)
+    from bench.weights.named_model import find_model, folder_subject, hub_subject
+
+    found = find_model(registry, name, f"{MODEL_NAMING}, or pass --config PATH")
+    if found.spec is not None:
+        return Subject.from_spec(found.spec, text_only)
+    if found.folder is not None:
+        return folder_subject(found.folder, text_only)
+    return hub_subject(found.hub, text_only)
+
+
+def render_source(plan: dict[str, Any]) -> list[str]:
+    """Where a Hub or folder subject's config came from, and what its checkpoint's headers hold."""
+    source, ckpt = plan.get("source"), plan.get("checkpoint")
+    if not source:
+        return []
+    where = (f"{source['repo']}@{source['commit']} (asked {source['revision']}, license {source['license']})"
+             if "repo" in source else source["path"])
+    lines = [f"config: {where}"]
+    if ckpt:
+        shares = "; ".join(f"{dtype}: {share['tensors']:,} tensors, {share['elements']:,} elements, "
+                           f"{share['bytes']:,} bytes" for dtype, share in ckpt["by_dtype"].items())
+        lines.append(textwrap.fill(f"checkpoint: {ckpt['format']}, {ckpt['total_bytes']:,} bytes in "
+                                   f"{ckpt['files']} safetensors file(s), {ckpt['logical_params']:,} parameters "
+                                   f"({shares})", terminal.WIDTH, subsequent_indent="  "))
+    return lines
 
 
 def engine_formats() -> dict[str, tuple[str, ...]]:
@@ -78,6 +109,14 @@ def render_notes(plan: dict[str, Any]) -> list[str]:
             for note in plan["notes"]]
 
 
+def _vision_clause(vision: dict[str, Any] | None) -> str:
+    if vision is None:
+        return ""
+    size = terminal.billions(vision["params"])
+    where = "in the weights" if vision["counted"] else "left out of the weights"
+    return f"; vision tower and projector {size}, {where}"
+
+
 def render_plan(plan: dict[str, Any]) -> str:
     mem, params = plan["memory"], plan["params"]
     what = f"fine-tune {plan['finetune']}" if plan["finetune"] else "inference"
@@ -85,7 +124,8 @@ def render_plan(plan: dict[str, Any]) -> str:
              + (f", on {plan['gpu']}" if plan["gpu"] else "")]
     if plan["proxy"]:
         lines.append(f"  proxy shape: {plan['proxy']}")
-    lines.append(f"  params: {terminal.billions(params['total'])} total, {terminal.billions(params['active'])} active")
+    lines.append(f"  params: {terminal.billions(params['total'])} total, {terminal.billions(params['active'])} active"
+                 + _vision_clause(params.get("vision")))
     gguf = FORMATS.get(plan["quant"]) is not None and FORMATS[plan["quant"]].gguf
     rows = [["weights (GGUF tensors)" if gguf else "weights", gib(mem["weights_bytes"])]]
     if plan["finetune"]:
@@ -170,21 +210,28 @@ def floor_sentences(plan: dict[str, Any]) -> list[str]:
 
 
 def claim_plans(registry: Registry) -> list[dict[str, Any]]:
-    """One plan per claim at the conditions its verdict used, with claim_id and verdict."""
-    plans = []
+    """One plan per claim at the conditions its verdict used, with claim_id and verdict. Claims on the same
+    model at the same conditions share one plan, made once: the registry's 86 claims name 28 of them."""
+    plans, made = [], {}
     for verdict in all_verdicts(registry):
         claim = registry.claim(verdict.claim_id)
         cond = verdict.conditions
-        gpu = registry.gpu(cond["gpu"]) if cond.get("gpu") else None
-        recipe = registry.recipe(cond["recipe"]) if cond.get("recipe") else None
-        if recipe is not None and cond.get("quant") != recipe.quant:
-            recipe = four_bit_variant(recipe)  # the verdict was reached on a 4-bit base
-        subject = Subject.from_spec(registry.model(claim.subject))
-        quant = None if recipe else cond.get("quant")
-        plan = make_plan(PlanRequest(subject, gpu, quant, cond.get("context"), cond.get("batch") or 1, recipe))
+        key = (claim.subject, *(cond.get(k) for k in ("gpu", "recipe", "quant", "context", "batch")))
+        if key not in made:
+            made[key] = _claim_plan(registry, claim.subject, cond)
         plans.append({"claim_id": claim.id, "verdict": verdict.verdict, "reason": verdict.reason,
-                      "kind": claim.kind, "quote": claim.quote, **plan})
+                      "kind": claim.kind, "quote": claim.quote, **made[key]})
     return plans
+
+
+def _claim_plan(registry: Registry, model: str, cond: dict[str, Any]) -> dict[str, Any]:
+    gpu = registry.gpu(cond["gpu"]) if cond.get("gpu") else None
+    recipe = registry.recipe(cond["recipe"]) if cond.get("recipe") else None
+    if recipe is not None and cond.get("quant") != recipe.quant:
+        recipe = four_bit_variant(recipe)  # the verdict was reached on a 4-bit base
+    subject = Subject.from_spec(registry.model(model))
+    quant = None if recipe else cond.get("quant")
+    return make_plan(PlanRequest(subject, gpu, quant, cond.get("context"), cond.get("batch") or 1, recipe))
 
 
 def print_claim_plans(registry: Registry, json_out: bool) -> None:
