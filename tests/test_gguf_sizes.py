@@ -37,6 +37,28 @@ QWEN25_7B = dict(model_type="qwen2", hidden_size=3584, num_hidden_layers=28, num
 GEMMA2_9B = dict(model_type="gemma2", hidden_size=3584, num_hidden_layers=42, num_attention_heads=16,
                  num_key_value_heads=8, head_dim=256, intermediate_size=14336, vocab_size=256000,
                  max_position_embeddings=8192, sliding_window=4096)
+# Qwen3: per-head q/k norms, no biases. Qwen/Qwen3-8B and Qwen/Qwen3-4B config.json (Qwen3-4B ties its
+# embeddings).
+QWEN3_8B = dict(model_type="qwen3", hidden_size=4096, num_hidden_layers=36, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128, intermediate_size=12288, vocab_size=151936,
+                max_position_embeddings=40960, tie_word_embeddings=False)
+QWEN3_4B = dict(QWEN3_8B, hidden_size=2560, intermediate_size=9728, tie_word_embeddings=True)
+# Qwen3-30B-A3B: 128 routed experts of width 768, 8 per token, no shared expert (Qwen/Qwen3-30B-A3B config.json).
+QWEN3_30B_A3B = dict(model_type="qwen3_moe", hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
+                     num_key_value_heads=4, head_dim=128, intermediate_size=6144, moe_intermediate_size=768,
+                     num_experts=128, num_experts_per_tok=8, vocab_size=151936, max_position_embeddings=40960,
+                     tie_word_embeddings=False)
+# DeepSeek-V3 (deepseek-ai/DeepSeek-V3 config.json): MLA, 3 dense layers, 256 routed experts and one shared.
+DEEPSEEK_V3 = dict(model_type="deepseek_v3", hidden_size=7168, num_hidden_layers=61, num_attention_heads=128,
+                   num_key_value_heads=128, intermediate_size=18432, moe_intermediate_size=2048, n_routed_experts=256,
+                   n_shared_experts=1, num_experts_per_tok=8, first_k_dense_replace=3, q_lora_rank=1536,
+                   kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, vocab_size=129280,
+                   max_position_embeddings=163840)
+# Gemma 3 4B: google/gemma-3-4b-it's text_config over transformers' Gemma3TextConfig defaults
+# (sources in configs/models/gemma-3-4b.yaml).
+GEMMA3_4B = dict(model_type="gemma3_text", hidden_size=2560, num_hidden_layers=34, num_attention_heads=8,
+                 num_key_value_heads=4, head_dim=256, intermediate_size=10240, vocab_size=262208,
+                 max_position_embeddings=131072, sliding_window=1024)
 MIXTRAL_8X7B = dict(model_type="mixtral", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
                     num_key_value_heads=8, intermediate_size=14336, vocab_size=32000,
                     max_position_embeddings=32768, num_local_experts=8, num_experts_per_tok=2)
@@ -84,6 +106,38 @@ PUBLISHED = [
      "https://huggingface.co/gobean/Mixtral-8x7B-Instruct-v0.1-GGUF/tree/b2c06e8c20f6eaf1938c0d0b46d63d41ca172995"),
     (MIXTRAL_8X7B, False, "q6_k", 38.4,
      "https://huggingface.co/gobean/Mixtral-8x7B-Instruct-v0.1-GGUF/tree/b2c06e8c20f6eaf1938c0d0b46d63d41ca172995"),
+    # bartowski/Qwen_Qwen3-8B-GGUF (llama.cpp b5200), its README's table as mirrored by aibase.
+    (QWEN3_8B, False, "bf16", 16.39, "https://model.aibase.cn/models/details/1924737620978700288"),
+    (QWEN3_8B, False, "q8_0", 8.71, "https://model.aibase.cn/models/details/1924737620978700288"),
+    (QWEN3_8B, False, "q6_k", 6.73, "https://model.aibase.cn/models/details/1924737620978700288"),
+    # bartowski/Qwen_Qwen3-4B-GGUF (llama.cpp b5200), tied embeddings: token_embd at Q6_K.
+    (QWEN3_4B, False, "bf16", 8.05, "https://hf.qhduan.com/bartowski/Qwen_Qwen3-4B-GGUF/blob/main/README.md"),
+    (QWEN3_4B, False, "q8_0", 4.28, "https://hf.qhduan.com/bartowski/Qwen_Qwen3-4B-GGUF/blob/main/README.md"),
+    (QWEN3_4B, False, "q6_k", 3.31, "https://hf.qhduan.com/bartowski/Qwen_Qwen3-4B-GGUF/blob/main/README.md"),
+    (QWEN3_4B, False, "q5_k_m", 2.89, "https://hf.qhduan.com/bartowski/Qwen_Qwen3-4B-GGUF/blob/main/README.md"),
+    (QWEN3_4B, False, "q5_k_s", 2.82, "https://hf.qhduan.com/bartowski/Qwen_Qwen3-4B-GGUF/blob/main/README.md"),
+    (QWEN3_4B, False, "q4_k_m", 2.50, "https://hf.qhduan.com/bartowski/Qwen_Qwen3-4B-GGUF/blob/main/README.md"),
+    (QWEN3_4B, False, "q4_k_s", 2.38, "https://hf.qhduan.com/bartowski/Qwen_Qwen3-4B-GGUF/blob/main/README.md"),
+    # bartowski/Qwen_Qwen3-30B-A3B-GGUF (llama.cpp b5200), its README's table as mirrored by aibase; bf16 in two parts.
+    (QWEN3_30B_A3B, False, "bf16", 61.10, "https://model.aibase.com/zh/models/details/1924737621108723712"),
+    (QWEN3_30B_A3B, False, "q8_0", 32.48, "https://model.aibase.com/zh/models/details/1924737621108723712"),
+    (QWEN3_30B_A3B, False, "q6_k", 25.10, "https://model.aibase.com/zh/models/details/1924737621108723712"),
+    (QWEN3_30B_A3B, False, "q5_k_m", 21.74, "https://model.aibase.com/zh/models/details/1924737621108723712"),
+    (QWEN3_30B_A3B, False, "q5_k_s", 21.10, "https://model.aibase.com/zh/models/details/1924737621108723712"),
+    # bartowski/deepseek-ai_DeepSeek-V3-0324-GGUF (llama.cpp b4944, split files). Made before the converter split
+    # attn_kv_b into attn_k_b and attn_v_b: the same parameters, a few types apart (within 0.02% here).
+    (DEEPSEEK_V3, False, "q8_0", 713.29, "https://voozh.deno.dev/url/https://huggingface.co/bartowski/deepseek-ai_DeepSeek-V3-0324-GGUF"),  # noqa: E501
+    (DEEPSEEK_V3, False, "q6_k", 550.80, "https://voozh.deno.dev/url/https://huggingface.co/bartowski/deepseek-ai_DeepSeek-V3-0324-GGUF"),  # noqa: E501
+    (DEEPSEEK_V3, False, "q5_k_m", 475.40, "https://voozh.deno.dev/url/https://huggingface.co/bartowski/deepseek-ai_DeepSeek-V3-0324-GGUF"),  # noqa: E501
+    (DEEPSEEK_V3, False, "q4_k_m", 404.43, "https://voozh.deno.dev/url/https://huggingface.co/bartowski/deepseek-ai_DeepSeek-V3-0324-GGUF"),  # noqa: E501
+    # bartowski/google_gemma-3-4b-it-GGUF (llama.cpp b4877). The file's embedding has the tokenizer's 262,144
+    # rows (the converter drops the config's 64 padding rows): 0.13 MB at Q6_K, inside the rounding.
+    (GEMMA3_4B, False, "bf16", 7.77, "https://mygguf.com/models/bartowski_google_gemma-3-4b-it-GGUF"),
+    (GEMMA3_4B, False, "q8_0", 4.13, "https://mygguf.com/models/bartowski_google_gemma-3-4b-it-GGUF"),
+    (GEMMA3_4B, False, "q6_k", 3.19, "https://mygguf.com/models/bartowski_google_gemma-3-4b-it-GGUF"),
+    (GEMMA3_4B, False, "q5_k_m", 2.83, "https://mygguf.com/models/bartowski_google_gemma-3-4b-it-GGUF"),
+    (GEMMA3_4B, False, "q5_k_s", 2.76, "https://mygguf.com/models/bartowski_google_gemma-3-4b-it-GGUF"),
+    (GEMMA3_4B, False, "q4_k_m", 2.49, "https://mygguf.com/models/bartowski_google_gemma-3-4b-it-GGUF"),
 ]
 
 
@@ -154,6 +208,23 @@ def test_rows_that_are_not_whole_blocks_fall_back():
     assert types["output.weight"] == "Q8_0"  # 4128 % 256 != 0
 
 
+def test_qwen3_and_gemma3_norm_tensors_stay_f32():
+    qwen3 = {t.name: t for t in gguf_tensors(from_hf_dict(QWEN3_8B, "qwen3"), "q4_k_m")}
+    assert qwen3["blk.0.attn_q_norm.weight"].shape == qwen3["blk.0.attn_k_norm.weight"].shape == (128,)
+    assert qwen3["blk.0.attn_q_norm.weight"].ggml_type == "F32" and "blk.0.attn_q.bias" not in qwen3
+    assert qwen3["output.weight"].ggml_type == "Q6_K" and qwen3["token_embd.weight"].ggml_type == "Q4_K"
+    gemma = {t.name: t for t in gguf_tensors(from_hf_dict(GEMMA3_4B, "gemma3"), "q4_k_m")}
+    assert "output.weight" not in gemma and gemma["token_embd.weight"].ggml_type == "Q6_K"  # tied
+    for norm in ("attn_q_norm", "attn_k_norm", "post_attention_norm", "post_ffw_norm"):
+        assert gemma[f"blk.33.{norm}.weight"].ggml_type == "F32"
+    assert gemma["blk.33.attn_k_norm.weight"].shape == (256,) and gemma["blk.33.post_ffw_norm.weight"].shape == (2560,)
+    # 34 layers x (4 norms of the layer + 2 per-head norms) + output_norm; attn_v and ffn_down bumped on the
+    # 17 use_more_bits layers of 34.
+    bumped = sum(_use_more_bits(i, 34) for i in range(34))
+    assert bumped == 17
+    assert type_counts(list(gemma.values())) == {"F32": 34 * 6 + 1, "Q6_K": 1 + 2 * bumped, "Q4_K": 34 * 7 - 2 * bumped}
+
+
 def test_block_sizes():
     sizes = {name: (t.block_size, t.type_size) for name, t in GGML_TYPES.items()}
     assert sizes["Q4_0"] == (32, 18) and sizes["Q8_0"] == (32, 34) and sizes["Q4_K"] == (256, 144)
@@ -161,7 +232,7 @@ def test_block_sizes():
 
 
 @pytest.mark.parametrize("model", ["mistral-3b", "mistral-3-small", "mistral-small-22b", "mixtral-8x22b",
-                                   "llama-4-scout", "llama-4-maverick"])
+                                   "llama-4-scout", "llama-4-maverick", "qwen3-8b", "gemma-3-4b"])
 def test_every_registry_model_lays_out(registry, model):
     cfg = registry.model(model).architecture
     names = [n for n, _ in source_tensors(cfg)]
@@ -224,8 +295,10 @@ def test_mixtral_8x22b_q4_k_s_from_the_registry(registry):
 
 
 # Tiny architectures for llama.cpp's own quantizer: shapes that exercise use_more_bits, tied
-# embeddings, 8 experts, Llama 4's shared expert with dense layers between, and rows that are not
-# whole 256-blocks (288, 800) so the fallbacks show.
+# embeddings, 8 experts, Llama 4's shared expert with dense layers between, rows that are not
+# whole 256-blocks (288, 800) so the fallbacks show, and the newer families' own tensors (Qwen3's
+# q/k norms, Gemma 3's four norms per layer, Qwen3-MoE's experts, DeepSeek's latent attention with a dense
+# layer first and a shared expert, gpt-oss's sinks and biased experts).
 QUANTIZER_CASES = {
     "llama-16-layers": dict(model_type="llama", hidden_size=256, num_hidden_layers=16, num_attention_heads=4,
                             num_key_value_heads=2, head_dim=64, intermediate_size=512, vocab_size=1024,
@@ -243,6 +316,25 @@ QUANTIZER_CASES = {
     "odd-rows": dict(model_type="llama", hidden_size=288, num_hidden_layers=9, num_attention_heads=4,
                      num_key_value_heads=2, head_dim=72, intermediate_size=800, vocab_size=1000,
                      max_position_embeddings=4096),
+    "qwen3-qk-norms": dict(model_type="qwen3", hidden_size=256, num_hidden_layers=16, num_attention_heads=4,
+                           num_key_value_heads=2, head_dim=64, intermediate_size=512, vocab_size=1024,
+                           max_position_embeddings=4096),
+    "gemma3-tied-post-norms": dict(model_type="gemma3_text", hidden_size=256, num_hidden_layers=12,
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=64, intermediate_size=768,
+                                   vocab_size=1024, max_position_embeddings=4096, sliding_window=128),
+    "qwen3moe-16-experts": dict(model_type="qwen3_moe", hidden_size=256, num_hidden_layers=8, num_attention_heads=4,
+                                num_key_value_heads=2, head_dim=64, intermediate_size=512, moe_intermediate_size=256,
+                                num_experts=16, num_experts_per_tok=2, vocab_size=1024, max_position_embeddings=4096),
+    "deepseek3-mla-shared-expert": dict(model_type="deepseek_v3", hidden_size=256, num_hidden_layers=3,
+                                        num_attention_heads=4, num_key_value_heads=4, intermediate_size=512,
+                                        moe_intermediate_size=256, n_routed_experts=4, n_shared_experts=2,
+                                        num_experts_per_tok=2, first_k_dense_replace=1, q_lora_rank=256,
+                                        kv_lora_rank=256, qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64,
+                                        vocab_size=1024, max_position_embeddings=4096),
+    "gptoss-sinks-expert-biases": dict(model_type="gpt_oss", hidden_size=256, num_hidden_layers=4,
+                                       num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                                       intermediate_size=256, num_local_experts=4, num_experts_per_tok=2,
+                                       vocab_size=1024, max_position_embeddings=4096, sliding_window=128),
 }
 # llama_ftype values (include/llama.h)
 LLAMA_FTYPES = {"f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18}

@@ -82,10 +82,19 @@ GGUF_FTYPES: dict[str, tuple[str, str]] = {
     "q4_0": ("MOSTLY_Q4_0", "Q4_0"),
 }
 GGUF_QUANTS: tuple[str, ...] = tuple(GGUF_FTYPES)
-# bench's model types that llama.cpp loads (llama and mistral convert to llama.cpp's `llama`
-# architecture, ministral3 to `mistral3`, llama4_text to `llama4`).
+# bench's model types that llama.cpp loads and whose GGUF files the planner lays out (llama and mistral
+# convert to llama.cpp's `llama` architecture, ministral3 to `mistral3`, llama4_text to `llama4`,
+# gemma3_text to `gemma3`, qwen3_moe to `qwen3moe`, deepseek_v2/v3 to `deepseek2`). Not gpt_oss: its
+# published GGUFs keep the experts in MXFP4, as the converter writes them from the original checkpoint,
+# and llama.cpp's quantizer refuses to requantize them to a K-quant unless asked to (`allow_requantize`);
+# `source_tensors` lists its tensors for a file quantized from a 16-bit conversion, which is what bench's
+# synthetic GGUF is.
 LLAMA_CPP_MODEL_TYPES = frozenset({"llama", "mistral", "ministral3", "mixtral", "qwen2", "gemma", "gemma2",
-                                   "llama4_text"})
+                                   "llama4_text", "qwen3", "qwen3_moe", "gemma3_text", "deepseek_v2",
+                                   "deepseek_v3"})
+# Families with a per-head RMSNorm on q and k, and those with norms after attention and after the MLP.
+QK_NORM_MODEL_TYPES = ("qwen3", "qwen3_moe", "gemma3_text")
+POST_NORM_MODEL_TYPES = ("gemma2", "gemma3_text")
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,24 @@ class GgufTensor:
 
 def source_tensors(cfg: TextConfig, rope_freqs: bool = False) -> list[tuple[str, tuple[int, ...]]]:
     """The tensors convert_hf_to_gguf.py writes for the text model, in the loader's order
-    (non-block tensors first, then block by block, names sorted within a block)."""
+    (non-block tensors first, then block by block, names sorted within a block).
+
+    Per family, as llama.cpp's loader asks for them (src/llama-model.cpp, `load_tensors`):
+    qwen3 and qwen3moe add a per-head RMSNorm on q and k (`attn_q_norm`, `attn_k_norm`, head_dim
+    floats); gemma3 has those and, like gemma2, a norm after attention and after the MLP
+    (`post_attention_norm`, `post_ffw_norm`), and ties its embeddings; qwen3moe's MoE layers
+    hold a router and 3-D expert tensors of `moe_intermediate_size`, with no shared expert.
+    gpt-oss (llama.cpp's `gpt-oss`, LLM_ARCH_OPENAI_MOE) normalises the MLP input with
+    `post_attention_norm` instead of an `ffn_norm`, has biases on q/k/v/o, one attention-sink
+    logit per head (`attn_sinks.weight`, 1-D), a biased router and biased experts (the expert
+    biases are 2-D, one row per expert, and never quantized: their names end in "bias").
+    deepseek2 (DeepSeek V2/V3, multi-head latent attention) replaces q/k/v with a low-rank q
+    (`attn_q_a`, `attn_q_a_norm`, `attn_q_b`; a full `attn_q` without q_lora_rank), the shared
+    latent and RoPE key (`attn_kv_a_mqa`, `attn_kv_a_norm`) and the per-head up-projections the
+    converter splits out of kv_b (`attn_k_b`, `attn_v_b`, 3-D); its first layers are dense, the
+    others routed experts plus one shared MLP of n_shared_experts experts' width, and V3's router
+    carries a score-correction bias (`exp_probs_b.bias`).
+    """
     h, hd = cfg.hidden_size, cfg.head_size
     q, kv = cfg.num_attention_heads * hd, cfg.kv_heads * hd
     top: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (h, cfg.vocab_size)),
@@ -114,32 +140,58 @@ def source_tensors(cfg: TextConfig, rope_freqs: bool = False) -> list[tuple[str,
     out = sorted(top)
     moe_layers = cfg.moe_layer_indices()
     for i in range(cfg.num_hidden_layers):
-        blk: list[tuple[str, tuple[int, ...]]] = [
-            ("attn_norm.weight", (h,)), ("ffn_norm.weight", (h,)),
+        blk: list[tuple[str, tuple[int, ...]]] = [("attn_norm.weight", (h,))]
+        blk += _mla_attention(cfg) if cfg.is_mla else [
             ("attn_q.weight", (h, q)), ("attn_k.weight", (h, kv)), ("attn_v.weight", (h, kv)),
-            ("attn_output.weight", (q, h)),
-        ]
-        if cfg.model_type == "gemma2":
+            ("attn_output.weight", (q, h))]
+        if cfg.model_type == "gpt_oss":
+            blk += [("post_attention_norm.weight", (h,)), ("attn_sinks.weight", (cfg.num_attention_heads,))]
+        else:
+            blk.append(("ffn_norm.weight", (h,)))
+        if cfg.model_type in QK_NORM_MODEL_TYPES:
+            blk += [("attn_q_norm.weight", (hd,)), ("attn_k_norm.weight", (hd,))]
+        if cfg.model_type in POST_NORM_MODEL_TYPES:
             blk += [("post_attention_norm.weight", (h,)), ("post_ffw_norm.weight", (h,))]
         if cfg.model_type == "qwen2" or cfg.attention_bias:
             blk += [("attn_q.bias", (q,)), ("attn_k.bias", (kv,)), ("attn_v.bias", (kv,))]
             if cfg.model_type != "qwen2":
                 blk.append(("attn_output.bias", (h,)))
         if i in moe_layers:
-            n, ff = cfg.num_local_experts or 0, cfg.intermediate_size
+            n, ff = cfg.routed_experts, cfg.expert_width
             blk += [("ffn_gate_inp.weight", (h, n)), ("ffn_gate_exps.weight", (h, ff, n)),
                     ("ffn_up_exps.weight", (h, ff, n)), ("ffn_down_exps.weight", (ff, h, n))]
-            if cfg.shared_experts:
-                sff = ff * cfg.shared_experts
+            if cfg.model_type == "deepseek_v3":
+                blk.append(("exp_probs_b.bias", (n,)))
+            if cfg.model_type == "gpt_oss":
+                blk += [("ffn_gate_inp.bias", (n,)), ("ffn_gate_exps.bias", (ff, n)), ("ffn_up_exps.bias", (ff, n)),
+                        ("ffn_down_exps.bias", (h, n))]
+            if cfg.shared_expert_width:
+                sff = cfg.shared_expert_width
                 blk += [("ffn_gate_shexp.weight", (h, sff)), ("ffn_up_shexp.weight", (h, sff)),
                         ("ffn_down_shexp.weight", (sff, h))]
         else:
-            ff = (cfg.intermediate_size_mlp or cfg.intermediate_size) if cfg.model_type == "llama4_text" \
-                else cfg.intermediate_size
+            ff = cfg.dense_width
             blk += [("ffn_gate.weight", (h, ff)), ("ffn_up.weight", (h, ff)), ("ffn_down.weight", (ff, h))]
             if cfg.mlp_bias:
                 blk += [("ffn_gate.bias", (ff,)), ("ffn_up.bias", (ff,)), ("ffn_down.bias", (h,))]
         out += sorted((f"blk.{i}.{name}", shape) for name, shape in blk)
+    return out
+
+
+def _mla_attention(cfg: TextConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """deepseek2's attention tensors (src/llama-model.cpp, LLM_ARCH_DEEPSEEK2 with MLA): shapes in ggml order."""
+    h, heads = cfg.hidden_size, cfg.num_attention_heads
+    nope, rope, kv_rank = cfg.qk_nope_head_dim or 0, cfg.qk_rope_head_dim or 0, cfg.kv_lora_rank or 0
+    v = cfg.value_head_size
+    out: list[tuple[str, tuple[int, ...]]] = [
+        ("attn_kv_a_norm.weight", (kv_rank,)), ("attn_kv_a_mqa.weight", (h, kv_rank + rope)),
+        ("attn_k_b.weight", (nope, kv_rank, heads)), ("attn_v_b.weight", (kv_rank, v, heads)),
+        ("attn_output.weight", (heads * v, h))]
+    if cfg.q_lora_rank:
+        out += [("attn_q_a_norm.weight", (cfg.q_lora_rank,)), ("attn_q_a.weight", (h, cfg.q_lora_rank)),
+                ("attn_q_b.weight", (cfg.q_lora_rank, heads * (nope + rope)))]
+    else:
+        out.append(("attn_q.weight", (h, heads * (nope + rope))))
     return out
 
 
@@ -180,7 +232,7 @@ def gguf_tensors(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix:
     ftype, default = GGUF_FTYPES[quant]
     tensors = source_tensors(cfg, rope_freqs)
     n_layer = cfg.num_hidden_layers
-    n_expert = cfg.num_local_experts if cfg.is_moe else 0
+    n_expert = cfg.routed_experts if cfg.is_moe else 0
     tied = not any(name == "output.weight" for name, _ in tensors)
     n_attn_v = sum(1 for name, _ in tensors if "attn_v.weight" in name)
     i_attn_v = i_ffn_down = 0
@@ -255,7 +307,7 @@ def gguf_read_bytes_per_token(cfg: TextConfig, quant: str, expert_share: float |
     """Weight bytes one decode step reads: every tensor, routed experts at `expert_share` of
     them (k of n at batch 1), and one row of the token embedding (a lookup) unless it is tied."""
     if expert_share is None:
-        expert_share = (cfg.num_experts_per_tok or 1) / (cfg.num_local_experts or 1)
+        expert_share = (cfg.num_experts_per_tok or 1) / (cfg.routed_experts or 1)
     return _read_bytes_per_token(cfg.model_dump_json(), quant, expert_share)
 
 

@@ -15,7 +15,14 @@ llama.cpp's rules, one more thing to keep in step with it; the quantizer is the 
 
 Architectures (Hugging Face model_type -> GGUF architecture): llama, mistral -> llama;
 mixtral -> llama with experts; ministral3 -> mistral3; llama4_text -> llama4 (llama.cpp
-fixes Llama 4's attention chunk at 8192 whatever the config says). The vocabulary is
+fixes Llama 4's attention chunk at 8192 whatever the config says); qwen3 -> qwen3;
+qwen3_moe -> qwen3moe (one expert's width under `expert_feed_forward_length`); gemma3_text ->
+gemma3 (the window under `attention.sliding_window`: llama.cpp reads it and makes every sixth
+layer global itself; no final-logit softcap key, which Gemma 3 does not have); gpt_oss -> gpt-oss
+(window and expert width keys; every other layer slides); deepseek_v2/v3 -> deepseek2 (the latent
+cache as the converter declares it: one KV head of kv_lora_rank + rope, the heads' sizes under the
+`*_mla` keys, the ranks, the dense lead and shared-expert count). Which keys each architecture requires
+is llama.cpp's `load_hparams` (src/llama-model.cpp); a missing one fails the load. The vocabulary is
 synthetic (SentencePiece-style: unk, bos, eos, 256 byte tokens, then distinct filler
 tokens) of the real size. Only the final file lands in the cache, renamed into place.
 
@@ -39,11 +46,17 @@ FILE_TYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0
                    11: "q3_k_s", 12: "q3_k_m", 13: "q3_k_l", 14: "q4_k_s", 15: "q4_k_m", 16: "q5_k_s",
                    17: "q5_k_m", 18: "q6_k", 32: "bf16"}
 GGUF_ARCH = {"llama": "llama", "mistral": "llama", "mixtral": "llama", "ministral3": "mistral3",
-             "llama4_text": "llama4"}
+             "llama4_text": "llama4", "qwen3": "qwen3", "qwen3_moe": "qwen3moe", "gemma3_text": "gemma3",
+             "gpt_oss": "gpt-oss", "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2"}
 # RoPE bases of the families (config.json's rope_theta; the registry does not carry it, and it
 # changes no size and no speed).
+# Gemma 3's is its global layers' base; llama.cpp fixes its sliding layers' at 10,000 (src/llama-model.cpp,
+# LLM_ARCH_GEMMA3: rope_freq_base_train_swa). Qwen3: Qwen/Qwen3-8B config.json rope_theta 1e6; Gemma 3:
+# transformers' Gemma3TextConfig rope_theta 1e6, rope_local_base_freq 1e4; gpt-oss: openai/gpt-oss-20b
+# config.json rope_theta 150000.
 ROPE_BASE = {"llama": 500000.0, "mistral": 1000000.0, "mixtral": 1000000.0, "ministral3": 1000000.0,
-             "llama4_text": 500000.0}
+             "llama4_text": 500000.0, "qwen3": 1000000.0, "qwen3_moe": 1000000.0, "gemma3_text": 1000000.0,
+             "gpt_oss": 150000.0, "deepseek_v2": 10000.0, "deepseek_v3": 10000.0}
 RMS_EPS = 1e-5
 N_BYTE_TOKENS = 256
 
@@ -95,10 +108,21 @@ def _add_metadata(writer, cfg: TextConfig, arch: str, name: str) -> None:
     writer.add_embedding_length(cfg.hidden_size)
     writer.add_block_count(cfg.num_hidden_layers)
     writer.add_head_count(cfg.num_attention_heads)
-    writer.add_head_count_kv(cfg.kv_heads)
-    writer.add_key_length(cfg.head_size)
-    writer.add_value_length(cfg.head_size)
-    writer.add_rope_dimension_count(cfg.head_size)
+    writer.add_head_count_kv(1 if cfg.is_mla else cfg.kv_heads)  # MLA: one latent "head" in the cache
+    if cfg.is_mla:  # the cache holds the latent and the RoPE key; the heads' own sizes go under *_mla
+        writer.add_key_length((cfg.kv_lora_rank or 0) + (cfg.qk_rope_head_dim or 0))
+        writer.add_value_length(cfg.kv_lora_rank or 0)
+        writer.add_key_length_mla(cfg.head_size)
+        writer.add_value_length_mla(cfg.value_head_size)
+        writer.add_rope_dimension_count(cfg.qk_rope_head_dim or 0)
+        writer.add_kv_lora_rank(cfg.kv_lora_rank or 0)
+        if cfg.q_lora_rank:
+            writer.add_q_lora_rank(cfg.q_lora_rank)
+        writer.add_leading_dense_block_count(cfg.first_k_dense_replace or 0)
+    else:
+        writer.add_key_length(cfg.head_size)
+        writer.add_value_length(cfg.head_size)
+        writer.add_rope_dimension_count(cfg.head_size)
     writer.add_rope_freq_base(ROPE_BASE[cfg.model_type])
     writer.add_layer_norm_rms_eps(RMS_EPS)
     writer.add_vocab_size(cfg.vocab_size)
@@ -109,10 +133,21 @@ def _add_metadata(writer, cfg: TextConfig, arch: str, name: str) -> None:
     else:
         writer.add_feed_forward_length(cfg.intermediate_size)
     if cfg.is_moe:
-        writer.add_expert_count(cfg.num_local_experts)
+        writer.add_expert_count(cfg.routed_experts)
         writer.add_expert_used_count(cfg.num_experts_per_tok)
-        if cfg.shared_experts:
+        if arch in ("qwen3moe", "gpt-oss", "deepseek2"):  # llama.cpp reads one expert's width from its own key
+            writer.add_expert_feed_forward_length(cfg.expert_width)
+        if cfg.is_mla:  # deepseek's shared MLP is n_shared_experts experts wide; V3 gates with a sigmoid
+            writer.add_expert_shared_count(cfg.n_shared_experts or 0)
+            writer.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID if cfg.model_type == "deepseek_v3"
+                                          else gguf.ExpertGatingFuncType.SOFTMAX)
+        elif cfg.shared_experts:
             writer.add_expert_shared_count(cfg.shared_experts)
+    if arch in ("gemma3", "gpt-oss"):
+        # The sliding layers' window; llama.cpp picks which layers slide itself (set_swa_pattern: every layer
+        # but each sixth for gemma3, every other for gpt-oss) and leaves Gemma's final-logit softcap off unless
+        # the file names one (Gemma 3 has none).
+        writer.add_sliding_window(cfg.sliding_window)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     # The vocabulary: SentencePiece-style, distinct tokens, the real size.
     if cfg.vocab_size < 3 + N_BYTE_TOKENS + 1:
