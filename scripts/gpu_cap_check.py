@@ -4,8 +4,9 @@
 
 Each check runs in its own process (bench.calibration.cap_check) and appends a JSON line to cap-checks.jsonl (JSON
 Lines, so that record readers, which take *.json, pass it by); the table compares what
-the capped card offered (allocator reserve at the refusal + the CUDA context) with the target's CUDA
-memory. Exit 1 when one is off by more than 2%.
+the card itself reports the capped process holding at the refusal (NVML's per-process figure: allocator,
+context and loaded kernels) with the target's CUDA memory, and names what was judged. Exit 1 when one is
+off by more than 2%, or when NVML had no figure (the check would only read back the cap bench set).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.config.registry import load_registry
 from bench.launch.environment import parent_view_of_hardware, software_versions
 from bench.launch.isolate import run_isolated
-from bench.config.registry import load_registry
 
 
 def main() -> int:
@@ -29,11 +30,12 @@ def main() -> int:
     registry = load_registry()
     args.out.mkdir(parents=True, exist_ok=True)
     failed = False
-    print(f"{'target':<12} {'target CUDA GiB':>15} {'context MiB':>11} {'offered GiB':>11} {'error':>7}  within 2%")
+    print(f"{'target':<12} {'target CUDA GiB':>15} {'context MiB':>11} {'offered GiB':>11} {'error':>7}  within 2%"
+          "  judged by")
     for name in args.gpu:
         target = registry.gpu(name)
-        outcome = run_isolated("bench.calibration.cap_check:allocate_until_oom", {"target_cuda_bytes": target.cuda_memory_bytes},
-                               600)
+        outcome = run_isolated("bench.calibration.cap_check:allocate_until_oom",
+                               {"target_cuda_bytes": target.cuda_memory_bytes}, 600)
         result = {"check": "emulation-cap", "target": target.id, "status": outcome.status, "error": outcome.error,
                   "at": datetime.now(timezone.utc).isoformat(), "result": outcome.value,
                   "hardware": parent_view_of_hardware("cuda"), "software": software_versions()}
@@ -44,9 +46,10 @@ def main() -> int:
             failed = True
             continue
         v = outcome.value
-        failed |= not v["within_tolerance"]
+        failed |= not v["within_tolerance"] or not v["judged_by"].startswith("nvml")
         print(f"{target.id:<12} {v['target_cuda_bytes'] / 2**30:>15.2f} {v['context_bytes'] / 2**20:>11.0f} "
-              f"{v['offered_bytes'] / 2**30:>11.2f} {v['relative_error']:>+7.2%}  {v['within_tolerance']}")
+              f"{v['offered_bytes'] / 2**30:>11.2f} {v['relative_error']:>+7.2%}  {v['within_tolerance']!s:<9}  "
+              f"{v['judged_by']}")
     return 1 if failed else 0
 
 

@@ -7,7 +7,14 @@ import re
 
 import pytest
 
-from bench.launch.environment import observed_hardware, software_versions
+from bench.launch.environment import (
+    CUDA_DRIVER_FLOOR,
+    driver_floor,
+    driver_older_than,
+    observed_hardware,
+    software_versions,
+    torch_cuda_major,
+)
 
 torch = pytest.importorskip("torch")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -48,3 +55,17 @@ def test_cuda_hardware_is_observed():
     assert hardware["cuda_runtime"] == torch.version.cuda
     if importlib.util.find_spec("pynvml"):
         assert hardware["driver"]
+
+
+def test_driver_floors_follow_the_cuda_runtime_each_engine_links():
+    """vLLM's CUDA wheel links CUDA 13 (R580 or later); torch's floor is read from its own build tag; the CPU
+    builds installed here link no CUDA, so no floor is claimed for them (issue 23, finding 7)."""
+    assert CUDA_DRIVER_FLOOR[13] == "580.65.06" and CUDA_DRIVER_FLOOR[12] == "525.60.13"
+    versions = software_versions()
+    expected_vllm = CUDA_DRIVER_FLOOR[13] if versions["vllm_distribution"] == "vllm" else None
+    assert driver_floor("vllm") == expected_vllm
+    tag = versions["torch"].partition("+")[2]
+    assert torch_cuda_major() == (int(tag[2:-1]) if tag.startswith("cu") else None)
+    assert driver_floor("transformers") == (CUDA_DRIVER_FLOOR.get(torch_cuda_major()) if torch_cuda_major() else None)
+    assert driver_older_than("575.57.08", "580.65.06") and driver_older_than("580.65.05", "580.65.06")
+    assert not driver_older_than("580.65.06", "580.65.06") and not driver_older_than("590.1", "580.65.06")

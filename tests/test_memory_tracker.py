@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from bench.trackers.memory import PeakMemoryTracker, process_tree_rss
+from bench.trackers.memory import PeakMemoryTracker, counted_pids, cuda_peak, process_tree_rss
 
 torch = pytest.importorskip("torch")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -92,3 +92,54 @@ def test_a_cuda_allocation_shows_in_both_views():
     else:
         assert result["peak_memory_source"] == "torch-mem-get-info-minus-baseline"
     assert result["sampler_errors"] == 0
+
+
+def _peak(**figures):
+    base = dict(peak_process=0, peak_device=0, baseline_device=0, own_peak=0, own_context="count",
+                nvml_unavailable=None, pids_listed=0)
+    return cuda_peak(**{**base, **figures})
+
+
+def test_the_measuring_processs_own_context_is_counted_or_excluded_and_said():
+    """vLLM's engine runs in child processes: the measuring process's context (~0.5 GiB) is bench's and is
+    left out of the sum; where the engine runs in the measuring process, the real card holds that context
+    too (issue 23, finding 4)."""
+    tree = {100, 201, 202}
+    assert counted_pids(tree, 100, "exclude") == {201, 202}
+    assert counted_pids(tree, 100, "count") == tree
+    excluded = _peak(peak_process=8500 * MiB, own_peak=500 * MiB, own_context="exclude")
+    assert excluded["peak_memory_bytes"] == 8500 * MiB and excluded["own_context"] == "excluded"
+    assert excluded["own_process_peak_bytes"] == 500 * MiB and excluded["peak_memory_source"] == "nvml-process"
+    counted = _peak(peak_process=9000 * MiB, own_peak=500 * MiB)
+    assert counted["peak_memory_bytes"] == 9000 * MiB and counted["own_context"] == "counted"
+    with pytest.raises(ValueError, match="own_context"):
+        PeakMemoryTracker("cpu", own_context="ignore")
+
+
+def test_a_container_pid_namespace_falls_back_to_the_card_and_says_so():
+    figures = dict(peak_device=20_000 * MiB, baseline_device=1_000 * MiB)
+    hidden = _peak(**figures, pids_listed=2)  # NVML lists processes, none with our PIDs
+    assert hidden["peak_memory_source"] == "nvml-device-minus-baseline"
+    assert hidden["peak_memory_bytes"] == 19_000 * MiB and "PID namespace" in hidden["pid_namespace"]
+    assert hidden["own_context"] == "in the baseline (not counted)"
+    assert "pid_namespace" not in _peak(**figures)  # nothing listed at all: no namespace to blame
+    no_nvml = _peak(**figures, nvml_unavailable="ImportError: pynvml")
+    assert no_nvml["peak_memory_source"] == "torch-mem-get-info-minus-baseline"
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_on_a_card_the_own_process_is_excluded_and_its_peak_kept():
+    """With the engine elsewhere (here: a child holding 256 MiB), this process's context is not in the peak."""
+    torch.ones(1, device="cuda").sum().item()  # this process's context exists before the block, as in a run
+    child = ("import time, torch; x = torch.empty(256 * 2**20, dtype=torch.uint8, device='cuda'); "
+             "torch.cuda.synchronize(); time.sleep(3)")
+    with PeakMemoryTracker("cuda", own_context="exclude") as tracker:
+        subprocess.run([sys.executable, "-c", child], check=True, timeout=120)
+    result = tracker.result()
+    if result["peak_memory_source"] == "nvml-process":
+        assert result["own_context"] == "excluded" and result["own_process_peak_bytes"] > 0
+        # The child's context and its 256 MiB; not this process's context as well.
+        assert 256 * MiB <= result["peak_memory_bytes"]
+        assert "outside_allocator_growth_bytes" in result
+

@@ -8,8 +8,11 @@ import pytest
 
 from bench.errors import UserError
 from bench.jobs.preflight import (
+    CapPlan,
     check_cards,
+    check_driver,
     check_engine,
+    check_llamacpp_cap,
     choose_backend,
     download_bytes,
     plan_cap,
@@ -173,7 +176,8 @@ def test_a_run_that_fails_under_a_cap_is_still_recorded_as_capped(registry, tmp_
 
     rtx = registry.gpu("4090")
     cap = plan_cap(rtx, "cuda", "NVIDIA H100 80GB HBM3", 85_520_809_984)
-    record = execute("inference", "tests.helpers.isolate_targets:raises", {}, model=resolve_model(registry, "tiny-llama"),
+    record = execute("inference", "tests.helpers.isolate_targets:raises", {},
+                     model=resolve_model(registry, "tiny-llama"),
                      weights=Weights("unused", "synthetic", None, None, None), device="cuda", gpu=rtx, config={},
                      results_dir=tmp_path, timeout_s=60, cap=cap)
     assert record.status == "error" and "unexpected keyword argument 'settings'" in record.error
@@ -190,3 +194,24 @@ def test_records_write_home_paths_from_tilde():
     config = {"engine": {"model_path": f"{home}/.cache/bench/m", "other": "/opt/x"}, "list": [home]}
     assert home_as_tilde(config) == {"engine": {"model_path": "~/.cache/bench/m", "other": "/opt/x"}, "list": ["~"]}
     assert home_as_tilde(home + "x/y") == home + "x/y"  # a sibling directory that merely starts alike
+
+
+def test_llama_cpp_is_never_run_under_a_cap_it_cannot_have(registry):
+    """n_gpu_layers places layers and caps nothing: a llama.cpp run on a larger card is refused, not recorded
+    as capped; on the claimed card itself, or with no target, it runs (issue 23, finding 2)."""
+    rtx = registry.gpu("4090")
+    capped = plan_cap(rtx, "cuda", "NVIDIA H100 80GB HBM3", 85_520_809_984)
+    message = refusal(check_llamacpp_cap, "llama.cpp", capped, rtx)
+    assert "cannot be held to rtx-4090's memory" in message and "NVIDIA H100 80GB HBM3" in message
+    check_llamacpp_cap("transformers", capped, rtx)  # torch's allocator fraction does cap
+    check_llamacpp_cap("llama.cpp", plan_cap(rtx, "cuda", "NVIDIA GeForce RTX 4090", 25_757_220_864), rtx)
+    check_llamacpp_cap("llama.cpp", CapPlan(False, None, "no target card"), None)
+
+
+def test_a_driver_older_than_the_engines_cuda_runtime_is_refused():
+    assert "needs NVIDIA driver 580.65.06 or later" in refusal(check_driver, "vllm", "575.57.08", "580.65.06")
+    assert "this machine has 550.54.15" in refusal(check_driver, "vllm", "550.54.15", "580.65.06")
+    check_driver("vllm", "580.65.06", "580.65.06")
+    check_driver("vllm", "590.44.01", "580.65.06")
+    check_driver("vllm", None, "580.65.06")  # no NVML: nothing known, nothing refused
+    check_driver("transformers", "550.54.15", None)

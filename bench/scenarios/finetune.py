@@ -16,7 +16,9 @@ real shape needs no checkpoint.
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +240,22 @@ def _reload_and_compare(s: FinetuneSettings, row: dict[str, Any], reward: bool) 
     return {"max_output_change": float((after - before).abs().max()), "generated": generated}
 
 
+def release_trained(model_ref: weakref.ref) -> bool:
+    """Free the trained model before the reload loads a second base under the same cap; True when it is gone.
+
+    Deleting the names is not enough: with mixed precision accelerate stores bound methods of the model on the
+    model itself (`_original_forward`, the autocast `forward`: accelerate 1.16 accelerator.py, `prepare_model`),
+    a reference cycle that only the cycle collector frees, and transformers collects only when `train` starts.
+    Left alone, the trained 4-bit base would still hold its card memory while the reload asks for as much
+    again, and a recipe that fits would be recorded out of memory. The allocator's cached blocks go back too,
+    so the reload starts from what a fresh process would hold.
+    """
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    return model_ref() is None
+
+
 # trl's DPO trainer logs, per step, the implicit rewards (beta times the policy's log-ratio to the reference) of the
 # chosen and rejected answers, their margin, and the share of pairs ranked right: record metric -> logged key, unit.
 DPO_REWARDS = {"reward_chosen": ("rewards/chosen", "reward"), "reward_rejected": ("rewards/rejected", "reward"),
@@ -283,7 +301,9 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
         phase("saving the adapter")
         trainer.model.save_pretrained(s.adapter_dir)
     memory = tracker.result()
+    trained = weakref.ref(model)
     del trainer, model
+    freed = release_trained(trained)
     adapter_bytes = sum(f.stat().st_size for f in Path(s.adapter_dir).glob("*.safetensors"))
     phase("reloading the adapter onto a fresh base")
     reload = _reload_and_compare(s, rows[0], reward)
@@ -310,7 +330,8 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
         "engine": {"engine": "trl+peft", "trainer": trainer_name,
                    "lora_targets": targets, "moe_targets": recipe["moe_targets"],
                    "router_trainable": any(r in n for n in trainable for r in ROUTER_NAMES),
-                   "formatting": formatting, "reload": reload, "state_census": census},
+                   "formatting": formatting, "reload": {**reload, "trained_model_freed_first": freed},
+                   "state_census": census},
         "emulation": emulation,
         "hardware": observed_hardware(s.device),
         "software": software_versions(),

@@ -105,10 +105,12 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
     s = InferenceSettings(**settings)
     device = s.engine["device"]
     rng = random.Random(s.seed)
-    fraction, emulation = memory_cap(device, s.target_budget_bytes)
+    fraction, emulation = memory_cap(device, s.target_budget_bytes, engine=s.backend)
     engine = EngineSettings(**{**s.engine, "memory_fraction": fraction})
     backend = create_backend(s.backend, engine)
-    with PeakMemoryTracker(device=device, cards=engine.tensor_parallel_size) as tracker:
+    # vLLM's engine runs in its own processes: this process's CUDA context is bench's, not the engine's.
+    with PeakMemoryTracker(device=device, cards=engine.tensor_parallel_size,
+                           own_context="exclude" if s.backend == "vllm" else "count") as tracker:
         phase("loading the model")
         start = time.perf_counter()
         backend.load()

@@ -12,6 +12,15 @@ the tracker then falls back to the device's used memory minus a baseline taken a
 enter (which includes every other process on the card), and says which source it
 used. torch's allocator view (max allocated and reserved) is reported beside it;
 for vLLM, whose engine allocates in another process, it is small by design.
+
+This process's own card memory is either counted (the engine runs here: the real card holds
+that context too) or left out of the per-process sum (`own_context="exclude"`: the engine runs
+in other processes, and this context is bench's, which a user of the engine would not have),
+its peak still recorded beside the figure; the record says which. Memory this process
+holds outside torch's allocator is read at both ends, so kernels loaded lazily during the
+run (outside any cap) show as `outside_allocator_growth_bytes`. Managed memory
+(bitsandbytes' paged optimizer state) migrates between host and card and is not reliably
+in either figure: a stated limit, not a measured term.
 """
 
 from __future__ import annotations
@@ -77,6 +86,9 @@ class _TorchDevice:
     def process_used(self, pids: set[int]) -> int:
         return 0
 
+    def processes_listed(self, other_than: set[int]) -> int:
+        return 0
+
     def close(self) -> None:
         """torch holds no handle to release (NVML's counterpart shuts NVML down)."""
 
@@ -93,9 +105,50 @@ class _Cards:
     def process_used(self, pids: set[int]) -> int:
         return sum(card.process_used(pids) for card in self.cards)
 
+    def processes_listed(self, other_than: set[int]) -> int:
+        return sum(card.processes_listed(other_than) for card in self.cards)
+
     def close(self) -> None:
         for card in self.cards:
             card.close()
+
+
+OWN_CONTEXT = ("count", "exclude")
+
+
+def counted_pids(tree: set[int], own: int, own_context: str) -> set[int]:
+    """The PIDs whose NVML figures make the per-process peak: the whole tree, or all but this process."""
+    return tree - {own} if own_context == "exclude" else set(tree)
+
+
+def cuda_peak(*, peak_process: int, peak_device: int, baseline_device: int, own_peak: int,
+              own_context: str, nvml_unavailable: str | None, pids_listed: int) -> dict[str, Any]:
+    """The CUDA peak and how it was read, from the sampled figures.
+
+    NVML's per-process sum over the counted PIDs (`counted_pids`) where it saw any; `own_peak` is this
+    process's own peak, counted in that sum or, with "exclude", recorded beside it. Else the card's used
+    memory less the baseline taken at the start, which already leaves this process's context out (and
+    counts every other process on the card); `pids_listed` > 0 there means NVML listed other processes,
+    none of our tree: a container's PID namespace.
+    """
+    out: dict[str, Any] = {}
+    if nvml_unavailable is not None:
+        source, peak = "torch-mem-get-info-minus-baseline", peak_device - baseline_device
+        out["nvml_unavailable"] = nvml_unavailable
+        out["own_context"] = "in the baseline (not counted)"
+    elif peak_process > 0:
+        source, peak = "nvml-process", peak_process
+        out["own_context"] = "excluded" if own_context == "exclude" else "counted"
+        out["own_process_peak_bytes"] = own_peak
+    else:
+        source, peak = "nvml-device-minus-baseline", peak_device - baseline_device
+        out["own_context"] = "in the baseline (not counted)"
+        if pids_listed:
+            out["pid_namespace"] = ("NVML listed processes on the card but none of this process tree (a "
+                                    "container's PID namespace): the figure is the card's used memory less the "
+                                    "baseline, which also counts every other process on the card")
+    out.update(peak_memory_bytes=max(peak, 0), peak_memory_source=source)
+    return out
 
 
 class PeakMemoryTracker:
@@ -107,10 +160,16 @@ class PeakMemoryTracker:
     target spreads over them); their figures are summed.
     """
 
-    def __init__(self, device: str = "cpu", pids: Iterable[int] | None = None, cards: int = 1) -> None:
+    def __init__(self, device: str = "cpu", pids: Iterable[int] | None = None, cards: int = 1,
+                 own_context: str = "count") -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+        if own_context not in OWN_CONTEXT:
+            raise ValueError(f"own_context must be one of {', '.join(OWN_CONTEXT)}, not {own_context!r}")
         self.device = device
+        self._own_context_mode = own_context
+        self._own_peak = self._outside_at_enter = 0
+        self._pids_listed = 0
         self._cards = cards
         self._roots = [os.getpid(), *(pids or ())]
         self._stop = threading.Event()
@@ -163,6 +222,14 @@ class PeakMemoryTracker:
                 cards.append(_TorchDevice(index))
         self._gpu = _Cards(cards)
         self._baseline_gpu = self._gpu.device_used()
+        self._outside_at_enter = self._outside_allocator()
+
+    def _outside_allocator(self) -> int:
+        """This process's card memory outside torch's allocator (context, kernels, libraries): NVML's figure
+        for this process less what the allocator reserved; 0 where NVML has no figure for this process."""
+        own = self._gpu.process_used({os.getpid()}) if self._gpu is not None else 0
+        reserved = sum(self._torch.cuda.memory_reserved(i) for i in self._gpu_indices)
+        return own - reserved if own else 0
 
     def _run(self) -> None:
         while not self._stop.wait(INTERVAL_S):
@@ -177,8 +244,11 @@ class PeakMemoryTracker:
             self._peak_rss = max(self._peak_rss, _rss(self._procs))
             if self._gpu is not None:
                 self._peak_gpu_device = max(self._peak_gpu_device, self._gpu.device_used())
-                pids = {p.pid for p in self._procs}
+                own = os.getpid()
+                pids = counted_pids({p.pid for p in self._procs}, own, self._own_context_mode)
                 self._peak_gpu_process = max(self._peak_gpu_process, self._gpu.process_used(pids))
+                self._own_peak = max(self._own_peak, self._gpu.process_used({own}))
+                self._pids_listed = max(self._pids_listed, self._gpu.processes_listed({own}))
         except Exception as exc:  # the sampler must outlive any one bad read
             self._errors += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
@@ -199,16 +269,19 @@ class PeakMemoryTracker:
     def _summarise_cuda(self) -> dict[str, Any]:
         result: dict[str, Any] = {"baseline_bytes": self._baseline_gpu, "rss_baseline_bytes": self._baseline_rss,
                                   "peak_device_used_bytes": self._peak_gpu_device}
-        if self._nvml_unavailable is not None:
-            source = "torch-mem-get-info-minus-baseline"
-            result["nvml_unavailable"] = self._nvml_unavailable
-        elif self._peak_gpu_process > 0:
-            source = "nvml-process"
-        else:
-            source = "nvml-device-minus-baseline"
-        peak = self._peak_gpu_process if source == "nvml-process" else self._peak_gpu_device - self._baseline_gpu
-        result.update(peak_memory_bytes=max(peak, 0), peak_memory_source=source,
-                      peak_allocated_bytes=sum(self._torch.cuda.max_memory_allocated(i) for i in self._gpu_indices),
+        scopes = sorted({card.scope for card in self._gpu.cards if isinstance(card, NvmlCard)})
+        if scopes:
+            result["nvml_scope"] = scopes  # "parent-gpu": a MIG instance read as its whole GPU
+        result.update(cuda_peak(peak_process=self._peak_gpu_process, peak_device=self._peak_gpu_device,
+                                baseline_device=self._baseline_gpu, own_peak=self._own_peak,
+                                own_context=self._own_context_mode, nvml_unavailable=self._nvml_unavailable,
+                                pids_listed=self._pids_listed))
+        if self._outside_at_enter:
+            outside = self._outside_allocator()
+            result.update(outside_allocator_bytes_at_enter=self._outside_at_enter,
+                          outside_allocator_bytes_at_exit=outside,
+                          outside_allocator_growth_bytes=outside - self._outside_at_enter)
+        result.update(peak_allocated_bytes=sum(self._torch.cuda.max_memory_allocated(i) for i in self._gpu_indices),
                       peak_reserved_bytes=sum(self._torch.cuda.max_memory_reserved(i) for i in self._gpu_indices),
                       cards=len(self._gpu_indices))
         return result

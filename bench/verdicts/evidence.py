@@ -21,8 +21,8 @@ MEASURED_UNDER_CAP = "measured under a cap emulating the claimed card"
 MEASURED_SYNTHETIC = "measured with synthetic weights"
 MEASURED_LLAMACPP_CPU = "measured on a CPU with llama.cpp"
 # A GPU claim that names a local runner, decided by the same CPU buffers: the card also holds the CUDA
-# context and library workspaces, which the planner states per card (`runtime_overhead_gib`).
-LLAMACPP_PLUS_CUDA = "llama.cpp buffers measured on a CPU plus the CUDA overhead the planner states"
+# context and library workspaces, calibrated per runner from published logs (`RUNNER_CUDA_PAIRS` below).
+LLAMACPP_PLUS_CUDA = "llama.cpp buffers measured on a CPU plus the runner's published CUDA overhead"
 MEASURED_EVAL = "measured: lm-eval scores with standard errors"
 REGISTRY_FACT = "registry fact"
 ARITHMETIC_COUNT = "arithmetic: exact count from the architecture"
@@ -35,6 +35,40 @@ NOT_CHECKED = "not checked: no claim decides this part of the quote"
 CLASSES_STRONGEST_FIRST = (MEASURED_ON_CARD, MEASURED_UNDER_CAP, MEASURED_SYNTHETIC, MEASURED_LLAMACPP_CPU,
                            LLAMACPP_PLUS_CUDA, MEASURED_EVAL, REGISTRY_FACT, ARITHMETIC_COUNT, ARITHMETIC_LOWER_BOUND,
                            ARITHMETIC_ESTIMATE, ARITHMETIC_ROOFLINE, NOT_CHECKED, NO_EVIDENCE)
+# What a card holds beyond llama.cpp's own buffers when a local runner offloads every layer to it (the CUDA
+# context, cuBLAS's handle and workspace, ggml's memory pool), from published pairs of a runner's logged CUDA
+# buffers and nvidia-smi's figure for the same process: (runner, source, CUDA0 buffers in MiB, nvidia-smi MiB).
+RUNNER_CUDA_PAIRS = (
+    # Mistral Small 22B, 57 of 57 layers, num_ctx 49152, q8_0 KV: model 17295.40 + KV 5712.00 + compute 192.00 MiB
+    # on CUDA0, nvidia-smi 23508 MiB for ollama_llama_server (the CUDA_Host buffers are host memory).
+    ("ollama", "github.com/ollama/ollama/issues/6160 (comment of 2024-10-02)", (17295.40, 5712.00, 192.00), 23508),
+)
+# Ollama's runner is llama.cpp's server on the same ggml CUDA backend, so llama.cpp run directly holds the same
+# beyond its buffers; no published llama.cpp pair with an nvidia-smi figure was found to check it apart.
+SAME_BACKEND = {"llama.cpp": "ollama"}
+OVERHEAD_STEP = 64 * 2**20  # pairs are rounded up to this: nvidia-smi reports whole MiB, the context varies a little
+
+
+def _calibrated(runner: str) -> int:
+    gaps = [smi - sum(buffers) for name, _, buffers, smi in RUNNER_CUDA_PAIRS if name == runner]
+    most = max(gaps) * 2**20
+    return -(-int(most) // OVERHEAD_STEP) * OVERHEAD_STEP
+
+
+# Bytes per card beyond the buffers, per local runner: the largest published gap, rounded up (320 MiB today).
+RUNNER_CUDA_OVERHEAD_BYTES = {runner: _calibrated(SAME_BACKEND.get(runner, runner)) for runner in ("ollama",
+                                                                                                   "llama.cpp")}
+
+
+def runner_cuda_overhead_bytes(runner: str | None, card: HardwareSpec) -> int | None:
+    """What `card` holds beyond a local runner's CUDA buffers, for every device of the card; 0 on an edge
+    budget (the buffers alone, as the CPU measured them); None for a runner with no calibration."""
+    if card.device_class == "edge":
+        return 0
+    per_card = RUNNER_CUDA_OVERHEAD_BYTES.get(runner or "")
+    return None if per_card is None else per_card * card.device_count
+
+
 # What `rank` orders, in the words above.
 RANK_CLASSES = {3: MEASURED_ON_CARD, 2: MEASURED_UNDER_CAP, 1: MEASURED_SYNTHETIC, 0: MEASURED_LLAMACPP_CPU}
 

@@ -30,6 +30,7 @@ from bench.verdicts.evidence import (
     measured_class,
     memory_evidence,
     rank,
+    runner_cuda_overhead_bytes,
 )
 from bench.verdicts.verdict import FAILS, HOLDS, PLAUSIBLE, REFUTED, UNTESTED, ClaimKind, Verdict, new_verdict
 
@@ -161,10 +162,11 @@ def _vllm_need_text(record: RunRecord) -> str | None:
     return f", needing {gib(sum(known.values()))} by vLLM's accounting ({terms}){kept}"
 
 
-def cuda_overhead_bytes(gpu: HardwareSpec) -> int:
-    """What a GPU holds beyond llama.cpp's buffers (CUDA context, library workspaces), as the planner
-    states it per card; an on-device budget holds the buffers alone (the CPU measured its bytes)."""
-    return 0 if gpu.device_class == "edge" else int(gpu.runtime_overhead_gib * 2**30) * gpu.device_count
+def cuda_overhead_bytes(gpu: HardwareSpec, runner: str | None) -> int:
+    """What a GPU holds beyond a local runner's buffers (CUDA context, library workspaces), calibrated from
+    published pairs of a runner's buffers and nvidia-smi's figure (`evidence.RUNNER_CUDA_PAIRS`); an on-device
+    budget holds the buffers alone (the CPU measured its bytes)."""
+    return runner_cuda_overhead_bytes(runner, gpu) or 0
 
 
 def _llamacpp_budget(model: ModelSpec, gpu: HardwareSpec, records: list[RunRecord], how: str,
@@ -174,11 +176,11 @@ def _llamacpp_budget(model: ModelSpec, gpu: HardwareSpec, records: list[RunRecor
     The claim's context, where it states one, already selected the records; where it states
     none, the largest measured context whose buffers fit decides (and is named), and when none
     fits, the smallest measured context fails the claim. On a GPU (a claim naming a local runner)
-    the planner's CUDA overhead is added: the buffers are the same bytes, the card also holds a
+    the runner's calibrated CUDA overhead is added: the buffers are the same bytes, the card also holds a
     CUDA context. Counting every buffer on the card is a slight overstatement (llama.cpp keeps the
     token embeddings in host memory when it offloads every layer).
     """
-    overhead = cuda_overhead_bytes(gpu)
+    overhead = cuda_overhead_bytes(gpu, claim.conditions.runner)
     if overhead:
         how = LLAMACPP_PLUS_CUDA
     context = {r.id: (r.details.get("engine") or {}).get("n_ctx") or 0 for r in records}
