@@ -191,3 +191,21 @@ def test_the_first_writability_check_makes_no_folder(tmp_path):
     assert not (tmp_path / "a").exists()  # bad input found after it leaves nothing behind
     check_writable(target)
     assert target.is_dir()
+
+
+def test_bench_results_lists_traces_with_their_peak_and_parts(tmp_path, monkeypatch):
+    """A trace's table shows the traced peak and its parts, from the record's own metrics."""
+    import shutil
+
+    from bench.report.record_text import results_table
+    from tests.helpers.paths import ROOT
+
+    source = sorted((ROOT / "results" / "trace").glob("*-trace-mistral-small-22b-*.json"))[0]
+    shutil.copy(source, tmp_path / source.name)
+    record = next(iter_records(tmp_path))
+    monkeypatch.setenv("COLUMNS", "200")  # one line per record
+    table = results_table(tmp_path, json_out=False)
+    row = next(line for line in table.splitlines() if line.startswith(record.id))
+    assert table.startswith("trace record") and "traced peak GiB" in table
+    assert f"{record.metrics['traced_peak_bytes'].value / 2**30:.2f}" in row.split()
+    assert f"{record.metrics['traced_parameters_bytes'].value / 2**30:.2f}" in row.split()

@@ -43,7 +43,7 @@ class ModelRef(_Frozen):
 class RunRecord(_Frozen):
     schema_version: int
     id: str
-    kind: Literal["inference", "finetune", "eval", "serve"]
+    kind: Literal["inference", "finetune", "eval", "serve", "trace"]  # trace: fake tensors (bench trace)
     status: Literal["ok", "oom", "error", "timeout"]
     error: str | None
     model: ModelRef

@@ -253,5 +253,16 @@ def _loss_down(record: RunRecord) -> str:
     return f"{terminal.mark(last < first)} {terminal.number(first, 4)} → {terminal.number(last, 4)}"
 
 
+def _trace_table(records: list[RunRecord]) -> str:
+    """A trace's tensor peak on fake tensors and what it is made of; not a measurement of a device."""
+    parts = ("parameters", "gradients", "optimizer_state", "activations", "temporaries")
+    rows = [[r.id, r.status, (r.config.get("recipe") or {}).get("id"), r.config.get("device"), _target(r),
+             _gib(_value(r, "traced_peak_bytes")), *(_gib(_value(r, f"traced_{part}_bytes")) for part in parts)]
+            for r in records]
+    return terminal.table(["trace record", "status", "recipe", "fake device", "judged against", "traced peak GiB",
+                           *(part.replace("_", " ") for part in parts)], rows, keep=(0,))
+
+
 KIND_TABLES: dict[str, Callable[[list[RunRecord]], str]] = {
-    "inference": _inference_table, "serve": _serve_table, "eval": _eval_table, "finetune": _finetune_table}
+    "inference": _inference_table, "serve": _serve_table, "eval": _eval_table, "finetune": _finetune_table,
+    "trace": _trace_table}

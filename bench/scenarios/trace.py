@@ -1,0 +1,451 @@
+"""A fine-tune step traced at the real size on fake tensors: the tensor peak by category and phase.
+
+A real step of a 24B model needs the GPU the claim is about. PyTorch's fake tensors carry shape,
+dtype and device but no storage, so every op runs its real dispatch and shape logic without
+compute or memory, and a 100B model's step traces on a laptop. What runs is the program
+`bench finetune` runs, built the same way up to the weights:
+
+* the model is made on the meta device from its config (no weights), and the trainer is the
+  one `bench.scenarios.finetune.make_trainer` builds, with the recipe's peft config, so trl wraps
+  the model, picks the adapters' dtype and its loss exactly as in a run;
+* only then is every parameter and buffer replaced by a fake tensor of the same shape and dtype
+  on the trace's device (``cuda`` for a card), and the step is the trainer's own: its batches,
+  `training_step` (trl's `compute_loss` through the fused LM head, the backward), gradient
+  clipping, the optimizer and scheduler steps and `zero_grad`, `gradient_accumulation` micro
+  batches per step. On ``cuda`` the forward runs under bf16 autocast, as accelerate runs it.
+
+Two devices. On ``cpu`` the step is the one `bench finetune --device cpu` takes (no autocast, trl's
+torch loss, the CPU's dropout and attention); it is held to the profiler's measured peak on tiny
+shapes within 2% (tests/test_trace.py), and runs at any size. On ``cuda`` the model's forward runs
+as on a card (bf16 autocast, trl's Triton loss path launching nothing, its token selection by a
+boolean mask that is all true here); with a no-op CUDA device guard compiled in for the purpose,
+that forward was seen to run on this machine, but a CPU-only build of torch cannot run autograd's
+backward over CUDA tensors (the engine syncs CUDA streams and events it does not have):
+`cuda_refusal` says so in one line and the trace stops.
+
+The Trainer's own `train()` is not called: it places the model on `args.device` (the CPU on a
+machine without a GPU) and reads losses back as numbers. Its loop is reproduced call for call
+(`_step`), and the differences are these: the model is never moved (it is built where it trains;
+a fake tensor cannot be swapped by `Module.to`), inputs go to the trace's device, and values read
+back to Python (`.item()`, a tensor's truth), which a fake tensor does not have, are answered by
+a stand-in (1) and counted in the result with where they were read: trl's logged metrics, the
+optimizer's step count, the padding mask's "all true" (rows are full length); never a shape.
+
+Memory is counted by `LiveStorages`, a dispatch mode that sees every op's outputs and holds a
+weak reference to each storage, so a storage counts from the op that made it until the last
+tensor on it dies (the moment the allocator would free it). The trace cannot see what no
+tensor holds (`UNSEEN`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+import traceback
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from bench.launch.environment import observed_hardware, software_versions
+from bench.launch.progress import counted, phase
+from bench.scenarios.finetune import StepLog, lora_config, make_trainer
+from bench.scenarios.finetune_settings import FinetuneSettings
+from bench.scenarios.trace_settings import UNSEEN, unsupported_trace
+
+CATEGORIES = ("parameters", "gradients", "optimizer_state", "activations", "temporaries", "inputs")
+PHASES = ("forward", "backward", "optimizer")
+_MASK_OPS = (torch.ops.aten.index.Tensor, torch.ops.aten.index_put.default, torch.ops.aten.index_put_.default)
+_DISPATCH_FILES = ("/torch/utils/_", "/torch/_")  # torch's dispatch, wrappers and decorators, not its callers
+STAND_IN = 1  # the value a read-back of a fake tensor gets (see the module docstring)
+
+
+class LiveStorages(TorchDispatchMode):
+    """Every live storage with its size and category; the peak of their total, overall and per phase.
+
+    A storage's category is what it turned out to be: parameters (registered at the start),
+    gradients (marked when autograd accumulates them), optimizer state (what the optimizer holds
+    after its step), activations (made by a forward and still alive when that forward ended:
+    what autograd saved for backward, and the loss), inputs (the batch), temporaries (the rest).
+    The composition of each peak is read at the end, so a gradient that is still a fresh
+    output at the peak moment counts as a gradient.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phase = "setup"
+        self._live: dict[int, int] = {}  # storage key -> bytes, while the storage lives
+        self._size: dict[int, int] = {}
+        self._made_in: dict[int, str] = {}
+        self._category: dict[int, str] = {}
+        self._refs: dict[int, weakref.ref] = {}  # id(storage) -> its weak reference, while it lives
+        self._keys: dict[int, int] = {}  # id(storage) -> key
+        self._next = 0
+        self.total = 0
+        self.peaks: dict[str, tuple[int, tuple[int, ...]]] = {}  # phase -> (bytes, live keys at that moment)
+        self.reads: dict[str, int] = {}  # where a fake tensor's value was read -> how often
+
+    # -- storages ---------------------------------------------------------------------------------
+
+    def track(self, tensor: torch.Tensor, category: str | None = None) -> None:
+        storage = tensor.untyped_storage()
+        sid = id(storage)
+        ref = self._refs.get(sid)
+        if ref is None or ref() is not storage:
+            key = self._next
+            self._next += 1
+            self._keys[sid] = key
+            self._refs[sid] = weakref.ref(storage, lambda _r, k=key, s=sid: self._freed(k, s))
+            size = storage.nbytes()
+            self._live[key], self._size[key], self._made_in[key] = size, size, self.phase
+            self.total += size
+        if category is not None:
+            self._category[self._keys[sid]] = category
+
+    def _freed(self, key: int, sid: int) -> None:
+        self.total -= self._live.pop(key, 0)
+        if self._keys.get(sid) == key:
+            del self._keys[sid], self._refs[sid]
+        if self._made_in[key] == self.phase and key not in self._category:
+            self._category[key] = "temporaries"  # made and gone within one phase
+
+    def end_forward(self) -> None:
+        """What a forward made and still holds is what backward will read: activations."""
+        for key in self._live:
+            if self._made_in[key] == "forward" and key not in self._category:
+                self._category[key] = "activations"
+
+    def _note_peak(self) -> None:
+        best = self.peaks.get(self.phase)
+        if best is None or self.total > best[0]:
+            self.peaks[self.phase] = (self.total, tuple(self._live))
+
+    # -- dispatch ---------------------------------------------------------------------------------
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            return self._stand_in(args[0])
+        if func is torch.ops.aten.nonzero.default:
+            raise ValueError(f"a data-dependent shape (aten.nonzero at {self._call_site()}): a fake-tensor trace "
+                             "cannot know it")
+        if func in _MASK_OPS and any(i is not None and i.dtype == torch.bool for i in args[1]):
+            out = self._all_true_mask(func, *args)
+        else:
+            out = func(*args, **(kwargs or {}))
+        for leaf in tree_leaves(out):
+            if isinstance(leaf, torch.Tensor):
+                self.track(leaf)
+        self._note_peak()
+        return out
+
+    def _all_true_mask(self, func, source: torch.Tensor, indices, *rest):
+        """A selection by boolean mask, every mask all true (see `trace_step`): `x[mask]` is a copy of x with
+        the mask's dims merged into one of their size; `index_put` writes into a tensor of its input's shape."""
+        where = self._call_site()
+        where = f"{where} (boolean mask taken as all true)"
+        self.reads[where] = self.reads.get(where, 0) + 1
+        if func is torch.ops.aten.index_put_.default:
+            return source
+        if func is torch.ops.aten.index_put.default:
+            return torch.empty_like(source)
+        (lead,) = [d for d, i in enumerate(indices) if i is not None]  # one mask, as trl's loss selects tokens
+        mask = indices[lead]
+        kept = (*source.shape[:lead], mask.numel(), *source.shape[lead + mask.dim():])
+        return torch.empty(kept, dtype=source.dtype, device=source.device)
+
+    def _call_site(self) -> str:
+        frame = next((f for f in reversed(traceback.extract_stack()[:-3])
+                      if f.filename != __file__ and not any(part in f.filename for part in _DISPATCH_FILES)), None)
+        return f"{Path(frame.filename).parent.name}/{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
+
+    def _stand_in(self, tensor: torch.Tensor) -> bool | int | float:
+        where = self._call_site()
+        self.reads[where] = self.reads.get(where, 0) + 1
+        if tensor.dtype == torch.bool:
+            return bool(STAND_IN)
+        return float(STAND_IN) if tensor.is_floating_point() else STAND_IN
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def breakdown(self, keys: tuple[int, ...]) -> dict[str, int]:
+        out = dict.fromkeys(CATEGORIES, 0)
+        for key in keys:
+            out[self._category.get(key, "temporaries")] += self._size[key]
+        return out
+
+    def result(self) -> dict[str, Any]:
+        phases = {name: {"peak_bytes": total, "by_category": self.breakdown(keys)}
+                  for name, (total, keys) in self.peaks.items() if name in PHASES}
+        top = max(phases, key=lambda name: phases[name]["peak_bytes"])
+        return {"peak_bytes": phases[top]["peak_bytes"], "peak_phase": top,
+                "by_category": phases[top]["by_category"], "phases": phases,
+                "read_backs": dict(sorted(self.reads.items()))}
+
+
+@contextlib.contextmanager
+def cuda_autocast(dtype: torch.dtype) -> Iterator[None]:
+    """CUDA autocast as `torch.autocast("cuda", dtype)` enters it (accelerate's, for bf16), without its check
+    for a CUDA device, which turns it off on this machine: the fake tensors are CUDA tensors, and autocast acts
+    on their dispatch key."""
+    enabled, previous = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
+    torch.set_autocast_enabled("cuda", True)
+    torch.set_autocast_dtype("cuda", dtype)
+    torch.autocast_increment_nesting()
+    try:
+        yield
+    finally:
+        if torch.autocast_decrement_nesting() == 0:
+            torch.clear_autocast_cache()
+        torch.set_autocast_enabled("cuda", enabled)
+        torch.set_autocast_dtype("cuda", previous)
+
+
+class _NoLaunch:
+    """A Triton kernel on fake tensors: it writes into tensors allocated before its launch and allocates none,
+    so tracing it is launching nothing (its outputs' values are never read)."""
+
+    def __getitem__(self, grid: Any):
+        return lambda *args, **kwargs: None
+
+
+def cuda_refusal(fake_mode: Any) -> str | None:
+    """Why a step over fake CUDA tensors cannot run here, as one line; None if it can. A CPU-only torch (2.13)
+    has no CUDA device guard (indexing a CUDA tensor takes one) and no CUDA accelerator, whose streams and
+    events autograd's engine uses to accumulate gradients (`InputBuffer::add`). With a no-op guard compiled
+    in, the forward was seen to run on this machine and the backward to fail."""
+    if not torch.backends.cuda.is_built():
+        return ("fake CUDA tensors need torch built with CUDA (its device guard, and the streams and events "
+                "autograd's backward accumulates gradients with); trace with --device cpu")
+    with fake_mode:
+        x = torch.empty(2, device="cuda", requires_grad=True)
+        try:
+            (x * x).sum().backward()
+        except RuntimeError as exc:
+            return (f"a backward over fake CUDA tensors needs torch built with CUDA ({str(exc).splitlines()[0]}, "
+                    "from autograd's gradient accumulation); trace with --device cpu, or on a CUDA build of torch")
+    return None
+
+
+def base_dtype(recipe: dict[str, Any], device: str, cpu_dtype: str) -> torch.dtype:
+    """The dtype `bench.scenarios.finetune.load_base` holds the model in for this recipe and device."""
+    if recipe["method"] == "full":
+        return torch.float32 if recipe["full_precision"] == "mixed" else torch.bfloat16
+    return torch.bfloat16 if device == "cuda" else getattr(torch, cpu_dtype)
+
+
+def trace_rows(tokens: int, sequences: int, vocab: int) -> list[dict[str, Any]]:
+    """Pre-tokenized rows of exactly `tokens` ids, so every micro batch is micro_batch x tokens (the
+    ids' values do not matter to a fake model; they skip the tokenizer's special ids)."""
+    return [{"input_ids": [4 + (i * 7 + j) % (vocab - 4) for j in range(tokens)]} for i in range(sequences)]
+
+
+def _meta_model(s: FinetuneSettings):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(s.model_path)
+    config = AutoConfig.from_pretrained(s.model_path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=base_dtype(s.recipe, s.device, s.cpu_dtype))
+    return tokenizer, model
+
+
+def _not_moved(trainer: Any, model: Any, device: Any) -> None:
+    """Stands in for Trainer._move_model_to_device: the model is built where it trains."""
+
+
+def _to_fake(model: Any, fake_mode: Any, device: str) -> None:
+    """Each parameter and buffer replaced by a fake tensor of its shape and dtype on `device` (a tied
+    weight stays one tensor), keeping which parameters train."""
+    made: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for table in (module._parameters, module._buffers):
+            for name, value in list(table.items()):
+                if value is None:
+                    continue
+                if id(value) not in made:
+                    with fake_mode:
+                        fake = torch.empty(value.shape, dtype=value.dtype, device=device)
+                    made[id(value)] = (torch.nn.Parameter(fake, requires_grad=value.requires_grad)
+                                       if isinstance(value, torch.nn.Parameter) else fake)
+                table[name] = made[id(value)]
+
+
+def build_trainer(s: FinetuneSettings, fake_mode: Any):
+    """The trainer `bench finetune` builds, over a model whose every tensor is fake."""
+    from transformers import Trainer
+
+    tokenizer, model = _meta_model(s)
+    peft_config = lora_config(s.recipe, model, False)[0]
+    recipe = s.recipe
+    rows = trace_rows(recipe["sequence_length"], recipe["micro_batch"] * recipe["gradient_accumulation"] * s.steps,
+                      min(model.config.get_text_config().vocab_size, len(tokenizer)))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(Trainer, "_move_model_to_device", _not_moved))
+        if s.device == "cuda":  # the card traced for computes in bf16 (Ampere and later); this machine has none
+            stack.enter_context(mock.patch("transformers.training_args.is_torch_bf16_gpu_available", lambda: True))
+        trainer = make_trainer(s, model, tokenizer, rows, peft_config, StepLog())
+    _to_fake(trainer.model, fake_mode, s.device)
+    return trainer
+
+
+def _step(trainer: Any, samples: list[dict[str, Any]], num_items: Any, live: LiveStorages) -> None:
+    """One optimizer step as Trainer._inner_training_loop takes it (see the module docstring)."""
+    trainer.current_gradient_accumulation_steps = len(samples)
+    for inputs in samples:
+        live.phase = "forward"
+        trainer.training_step(trainer.model, inputs, num_items)
+    live.phase = "optimizer"
+    if trainer.args.max_grad_norm > 0:
+        trainer._clip_grad_norm(trainer.model)
+    trainer.optimizer.step()
+    trainer.lr_scheduler.step()
+    trainer.model.zero_grad()
+    for state in trainer.optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                live.track(value, "optimizer_state")
+    live.phase = "between steps"
+
+
+def _instrument(trainer: Any, live: LiveStorages, device: str, fake_mode: Any) -> None:
+    """Phase marks around trl's loss and the backward, inputs on the trace's device, autocast as accelerate's."""
+    compute_loss = trainer.compute_loss
+
+    def loss_then_mark(*a, **kw):
+        loss = compute_loss(*a, **kw)
+        live.end_forward()
+        live.phase = "backward"
+        return loss
+
+    def to_device(inputs):
+        with fake_mode:
+            return {k: live_input(v) for k, v in inputs.items()}
+
+    def live_input(value):
+        if not isinstance(value, torch.Tensor):
+            return value
+        # Shape and dtype only: a fake made from a small real tensor keeps its values as a constant that ops run
+        # real kernels on, which a CUDA-less torch cannot. Rows are full-length, so no value changes a shape.
+        fake = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device=device)
+        live.track(fake, "inputs")
+        return fake
+
+    trainer.compute_loss = loss_then_mark
+    trainer._prepare_inputs = to_device
+    if trainer.args.bf16:
+        trainer.compute_loss_context_manager = lambda: cuda_autocast(torch.bfloat16)
+
+
+def trace_step(s: FinetuneSettings) -> dict[str, Any]:
+    """Trace `s.steps` optimizer steps of the recipe (the first makes the optimizer's state) and return the
+    tensor peak overall and per phase, each by category."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from transformers import AutoConfig
+
+    text = AutoConfig.from_pretrained(s.model_path).get_text_config()
+    moe = bool(getattr(text, "num_local_experts", None) or getattr(text, "num_experts", None)
+               or getattr(text, "n_routed_experts", None))
+    refused = unsupported_trace(s.recipe["method"], s.recipe["quant"], moe)
+    if refused:
+        raise ValueError(refused)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch("torch._subclasses.fake_tensor.CONSTANT_NUMEL_LIMIT", -1))
+        stack.enter_context(mock.patch("transformers.masking_utils.is_tracing", _graph_tracing))
+        from trl.kernels import chunked_logprob
+
+        for kernel in ("_forward_kernel", "_backward_kernel"):
+            if hasattr(chunked_logprob, kernel):
+                stack.enter_context(mock.patch.object(chunked_logprob, kernel, _NoLaunch()))
+        return _trace(s, FakeTensorMode(allow_non_fake_inputs=True))
+
+
+def _graph_tracing(tensor: Any = None) -> bool:
+    """transformers' `is_tracing` for its masks, less its fake-tensor test: it takes a fake mask for a graph
+    being captured and builds a full causal mask where a run reads the padding mask and leaves the causality
+    to the attention kernel. Here the run is traced, not captured: the mask's read (all true: rows are full
+    length) is a counted stand-in, and the path is the run's."""
+    from transformers.utils.import_utils import is_tracing
+
+    return is_tracing(None)
+
+
+def _trace(s: FinetuneSettings, fake_mode: Any) -> dict[str, Any]:
+    """`trace_step` with fake tensors that keep no values: a fake tensor mode runs the real kernel on a
+    one-element tensor to keep its value (constant propagation), which fails on a device this torch was not
+    built for, and values never change a shape here; a value read back is a stand-in, counted."""
+    if s.device == "cuda":
+        phase("checking that a backward runs over fake CUDA tensors")
+        refused = cuda_refusal(fake_mode)
+        if refused:
+            raise ValueError(refused)
+    phase("building the model on fake tensors")
+    trainer = build_trainer(s, fake_mode)
+    live = LiveStorages()
+    model = trainer.model
+    for value in (*model.parameters(), *model.buffers()):
+        live.track(value, "parameters")
+    for param in model.parameters():
+        if param.requires_grad:
+            param.register_post_accumulate_grad_hook(lambda p: live.track(p.grad, "gradients"))
+    trainer.create_optimizer()
+    trainer.create_scheduler(num_training_steps=s.steps)
+    if trainer.args.gradient_checkpointing:  # as Trainer.train() turns it on
+        trainer.model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
+    _instrument(trainer, live, s.device, fake_mode)
+    model.train()
+    batches = iter(trainer.get_train_dataloader())
+    started = time.perf_counter()
+    for step in range(s.steps):
+        phase(counted("traced step", step + 1, s.steps))
+        # The batches are real, made by the trainer's own data loader; they become fake as they reach the model.
+        samples, num_items = trainer.get_batch_samples(batches, trainer.args.gradient_accumulation_steps,
+                                                       trainer.args.device)
+        with fake_mode, live:
+            _step(trainer, samples, num_items, live)
+    result = live.result()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    import resource
+
+    result.update(trace_s=time.perf_counter() - started, steps=s.steps,
+                  # this process's peak RSS (Linux reports KiB): what holding the whole model really cost
+                  rss_peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  trainable_parameter_bytes=sum(p.numel() * p.element_size() for p in trainable),
+                  trainable_params=sum(p.numel() for p in trainable), device=s.device,
+                  dtype=str(base_dtype(s.recipe, s.device, s.cpu_dtype)).removeprefix("torch."),
+                  autocast="bf16" if trainer.args.bf16 else None, trainer=type(trainer).__name__)
+    return result
+
+
+def measure(settings: dict[str, Any]) -> dict[str, Any]:
+    """Child-process entry point (`bench.launch.isolate`): the trace's metrics, details and versions."""
+    from bench.scenarios.inference import metric
+    from bench.units import gib
+
+    with tempfile.TemporaryDirectory(prefix="bench-trace-") as work:
+        s = FinetuneSettings(**{**settings, "adapter_dir": str(Path(work) / "adapter")})
+        traced = trace_step(s)
+    metrics = {"traced_peak_bytes": metric(traced["peak_bytes"], "bytes"),
+               **{f"traced_{name}_bytes": metric(value, "bytes") for name, value in traced["by_category"].items()},
+               "trainable_params": metric(traced["trainable_params"], "params"),
+               "trace_s": metric(traced["trace_s"], "s"),
+               "trace_rss_peak_bytes": metric(traced["rss_peak_bytes"], "bytes")}
+    parts = ", ".join(f"{name.replace('_', ' ')} {gib(value)}" for name, value in traced["by_category"].items()
+                      if value)
+    notes = [f"traced tensor peak {gib(traced['peak_bytes'])} in the {traced['peak_phase']} ({parts})",
+             "a trace on fake tensors sees tensors only; not seen: " + "; ".join(UNSEEN)]
+    if traced["read_backs"]:
+        reads = ", ".join(f"{where} ({count})" for where, count in traced["read_backs"].items())
+        notes.append(f"values read back from fake tensors, answered with {STAND_IN}: {reads}")
+    hardware = {**observed_hardware("cpu"), "device": s.device,
+                "device_name": f"fake {s.device} tensors (traced on the CPU, no device memory held)"}
+    return {"metrics": metrics, "memory": traced, "engine": {"engine": "fake-tensor trace", "unseen": list(UNSEEN),
+                                                             "trainer": traced["trainer"]},
+            "emulation": {"emulated": False, "reason": "a trace on fake tensors holds no device memory"},
+            "hardware": hardware, "software": software_versions(), "notes": notes}

@@ -1,0 +1,171 @@
+"""`bench trace`: a training step traced on fake tensors, held to the CPU profiler where a real step runs.
+
+The validation runs the same trainer twice on a tiny Llama: once for real, its tensor peak read from
+the profiler's allocation events (`bench.calibration.training_probe`), once on fake tensors on the
+CPU (`bench.scenarios.trace`), which must agree within 2% for LoRA and full fine-tuning, with and
+without gradient checkpointing. A trace of a multi-billion-parameter shape must not allocate it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.config.hfconfig import TextConfig
+from bench.config.specs import ModelSpec
+from tests.helpers.paths import ROOT
+
+TINY = dict(model_type="llama", hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=64, intermediate_size=512, vocab_size=1024, max_position_embeddings=2048,
+            tie_word_embeddings=False)
+SEQUENCE, BATCH, TOLERANCE = 128, 2, 0.02
+
+
+def _settings(arch: TextConfig, recipe, device: str = "cpu"):
+    from bench.scenarios.finetune_settings import FinetuneSettings
+    from bench.weights.synthetic_hf import build
+
+    spec = ModelSpec(id="trace-test", display_name="trace test", license="apache-2.0", synthetic=True,
+                     architecture=arch, sources={})
+    return FinetuneSettings(model_path=str(build(spec, with_weights=False)), recipe=recipe.model_dump(),
+                            device=device, steps=2, dataset="trace", adapter_dir=tempfile.mkdtemp() + "/adapter",
+                            cpu_dtype="bfloat16")
+
+
+def test_live_storages_count_each_storage_from_its_op_until_its_last_tensor_dies():
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from bench.scenarios.trace import LiveStorages
+
+    fake, live = FakeTensorMode(), LiveStorages()
+    with fake:
+        weight = torch.empty(1024, 256)  # 1 MiB of fp32, made before the count: registered
+    live.track(weight, "parameters")
+    with fake, live:
+        live.phase = "forward"
+        hidden = torch.empty(64, 1024)  # 256 KiB, kept: an activation
+        scratch = hidden * 2  # 256 KiB, freed within the phase: a temporary
+        view = scratch[:32]  # a view: no new storage
+        del scratch
+        assert live.total == 2**20 + 2 * 2**18  # the view keeps its storage alive
+        del view
+        live.end_forward()
+        live.phase = "backward"
+        out = hidden @ weight  # 64 x 256 fp32: 64 KiB
+        assert bool(out.sum() > 0) is True  # a value read back: the stand-in, counted
+    assert live.total == 2**20 + 2**18 + 2**16
+    result = live.result()
+    assert result["phases"]["forward"] == {"peak_bytes": 2**20 + 2 * 2**18, "by_category": {
+        "parameters": 2**20, "gradients": 0, "optimizer_state": 0, "activations": 2**18, "temporaries": 2**18,
+        "inputs": 0}}
+    # In backward: the product, then its sum (4 bytes) and the comparison (1 byte) alive together.
+    assert result["phases"]["backward"]["peak_bytes"] == 2**20 + 2**18 + 2**16 + 4 + 1
+    assert result["peak_phase"] == "forward" and result["peak_bytes"] == 2**20 + 2 * 2**18
+    assert sum(result["read_backs"].values()) == 1
+
+
+@pytest.mark.parametrize("recipe_id", ["lora-sft", "full-sft"])
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_trace_peak_matches_the_profiler(registry, recipe_id, checkpointing):
+    from bench.calibration.training_probe import measure_training
+    from bench.scenarios.trace import trace_step
+
+    arch = TextConfig(**TINY)
+    recipe = registry.recipe(recipe_id).model_copy(update={
+        "sequence_length": SEQUENCE, "micro_batch": BATCH, "gradient_accumulation": 1,
+        "gradient_checkpointing": checkpointing, "full_precision": "bf16"})
+    traced = trace_step(_settings(arch, recipe))
+    measured = measure_training(arch, recipe, steps=2)
+    assert traced["peak_bytes"] == pytest.approx(measured.active_peak_bytes, rel=TOLERANCE)
+    categories = traced["by_category"]
+    assert sum(categories.values()) == traced["peak_bytes"]
+    # Parameters and buffers are the model's own, exactly; for LoRA the optimizer holds two moments per adapter.
+    assert categories["parameters"] == measured.weights_bytes + (0 if recipe_id == "full-sft" else
+                                                                 traced["trainable_parameter_bytes"])
+    if recipe_id == "lora-sft":
+        assert categories["optimizer_state"] >= 2 * traced["trainable_params"] * 4
+    assert set(traced["phases"]) == {"forward", "backward", "optimizer"}
+    assert traced["peak_phase"] in traced["phases"]
+
+
+def test_checkpointing_lowers_the_traced_activations(registry):
+    from bench.scenarios.trace import trace_step
+
+    arch = TextConfig(**TINY)
+    base = registry.recipe("lora-sft").model_copy(update={"sequence_length": SEQUENCE, "micro_batch": BATCH,
+                                                          "gradient_accumulation": 1})
+    kept = trace_step(_settings(arch, base.model_copy(update={"gradient_checkpointing": False})))
+    checkpointed = trace_step(_settings(arch, base.model_copy(update={"gradient_checkpointing": True})))
+    forward = lambda t: t["phases"]["forward"]["by_category"]["activations"]  # noqa: E731
+    assert forward(checkpointed) < forward(kept)
+
+
+def test_a_large_trace_holds_no_memory_of_its_size(tmp_path):
+    """A 2.7B-parameter Llama shape (Llama 3.1 8B's layers, 8 of them) would need 5 GiB in bf16; the trace's
+    process stays far below that."""
+    script = textwrap.dedent("""
+        import json, resource, sys, tempfile
+        from bench.config.hfconfig import TextConfig
+        from bench.config.registry import load_registry
+        from tests.test_trace import _settings
+        from bench.scenarios.trace import trace_step
+
+        arch = TextConfig(model_type="llama", hidden_size=4096, num_hidden_layers=8, num_attention_heads=32,
+                          num_key_value_heads=8, intermediate_size=14336, vocab_size=128256,
+                          max_position_embeddings=131072, tie_word_embeddings=False)
+        recipe = load_registry().recipe("lora-sft").model_copy(update={"sequence_length": 512, "micro_batch": 1,
+                                                                        "gradient_accumulation": 1})
+        traced = trace_step(_settings(arch, recipe))
+        print(json.dumps({"parameters": traced["by_category"]["parameters"], "peak": traced["peak_bytes"],
+                          "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["parameters"] > 5 * 2**30  # the bf16 weights the trace accounted for
+    assert out["rss"] < 1.5 * 2**30 < out["peak"]
+
+
+def test_bench_trace_writes_a_trace_record(tmp_path, run_bench):
+    proc = run_bench("trace", "tiny-llama", "--finetune", "lora-sft", "--device", "cpu", "--context", "64",
+                     "--batch", "2", "--gpu", "4090", "--results-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    from bench.records.store import iter_records
+
+    (record,) = list(iter_records(tmp_path))
+    assert record.kind == "trace" and record.status == "ok"
+    assert record.config["recipe"]["sequence_length"] == 64 and record.config["recipe"]["micro_batch"] == 2
+    peak = record.metrics["traced_peak_bytes"].value
+    parts = [record.metrics[f"traced_{c}_bytes"].value for c in
+             ("parameters", "gradients", "optimizer_state", "activations", "temporaries", "inputs")]
+    assert peak == sum(parts) and peak > 0
+    assert record.details["memory"]["phases"]["backward"]["peak_bytes"] <= peak
+    assert record.details["estimate"]["active_peak_bytes"] > 0 and record.hardware["target"] == "rtx-4090"
+    assert record.details["engine"]["unseen"] and record.software["torch"]
+    assert "traced tensor peak" in proc.stdout
+
+
+@pytest.mark.parametrize("model, recipe_id, named", [("tiny-llama", "qlora-sft", "nf4"), ("tiny-llama", "dpo", "dpo"),
+                                                    ("tiny-mixtral", "lora-sft", "MoE")])
+def test_untraceable_recipes_are_refused_in_one_line(tmp_path, run_bench, model, recipe_id, named):
+    proc = run_bench("trace", model, "--finetune", recipe_id, "--device", "cpu", "--results-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and named in proc.stderr
+    assert not list(Path(tmp_path).glob("*.json"))
+
+
+def test_cuda_traces_are_refused_where_torch_has_no_cuda(tmp_path, run_bench):
+    from bench.jobs.trace import _torch_has_cuda
+
+    if _torch_has_cuda():
+        pytest.skip("this torch is a CUDA build: its backward over fake CUDA tensors is not refused")
+    proc = run_bench("trace", "tiny-llama", "--finetune", "lora-sft", "--results-dir", str(tmp_path))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--device cpu" in proc.stderr and not list(Path(tmp_path).glob("*.json"))
