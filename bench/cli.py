@@ -109,7 +109,8 @@ def gpus(json_out: JsonOpt = False) -> None:
 
 @app.command()
 def plan(
-    model: Annotated[Optional[str], typer.Argument(help="Model id or alias (see `bench models`).")] = None,
+    model: Annotated[Optional[str], typer.Argument(help=(
+        "Model id or alias (see `bench models`), a Hub id ORG/NAME[@REVISION] or a local model directory."))] = None,
     gpu: PlanGpuOpt = None,
     quant: Annotated[Optional[str], typer.Option(help=(
         "Weight format: bf16, fp16, fp8, int8, nf4, int4, or a GGUF type (q4_0, q4_k_m, q5_k_m, q6_k, q8_0, f16). "
@@ -123,8 +124,14 @@ def plan(
     finetune: Annotated[Optional[str], typer.Option(
         help=f"Plan a fine-tune recipe: {RECIPES}. Default: none, plan inference.")] = None,
     config: Annotated[Optional[Path], typer.Option(help=(
-        "A Hugging Face config.json (llama, mistral, mixtral, qwen2, gemma, llama4 text) to plan in place of a "
-        "model id. Default: none."))] = None,
+        "A Hugging Face config.json to plan in place of a model id (an unsupported model_type is refused with the "
+        "list of supported ones); a multimodal one (mistral3, llama4, gemma3) counts its vision tower and "
+        "projector too. Default: none."))] = None,
+    text_only: Annotated[bool, typer.Option("--text-only", help=(
+        "Plan the text model alone: drop a multimodal checkpoint's vision tower and projector (0.44B parameters "
+        "for Mistral Small 3.1, 0.87B for Llama 4 Scout) from the parameters and weight memory. Default: off, "
+        "they are counted, as an engine loading the whole checkpoint (vLLM, transformers) holds them; a GGUF "
+        "never holds them (llama.cpp keeps them in a separate mmproj file)."))] = False,
     claims: Annotated[bool, typer.Option("--claims", help="Every claim with its arithmetic verdict.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -143,7 +150,7 @@ def plan(
         return plan_text.print_claim_plans(_registry(), json_out)
     if (model is None) == (config is None):
         raise UserError("give a model id or --config PATH (one of them), or --claims")
-    plan_text.print_plan(_registry(), model, config, gpu, quant, context, batch, finetune, json_out)
+    plan_text.print_plan(_registry(), model, config, gpu, quant, context, batch, finetune, json_out, text_only)
 
 
 @app.command()
@@ -171,7 +178,7 @@ def verdicts(
 
     registry = _registry()
     words = verdict_words(verdict or [])
-    subject = registry.model(model).id if model else None
+    subject = registry.model(model, how="").id if model else None  # verdicts are about registry models
     source = page_source(registry, page) if page else None
     every = all_verdicts(registry, list(iter_records(existing_results_dir(results_dir))))
     shown = select(every, words, subject, source)
@@ -184,7 +191,8 @@ def verdicts(
 
 @app.command()
 def run(
-    model: Annotated[str, typer.Argument(help="Model id or alias, or a local model directory.")],
+    model: Annotated[str, typer.Argument(help="Model id or alias (`bench models`), a Hub id ORG/NAME[@REVISION], "
+                                                       "or a local model directory.")],
     gpu: GpuOpt = None,
     backend: Annotated[Optional[str], typer.Option(
         help="vllm, transformers or llama.cpp (default: vllm; transformers for the bitsandbytes quants nf4 and "
@@ -238,7 +246,8 @@ def run(
 
 @app.command()
 def finetune(
-    model: Annotated[str, typer.Argument(help="Model id or alias, or a local model directory.")],
+    model: Annotated[str, typer.Argument(help="Model id or alias (`bench models`), a Hub id ORG/NAME[@REVISION], "
+                                                       "or a local model directory.")],
     recipe: Annotated[str, typer.Option(help=f"A recipe of configs/finetune/: {RECIPES}.")],
     gpu: GpuOpt = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Optimizer steps (default: the recipe's).")] = None,
@@ -275,9 +284,50 @@ def finetune(
     _finish(record, directory)
 
 
+@app.command()
+def trace(
+    model: Annotated[str, typer.Argument(help="Model id or alias (`bench models`), a Hub id ORG/NAME[@REVISION], "
+                                              "or a local model directory (config and tokenizer).")],
+    finetune: Annotated[str, typer.Option(help="A recipe of configs/finetune/ (SFT: lora-sft, full-sft).")],
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help=(
+        "A card id or alias of `bench gpus`: its budget and overhead go beside the traced peak. Default: none."))]
+    = None,
+    batch: Annotated[Optional[int], typer.Option(min=1, help="Micro batch (default: the recipe's).")] = None,
+    context: Annotated[Optional[int], typer.Option(
+        min=1, help="Tokens per sequence (default: the recipe's sequence length).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps traced; the first makes the optimizer's "
+                                                   "state. Default: 2.")] = 2,
+    device: Annotated[str, typer.Option(help="The device the fake tensors claim: cuda (a card's step, bf16 "
+                                             "autocast; needs torch built with CUDA), or cpu (the step of "
+                                             "`bench finetune --device cpu`).")] = "cuda",
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds before the trace is killed and "
+                                                                     "recorded as a timeout. Default: 1800.")] = None,
+    results_dir: ResultsDirOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """One training step traced on fake tensors at the real size.
+
+    Runs the trainer `bench finetune` builds on fake tensors (shape and dtype, no storage: no GPU, no weights) and
+    records the peak of live tensors by category and phase; what a card holds beyond tensors is not seen. Example:
+    `bench trace mistral-small-22b --finetune lora-sft --gpu 4090 --device cpu`.
+    """
+    from bench.jobs.trace import TRACE_DEVICES, run_trace
+    from bench.records.store import check_writable
+    from bench.records.store import results_dir as resolve_results_dir
+
+    _check_choice("device", device, TRACE_DEVICES)
+    directory = resolve_results_dir(results_dir)
+    check_writable(directory, create=False)
+    with session(verbose):
+        record = run_trace(_registry(), model, recipe_name=finetune, gpu=gpu, batch=batch, context=context,
+                           device=device, steps=steps, results_dir=directory, timeout_s=timeout or 1800)
+    _finish(record, directory)
+
+
 @app.command(name="eval")
 def eval_(
-    model: Annotated[str, typer.Argument(help="Model id or alias, or a local model directory.")],
+    model: Annotated[str, typer.Argument(help="Model id or alias (`bench models`), a Hub id ORG/NAME[@REVISION], "
+                                                       "or a local model directory.")],
     tasks: Annotated[list[str], typer.Option(
         help="A suite of configs/evals/suites.yaml (smoke, claims) or an lm-eval task; repeat for more.")],
     limit: Annotated[Optional[int], typer.Option(min=1, help="Documents per task (for testing only: limited scores "
@@ -482,8 +532,9 @@ def sweep(
 
 @app.command()
 def serve(
-    target: Annotated[str, typer.Argument(metavar="URL|MODEL", help="A server's root URL, or a registry model "
-                                          "for bench to serve on loopback (llama.cpp for GGUF quants, else vLLM).")],
+    target: Annotated[str, typer.Argument(metavar="URL|MODEL", help="A server's root URL, or a model (registry "
+                                          "id, Hub id ORG/NAME[@REVISION] or folder) for bench to serve on "
+                                          "loopback (llama.cpp for GGUF quants, else vLLM).")],
     concurrency: Annotated[Optional[list[int]], typer.Option(
         min=1, help="Concurrent requests of a level; repeat for a sweep (default 1, 2, 4, 8).")] = None,
     rate: Annotated[Optional[list[float]], typer.Option(

@@ -45,12 +45,16 @@ class Weights:
 
 
 def resolve_model(registry: Registry, name: str) -> ResolvedModel:
-    """A registry id or alias, or a local directory holding a config.json."""
-    path = Path(name)
-    if path.is_dir() and (path / "config.json").exists():
+    """A registry id or alias (or the registry entry of a repo), a local directory holding a config.json,
+    or a Hub id ORG/NAME[@REVISION], pinned at the commit its revision resolves to (`named_model`)."""
+    from bench.weights.named_model import find_model, hub_spec
+
+    found = find_model(registry, name)
+    if found.folder is not None:
+        path = found.folder
         refuse_remote_code(path / "config.json", allowed=False)  # a local folder has no pinned opt-in
         return ResolvedModel(id=path.name, architecture=load_hf_config(path / "config.json"), local_path=path)
-    spec = registry.model(name)
+    spec = found.spec if found.spec is not None else hub_spec(found.hub)
     return ResolvedModel(id=spec.id, architecture=spec.architecture, spec=spec)
 
 
