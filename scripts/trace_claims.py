@@ -31,16 +31,9 @@ from bench.jobs.runner import ResolvedModel, resolve_model
 from bench.jobs.trace import trace_recipe
 from bench.report.terminal import table
 from bench.weights.synthetic_hf import build
+from calibrate_training import LLAMA2_7B, LLAMA31_8B  # scripts/: the architecture facts, stated once
 
 GIB = 2**30
-# config.json of meta-llama/Llama-3.1-8B (the architecture facts scripts/calibrate_training.py uses).
-LLAMA31_8B = TextConfig(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
-                        num_key_value_heads=8, intermediate_size=14336, vocab_size=128256,
-                        max_position_embeddings=131072, tie_word_embeddings=False)
-# config.json of meta-llama/Llama-2-7b-hf (as in scripts/calibrate_training.py).
-LLAMA2_7B = TextConfig(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
-                       num_key_value_heads=32, intermediate_size=11008, vocab_size=32000,
-                       max_position_embeddings=131072, tie_word_embeddings=False)
 # hiyouga/LLaMA-Factory wiki, 'Performance comparison': Llama-2-7B LoRA rank 8 on every linear module, batch 4 x
 # 1024, fp32 adapters (its adapter.py), the HF trainer; 18 GB as the card reports it, with transformers 4.40's
 # loss (hf_legacy), which trl's SFT trainer does not run: the row shows the rest of the step.
