@@ -10,10 +10,10 @@ from bench.backends.base import EngineSettings
 from bench.backends.hf import Placement, placement
 
 
-def test_a_cpu_only_llama_cpp_build_refuses_cuda_instead_of_running_on_the_cpu():
+def test_a_cpu_only_llama_cpp_build_refuses_cuda_instead_of_running_on_the_cpu(monkeypatch):
+    """The refusal follows what the build says of itself; a CPU-only answer is set so every machine checks it."""
     llama_cpp = pytest.importorskip("llama_cpp")
-    if llama_cpp.llama_supports_gpu_offload():
-        pytest.skip("this llama.cpp build offloads to a GPU")
+    monkeypatch.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: False)
     from bench.backends.llamacpp import LlamaCppBackend
 
     backend = LlamaCppBackend(EngineSettings(model_path="unused.gguf", device="cuda", quant="q4_k_m"))

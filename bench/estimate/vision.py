@@ -47,6 +47,13 @@ class _Fields:
             raise UserError(f"{self.where}{key}: must be a whole number from 1 to {bound:,}, not {value!r}")
         return value
 
+    def patch_grid(self) -> tuple[int, int]:
+        """(patch_size, image_size) of a tower that cuts a square image into square patches: at least one."""
+        patch, side = self.int("patch_size", MAX_IMAGE_SIDE), self.int("image_size", MAX_IMAGE_SIDE)
+        if patch > side:
+            raise UserError(f"{self.where}patch_size {patch} exceeds image_size {side}")
+        return patch, side
+
     def flag(self, key: str) -> bool:
         value = self.raw.get(key, self.defaults.get(key))
         if not isinstance(value, bool):
@@ -119,9 +126,7 @@ _LLAMA4_VISION = {"hidden_size": 768, "intermediate_size": 5632, "num_hidden_lay
 def _llama4(raw: dict[str, Any], origin: str) -> VisionCounts:
     v = _vision_fields(raw, _LLAMA4_VISION, origin)
     h, width = v.int("hidden_size", MAX_HIDDEN), v.int("intermediate_size", MAX_INTERMEDIATE)
-    patch, side = v.int("patch_size", MAX_IMAGE_SIDE), v.int("image_size", MAX_IMAGE_SIDE)
-    if patch > side:
-        raise UserError(f"{origin}: vision_config.patch_size {patch} exceeds image_size {side}")
+    patch, side = v.patch_grid()
     # Each layer: q, k, v, o with biases, an fc1/fc2 MLP with biases, two LayerNorms.
     layer = 4 * _linear(h, h, True) + _linear(h, width, True) + _linear(width, h, True) + 2 * _layer_norm(h)
     positions = (side // patch) ** 2 + 1  # one per patch, and one for the class embedding
@@ -145,9 +150,7 @@ _SIGLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 1
 def _gemma3(raw: dict[str, Any], origin: str) -> VisionCounts:
     v = _vision_fields(raw, _SIGLIP, origin)
     h, width = v.int("hidden_size", MAX_HIDDEN), v.int("intermediate_size", MAX_INTERMEDIATE)
-    patch, side = v.int("patch_size", MAX_IMAGE_SIDE), v.int("image_size", MAX_IMAGE_SIDE)
-    if patch > side:
-        raise UserError(f"{origin}: vision_config.patch_size {patch} exceeds image_size {side}")
+    patch, side = v.patch_grid()
     mlp = _linear(h, width, True) + _linear(width, h, True)
     layer = 4 * _linear(h, h, True) + mlp + 2 * _layer_norm(h)
     tower = (_linear(v.int("num_channels", MAX_CHANNELS) * patch * patch, h, True)  # patch conv, with bias

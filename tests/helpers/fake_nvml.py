@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 
 class NVMLError(Exception):
-    pass
+    """pynvml's error type: bench's code catches it by this name."""
 
 
 @dataclass

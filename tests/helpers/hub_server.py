@@ -76,8 +76,8 @@ _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 def _handler(hub: HubServer):
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # quiet: the test reads `hub.requests`
-            pass
+        def log_message(self, *args) -> None:
+            """Quiet: the tests read `hub.requests` instead of the server's log lines."""
 
         def do_GET(self) -> None:
             self._answer(body=True)
@@ -107,13 +107,22 @@ def _handler(hub: HubServer):
                 return None
             return repo
 
-        def _info(self, name: str, revision: str) -> None:
-            repo = self._repo(name, True)
+        def _at(self, name: str, revision: str, body: bool) -> tuple[FakeRepo, str] | None:
+            """The repository and the commit `revision` names, or None once the Hub's error is sent."""
+            repo = self._repo(name, body)
             if repo is None:
-                return
+                return None
             commit = repo.resolve(revision)
             if commit is None:
-                return self._error(404, "RevisionNotFound", "Invalid rev id", True)
+                self._error(404, "RevisionNotFound", "Invalid rev id", body)
+                return None
+            return repo, commit
+
+        def _info(self, name: str, revision: str) -> None:
+            found = self._at(name, revision, True)
+            if found is None:
+                return
+            repo, commit = found
             payload = {"id": name, "modelId": name, "sha": commit, "private": False,
                        "gated": "auto" if repo.gated_token else False, "cardData": {"license": repo.license},
                        "siblings": [{"rfilename": f} for f in sorted(repo.files)]}
@@ -121,22 +130,19 @@ def _handler(hub: HubServer):
 
         def _tree(self, name: str, revision: str) -> None:
             """The repository's files (`list_repo_files`), one page: no `Link` header means no next page."""
-            repo = self._repo(name, True)
-            if repo is None:
+            found = self._at(name, revision, True)
+            if found is None:
                 return
-            if repo.resolve(revision) is None:
-                return self._error(404, "RevisionNotFound", "Invalid rev id", True)
+            repo, _ = found
             entries = [{"type": "file", "path": f, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
                        for f, data in sorted(repo.files.items())]
             self._send(200, json.dumps(entries).encode(), {"Content-Type": "application/json"}, True)
 
         def _file(self, name: str, revision: str, filename: str, body: bool) -> None:
-            repo = self._repo(name, body)
-            if repo is None:
+            found = self._at(name, revision, body)
+            if found is None:
                 return
-            commit = repo.resolve(revision)
-            if commit is None:
-                return self._error(404, "RevisionNotFound", "Invalid rev id", body)
+            repo, commit = found
             if filename not in repo.files:
                 return self._error(404, "EntryNotFound", "Entry not found", body, {"X-Repo-Commit": commit})
             data = repo.files[filename]
