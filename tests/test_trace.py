@@ -72,7 +72,7 @@ def test_live_storages_count_each_storage_from_its_op_until_its_last_tensor_dies
     assert sum(result["read_backs"].values()) == 1
 
 
-@pytest.mark.parametrize("recipe_id", ["lora-sft", "full-sft"])
+@pytest.mark.parametrize("recipe_id", ["lora-sft", "qlora-sft", "full-sft"])
 @pytest.mark.parametrize("checkpointing", [True, False])
 def test_trace_peak_matches_the_profiler(registry, recipe_id, checkpointing):
     from bench.calibration.training_probe import measure_training
@@ -94,6 +94,37 @@ def test_trace_peak_matches_the_profiler(registry, recipe_id, checkpointing):
         assert categories["optimizer_state"] >= 2 * traced["trainable_params"] * 4
     assert set(traced["phases"]) == {"forward", "backward", "optimizer"}
     assert traced["peak_phase"] in traced["phases"]
+
+
+def test_the_traced_4bit_model_is_the_loaded_one(registry):
+    """QLoRA's model on fake tensors holds what `bench finetune` loads: the same modules, the same parameters
+    (names, shapes, dtypes, which train) and the same quantization state, byte for byte."""
+    from dataclasses import replace
+
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from bench.scenarios.finetune import StepLog, load_base, lora_config, make_trainer, state_census
+    from bench.scenarios.trace import build_trainer, trace_rows
+
+    arch = TextConfig(**TINY)
+    recipe = registry.recipe("qlora-sft").model_copy(update={"sequence_length": SEQUENCE, "micro_batch": BATCH,
+                                                             "gradient_accumulation": 1})
+    traced = build_trainer(_settings(arch, recipe), FakeTensorMode(allow_non_fake_inputs=True)).model
+    settings = replace(_settings(arch, recipe), synthetic_weights=True)
+    tokenizer, base = load_base(settings, False)
+    rows = trace_rows(SEQUENCE, BATCH, arch.vocab_size)
+    loaded = make_trainer(settings, base, tokenizer, rows, lora_config(settings.recipe, base, False)[0],
+                          StepLog()).model
+
+    def shape(model):
+        return {name: (tuple(p.shape), p.dtype, p.requires_grad) for name, p in model.named_parameters()}
+
+    assert shape(traced) == shape(loaded)
+    assert {n: type(m).__name__ for n, m in traced.named_modules()} == \
+        {n: type(m).__name__ for n, m in loaded.named_modules()}
+    assert any(dtype == torch.uint8 for _, dtype, _ in shape(traced).values())
+    assert state_census(traced) == state_census(loaded)
 
 
 def test_checkpointing_lowers_the_traced_activations(registry):
@@ -153,8 +184,7 @@ def test_bench_trace_writes_a_trace_record(tmp_path, run_bench):
     assert "traced tensor peak" in proc.stdout
 
 
-@pytest.mark.parametrize("model, recipe_id, named", [("tiny-llama", "qlora-sft", "nf4"), ("tiny-llama", "dpo", "dpo"),
-                                                    ("tiny-mixtral", "lora-sft", "MoE")])
+@pytest.mark.parametrize("model, recipe_id, named", [("tiny-llama", "dpo", "dpo"), ("tiny-mixtral", "lora-sft", "MoE")])
 def test_untraceable_recipes_are_refused_in_one_line(tmp_path, run_bench, model, recipe_id, named):
     proc = run_bench("trace", model, "--finetune", recipe_id, "--device", "cpu", "--results-dir", str(tmp_path))
     assert proc.returncode == 2

@@ -31,7 +31,7 @@ from torch.profiler import ProfilerActivity, profile
 from bench.calibration.profiler import cpu_allocations
 from bench.config.hfconfig import TextConfig
 from bench.config.specs import ModelSpec, RecipeSpec
-from bench.scenarios.finetune import StepLog, load_base, lora_config, make_trainer
+from bench.scenarios.finetune import StepLog, load_base, lora_config, make_trainer, quant_state_tensors
 from bench.scenarios.finetune_settings import FinetuneSettings
 from bench.weights.synthetic_hf import build
 
@@ -125,14 +125,15 @@ class _Probe:
 
     def resident(self) -> int:
         model = self.trainer.model
-        return _storage_bytes([*model.parameters(), *model.buffers(), *self._optimizer_tensors()])
+        return _storage_bytes([*model.parameters(), *model.buffers(), *quant_state_tensors(model),
+                               *self._optimizer_tensors()])
 
     def result(self, recipe: RecipeSpec) -> MeasuredTraining:
         model = self.trainer.model
         trainable = [p for p in model.parameters() if p.requires_grad]
         frozen = [p for p in model.parameters() if not p.requires_grad]
         full = recipe.method == "full"
-        weights = _storage_bytes([*(trainable if full else frozen), *model.buffers()])
+        weights = _storage_bytes([*(trainable if full else frozen), *model.buffers(), *quant_state_tensors(model)])
         optimizer = _storage_bytes(self._optimizer_tensors())
         adapters = 0 if full else _storage_bytes(trainable)
         totals = [total for _, total in cpu_allocations(self.prof)[0]]

@@ -315,6 +315,9 @@ def training_memory(
     tokens = sequences * seq
     held = trainable_dtype_bytes(recipe)
     moments = OPTIMIZER_STATE_BYTES[recipe.optimizer]
+    paged = PAGED_STATE_BYTES.get(recipe.optimizer, 0)
+    if device != "cuda" and paged:  # bitsandbytes pages on CUDA only; elsewhere it keeps the state as tensors
+        moments, paged = paged, 0
     state = 2 * held if moments is None else moments
 
     base = params
@@ -341,7 +344,7 @@ def training_memory(
         if recipe.method == "dpo" and recipe.dpo_reference == "copy":
             weights, floor = 2 * weights, 2 * floor
         trainable_bytes, gradients = int(trainable * (held + held + state)), trainable * held
-    outside = int(trainable * PAGED_STATE_BYTES.get(recipe.optimizer, 0))
+    outside = int(trainable * paged)
     saved, recompute = activation_bytes(cfg, recipe, tokens, device)
 
     return TrainingMemory(

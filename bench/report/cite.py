@@ -63,6 +63,11 @@ def record_command(record: RunRecord) -> str:
     """The `bench` command line that repeats a record's run (same model, engine, shape and card)."""
     cfg, hw, model = record.config, record.hardware, record.model
     parts = ["bench", record.kind, model.id]
+    if record.kind == "trace":  # config and tokenizer only: no weights to name
+        recipe = cfg.get("recipe", {})
+        parts += ["--finetune", str(recipe.get("id")), "--batch", str(recipe.get("micro_batch")), "--context",
+                  str(recipe.get("sequence_length")), "--device", str(cfg.get("device"))]
+        return " ".join(parts + (["--gpu", hw["target"]] if hw.get("target") else []))
     if record.kind == "inference":
         s = cfg.get("scenario", {})
         parts[1] = "run"
@@ -157,14 +162,20 @@ def claim_citation(registry: Registry, ident: str, records: list[RunRecord]) -> 
             "seed": source.source}
     parts = [_part_text(part, ident) for part in verdict.quote_parts]
     judged = verdict.conditions.get("gpu") or (deciding.hardware.get("target") if deciding else None)
-    conditions = ([f"measured on: {ran_on(deciding)}" + (f"; judged against {judged}" if judged else "")]
+    conditions = ([f"{_how(deciding)} on: {ran_on(deciding)}" + (f"; judged against {judged}" if judged else "")]
                   if deciding else []) + _conditions(verdict.conditions)
     return Citation(id=ident, title=f"{claim.product}: {claim.kind} claim", verdict=verdict.word,
                     evidence_class=verdict.evidence_class, number=deciding_number(verdict, by_id),
                     quote=claim.quote, meaning=verdict.meaning, speaker=claim.speaker, page=page,
                     quote_verdict=verdict.quote_verdict if parts else "", parts=parts, reason=verdict.reason,
-                    conditions=conditions, reproduce=_claim_reproduce(registry, verdict, by_id), records=[r.id for r in cited],
+                    conditions=conditions, reproduce=_claim_reproduce(registry, verdict, by_id),
+                    records=[r.id for r in cited],
                     bench=_bench_of(cited), would_change=verdict.would_change)
+
+
+def _how(record: RunRecord) -> str:
+    """"traced" for a trace on fake tensors, which measured no device; "measured" for a run."""
+    return "traced" if record.kind == "trace" else "measured"
 
 
 def _level_lines(record: RunRecord) -> list[str]:
@@ -192,10 +203,10 @@ def record_citation(record: RunRecord) -> Citation:
     hw, sw = record.hardware, record.software
     libs = ", ".join(f"{k} {sw[k]}" for k in ("vllm", "torch", "transformers", "peft", "trl", "lm_eval",
                                               "llama_cpp_python", "bitsandbytes") if sw.get(k))
-    conditions = [f"measured on: {ran_on(record)}" + (" (speed is the device's)" if hw.get("emulated") else "")
+    conditions = [f"{_how(record)} on: {ran_on(record)}" + (" (speed is the device's)" if hw.get("emulated") else "")
                   + (f"; judged against {hw['target']}" if hw.get("target") else ""),
                   f"model revision: {record.model.resolved_revision or record.model.revision or 'local'}",
-                  f"measured {record.started_at[:10]} with {libs}"]
+                  f"{_how(record)} {record.started_at[:10]} with {libs}"]
     error = f"; {(record.error or '').strip().splitlines()[-1]}" if record.error else ""
     return Citation(id=record.id, title=f"{record.kind} of {record.model.id} ({record.model.weights} weights)",
                     verdict=f"status {record.status}{error}", evidence_class=record_class(record),

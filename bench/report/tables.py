@@ -89,6 +89,8 @@ def ran_on(record: Any) -> str:
     """The machine a record measured on, said so a CPU run is never read as a card's: "AMD EPYC (CPU)",
     "NVIDIA H100 80GB HBM3, capped to rtx-4090's memory"."""
     hw = record.hardware
+    if record.kind == "trace":  # no device ran it: fake tensors claiming one, on the CPU that traced them
+        return f"fake {record.config.get('device')} tensors on {hw.get('cpu_model') or 'a CPU'} (CPU)"
     if hw.get("device") == "cpu":
         return f"{hw.get('cpu_model') or hw.get('device_name') or 'a CPU'} (CPU)"
     where = str(hw.get("device_name") or "a GPU")

@@ -101,31 +101,39 @@ def lora_config(recipe: dict[str, Any], model: Any, reward: bool):
                       task_type="SEQ_CLS" if reward else "CAUSAL_LM"), targets
 
 
-def state_census(model: Any) -> dict[str, dict[str, int]]:
-    """Bytes the model holds, by role and dtype, each tensor once: 4-bit frozen weights, other frozen
-    parameters, trainable parameters.
+def quant_state_tensors(model: Any) -> list[torch.Tensor]:
+    """The tensors of every 4-bit weight's quantization state (absmax, its code, and with double quantization
+    the offset and the nested absmax and code), each once: weights the device holds that bitsandbytes keeps
+    beside the parameter, neither a parameter nor a buffer."""
+    found: dict[int, torch.Tensor] = {}
+    for param in model.parameters():
+        state = getattr(param, "quant_state", None)
+        while state is not None:
+            for value in (state.absmax, state.code, getattr(state, "offset", None)):
+                if isinstance(value, torch.Tensor):
+                    found[id(value)] = value
+            state = getattr(state, "state2", None)
+    return list(found.values())
 
-    A 4-bit weight counts its packed codes and its quantization state (absmax, nested absmax and
-    scale, the lookup tables), which bitsandbytes keeps beside the parameter, not in it.
-    """
+
+def state_census(model: Any) -> dict[str, dict[str, int]]:
+    """Bytes the model holds, by role and dtype, each tensor once: 4-bit frozen weights (their packed codes and
+    quantization state, `quant_state_tensors`), other frozen parameters, trainable parameters."""
     census: dict[str, dict[str, int]] = {"frozen_4bit": {}, "frozen": {}, "trainable": {}}
     seen: set[int] = set()
 
-    def add(role: str, tensor: torch.Tensor | None) -> None:
-        if tensor is None or tensor.data_ptr() in seen:
+    def add(role: str, tensor: torch.Tensor) -> None:
+        if id(tensor) in seen:  # a tied weight is one parameter; a state tensor is its own
             return
-        seen.add(tensor.data_ptr())
+        seen.add(id(tensor))
         dtype = str(tensor.dtype).removeprefix("torch.")
         census[role][dtype] = census[role].get(dtype, 0) + tensor.numel() * tensor.element_size()
 
     for param in model.parameters():
-        state = getattr(param, "quant_state", None)
-        role = "trainable" if param.requires_grad else "frozen_4bit" if state is not None else "frozen"
-        add(role, param)
-        if state is not None:
-            for tensor in (state.absmax, state.code, state.offset, *(
-                    (state.state2.absmax, state.state2.code) if state.state2 is not None else ())):
-                add(role, tensor)
+        four_bit = getattr(param, "quant_state", None) is not None
+        add("trainable" if param.requires_grad else "frozen_4bit" if four_bit else "frozen", param)
+    for tensor in quant_state_tensors(model):
+        add("frozen_4bit", tensor)
     return census
 
 

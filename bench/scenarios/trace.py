@@ -55,7 +55,7 @@ from torch.utils._pytree import tree_leaves
 
 from bench.launch.environment import observed_hardware, software_versions
 from bench.launch.progress import counted, phase
-from bench.scenarios.finetune import StepLog, lora_config, make_trainer
+from bench.scenarios.finetune import StepLog, lora_config, make_trainer, quant_state_tensors
 from bench.scenarios.finetune_settings import FinetuneSettings
 from bench.scenarios.trace_settings import UNSEEN, unsupported_trace
 
@@ -136,6 +136,11 @@ class LiveStorages(TorchDispatchMode):
                              "cannot know it")
         if func in _MASK_OPS and any(i is not None and i.dtype == torch.bool for i in args[1]):
             out = self._all_true_mask(func, *args)
+        elif func.name() == "bitsandbytes::gemm_4bit" and _dequantizes_first(args[0]):
+            from bitsandbytes.backends.default.ops import _gemm_4bit_default_impl
+
+            with self:  # its dequantized weight and output, counted as they are made
+                return _gemm_4bit_default_impl(*args, **(kwargs or {}))
         else:
             out = func(*args, **(kwargs or {}))
         for leaf in tree_leaves(out):
@@ -188,6 +193,18 @@ class LiveStorages(TorchDispatchMode):
                 "read_backs": dict(sorted(self.reads.items()))}
 
 
+# bitsandbytes 0.50's CUDA kernel for gemm_4bit multiplies from the packed codes only while the rows are at most
+# this many (backends/cuda/ops.py, `_gemm_4bit_custom_max_m`); past it, and always on a CPU, which has no kernel
+# of its own for it, the op dequantizes the whole weight to the input's dtype and then multiplies (the default
+# implementation, backends/default/ops.py): a temporary of the full 16-bit weight, layer by layer.
+_GEMM_4BIT_FUSED_MAX_ROWS = 1536
+
+
+def _dequantizes_first(rows: torch.Tensor) -> bool:
+    """Whether bitsandbytes' gemm_4bit on these input rows dequantizes its weight before multiplying."""
+    return rows.device.type != "cuda" or rows.numel() // rows.shape[-1] > _GEMM_4BIT_FUSED_MAX_ROWS
+
+
 @contextlib.contextmanager
 def cuda_autocast(dtype: torch.dtype) -> Iterator[None]:
     """CUDA autocast as `torch.autocast("cuda", dtype)` enters it (accelerate's, for bf16), without its check
@@ -236,6 +253,8 @@ def base_dtype(recipe: dict[str, Any], device: str, cpu_dtype: str) -> torch.dty
     """The dtype `bench.scenarios.finetune.load_base` holds the model in for this recipe and device."""
     if recipe["method"] == "full":
         return torch.float32 if recipe["full_precision"] == "mixed" else torch.bfloat16
+    if recipe["quant"] == "nf4":  # a 4-bit base is bf16 wherever bitsandbytes does not quantize, on a CPU too
+        return torch.bfloat16
     return torch.bfloat16 if device == "cuda" else getattr(torch, cpu_dtype)
 
 
@@ -252,14 +271,31 @@ def _meta_model(s: FinetuneSettings):
     config = AutoConfig.from_pretrained(s.model_path)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=base_dtype(s.recipe, s.device, s.cpu_dtype))
+    if s.recipe["quant"] == "nf4":
+        _four_bit_linears(model, s.recipe)
     return tokenizer, model
+
+
+def _four_bit_linears(model: Any, recipe: dict[str, Any]) -> None:
+    """bitsandbytes' 4-bit linears put in place as `from_pretrained` puts them for bench's NF4: the quantizer's
+    own choice of modules (every linear but lm_head and the skipped ones), then its markers (`hf_quantizer`,
+    `config.quantization_config`, `is_loaded_in_4bit`) that trl and peft read to take the QLoRA path. The
+    weights stay 16-bit on meta until they become fake (`_fake_4bit`), where loading would quantize them."""
+    from transformers.quantizers import AutoHfQuantizer
+
+    from bench.weights.synthetic_nf4 import nf4_config
+
+    quantizer = AutoHfQuantizer.from_config(nf4_config(double_quant=recipe["double_quant"]))
+    quantizer.preprocess_model(model, device_map=None)
+    model.hf_quantizer = quantizer
+    quantizer.postprocess_model(model)
 
 
 def _not_moved(trainer: Any, model: Any, device: Any) -> None:
     """Stands in for Trainer._move_model_to_device: the model is built where it trains."""
 
 
-def _to_fake(model: Any, fake_mode: Any, device: str) -> None:
+def _to_fake(model: Any, fake_mode: Any, device: str, dtype: torch.dtype) -> None:
     """Each parameter and buffer replaced by a fake tensor of its shape and dtype on `device` (a tied
     weight stays one tensor), keeping which parameters train."""
     made: dict[int, torch.Tensor] = {}
@@ -269,11 +305,47 @@ def _to_fake(model: Any, fake_mode: Any, device: str) -> None:
                 if value is None:
                     continue
                 if id(value) not in made:
-                    with fake_mode:
-                        fake = torch.empty(value.shape, dtype=value.dtype, device=device)
-                    made[id(value)] = (torch.nn.Parameter(fake, requires_grad=value.requires_grad)
-                                       if isinstance(value, torch.nn.Parameter) else fake)
+                    made[id(value)] = _fake_of(value, fake_mode, device, dtype)
                 table[name] = made[id(value)]
+
+
+def _fake_of(value: torch.Tensor, fake_mode: Any, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """A fake tensor of `value`'s shape and dtype on `device`; a parameter stays one, and a 4-bit weight not yet
+    loaded becomes what loading a `dtype` checkpoint would make of it."""
+    if getattr(value, "bnb_quantized", None) is False:
+        return _fake_4bit(value, fake_mode, device, dtype)
+    with fake_mode:
+        fake = torch.empty(value.shape, dtype=value.dtype, device=device)
+    return torch.nn.Parameter(fake, requires_grad=value.requires_grad) if isinstance(value, torch.nn.Parameter) \
+        else fake
+
+
+FOUR_BIT_ATTRIBUTES = ("blocksize", "compress_statistics", "quant_type", "quant_storage", "module")
+
+
+def _fake_4bit(weight: Any, fake_mode: Any, device: str, dtype: torch.dtype) -> torch.nn.Parameter:
+    """The weight `Params4bit._quantize` makes as the model loads, on fake tensors: bitsandbytes' own
+    `quantize_4bit` over a fake `dtype` weight of the linear's shape (its packed codes, absmax, and with double
+    quantization the 8-bit absmax and its state), held as a frozen parameter with the attributes Linear4bit,
+    peft and bitsandbytes' matmul read. The parameter is not of class Params4bit: that class is made with
+    `torch.Tensor._make_subclass`, which cannot wrap a fake tensor; nothing on the training step tests it."""
+    import bitsandbytes as bnb
+
+    # Double quantization reads bitsandbytes' 8-bit code table, which it computes from values once per process
+    # and caches; a fake tensor has no values, so one small real quantization makes the table first.
+    bnb.functional.quantize_blockwise(torch.zeros(256))
+    with fake_mode:
+        full = torch.empty(weight.module.out_features, weight.module.in_features, dtype=dtype, device=device)
+        packed, state = bnb.functional.quantize_4bit(full, blocksize=weight.blocksize,
+                                                     compress_statistics=weight.compress_statistics,
+                                                     quant_type=weight.quant_type, quant_storage=weight.quant_storage)
+    param = torch.nn.Parameter(packed, requires_grad=False)
+    for name in FOUR_BIT_ATTRIBUTES:
+        setattr(param, name, getattr(weight, name))
+    param.quant_state, param.bnb_quantized = state, True
+    if weight.module is not None:
+        weight.module.quant_state = state
+    return param
 
 
 def build_trainer(s: FinetuneSettings, fake_mode: Any):
@@ -290,7 +362,7 @@ def build_trainer(s: FinetuneSettings, fake_mode: Any):
         if s.device == "cuda":  # the card traced for computes in bf16 (Ampere and later); this machine has none
             stack.enter_context(mock.patch("transformers.training_args.is_torch_bf16_gpu_available", lambda: True))
         trainer = make_trainer(s, model, tokenizer, rows, peft_config, StepLog())
-    _to_fake(trainer.model, fake_mode, s.device)
+    _to_fake(trainer.model, fake_mode, s.device, base_dtype(s.recipe, s.device, s.cpu_dtype))
     return trainer
 
 
@@ -388,7 +460,7 @@ def _trace(s: FinetuneSettings, fake_mode: Any) -> dict[str, Any]:
     trainer = build_trainer(s, fake_mode)
     live = LiveStorages()
     model = trainer.model
-    for value in (*model.parameters(), *model.buffers()):
+    for value in (*model.parameters(), *model.buffers(), *quant_state_tensors(model)):
         live.track(value, "parameters")
     for param in model.parameters():
         if param.requires_grad:

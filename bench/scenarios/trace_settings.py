@@ -20,12 +20,8 @@ def unsupported_trace(method: str, quant: str, moe: bool = False) -> str | None:
 
     An MoE layer routes tokens by value: how many reach each expert is read from the router's output, which
     a fake tensor does not have, so a stand-in would set the experts' shapes; such models are refused."""
-    if quant == "nf4":
-        return ("nf4: bitsandbytes' ops have fake kernels, but its 4-bit weight (Params4bit) is made with "
-                "torch.Tensor._make_subclass, which cannot wrap a fake tensor; bench cannot build the 4-bit model "
-                "on fake tensors")
     if method not in TRACED_METHODS:
-        return f"bench trace runs SFT (lora, full); {method} is not traced yet"
+        return f"bench trace runs SFT (lora, qlora, full); {method} is not traced yet"
     if moe:
         return ("an MoE model routes tokens by value (the tokens per expert are read from the router's output), "
                 "which a trace on fake tensors cannot know; bench traces dense models")

@@ -2,7 +2,8 @@
 
 Precedence (design: issue "Verdicts from measurements"): measured on the claimed card
 beats measured under a memory cap on a larger card, which beats a synthetic-weight
-measurement (valid for memory and speed, never for quality), which beats arithmetic.
+measurement (valid for memory and speed, never for quality), which beats a fine-tune step
+traced on fake tensors at the real size (`bench trace`), which beats arithmetic.
 Only runs that ended (ok, or out of memory) are evidence; a crash or a timeout says
 nothing about the claim and is left out.
 """
@@ -19,6 +20,9 @@ from bench.records.schema import RunRecord
 MEASURED_ON_CARD = "measured on the claimed card"
 MEASURED_UNDER_CAP = "measured under a cap emulating the claimed card"
 MEASURED_SYNTHETIC = "measured with synthetic weights"
+# A fine-tune step of the program `bench finetune` runs, on fake tensors of the real shape: its tensor peak plus
+# the planner's CUDA overhead (what no tensor holds) against the card.
+TRACED = "traced from the real program at the real size"
 MEASURED_LLAMACPP_CPU = "measured on a CPU with llama.cpp"
 # A GPU claim that names a local runner, decided by the same CPU buffers: the card also holds the CUDA
 # context and library workspaces, calibrated per runner from published logs (`RUNNER_CUDA_PAIRS` below).
@@ -32,7 +36,7 @@ ARITHMETIC_ROOFLINE = "arithmetic upper bound (bandwidth roofline)"
 NO_EVIDENCE = "no evidence yet"
 NOT_CHECKED = "not checked: no claim decides this part of the quote"
 # Every class, strongest first, for the reports' legend.
-CLASSES_STRONGEST_FIRST = (MEASURED_ON_CARD, MEASURED_UNDER_CAP, MEASURED_SYNTHETIC, MEASURED_LLAMACPP_CPU,
+CLASSES_STRONGEST_FIRST = (MEASURED_ON_CARD, MEASURED_UNDER_CAP, MEASURED_SYNTHETIC, TRACED, MEASURED_LLAMACPP_CPU,
                            LLAMACPP_PLUS_CUDA, MEASURED_EVAL, REGISTRY_FACT, ARITHMETIC_COUNT, ARITHMETIC_LOWER_BOUND,
                            ARITHMETIC_ESTIMATE, ARITHMETIC_ROOFLINE, NOT_CHECKED, NO_EVIDENCE)
 # What a card holds beyond llama.cpp's own buffers when a local runner offloads every layer to it (the CUDA
@@ -161,6 +165,32 @@ def memory_evidence(records: list[RunRecord], claim: ClaimSpec, recipe: RecipeSp
     return sorted(found, key=lambda r: (rank(r), r.status == "ok", r.started_at), reverse=True)
 
 
+# Recipe fields a trace may exceed (a longer sequence or a larger batch holds more) or differ in without changing
+# the step's memory (how many steps a run takes, how it is named).
+_TRACE_AT_LEAST = ("sequence_length", "micro_batch")
+_TRACE_IRRELEVANT = ("id", "aliases", "description", "steps", "dataset", "learning_rate")
+
+
+def trace_evidence(records: list[RunRecord], claim: ClaimSpec, recipe: RecipeSpec | None) -> list[RunRecord]:
+    """Traces (`bench trace`) that bear on a fine-tune claim, newest first: the claim's model and card, and the
+    claim's recipe as the registry holds it now, at the claim's sequence length and batch or more."""
+    if claim.kind != "finetune-memory" or recipe is None:
+        return []
+    cond, wanted = claim.conditions, recipe.model_dump()
+    at_least = {"sequence_length": cond.context or recipe.sequence_length,
+                "micro_batch": cond.batch or recipe.micro_batch}
+    found = []
+    for record in records:
+        traced = record.config.get("recipe") or {}
+        if (record.kind != "trace" or record.status != "ok" or record.model.id != claim.subject
+                or record.hardware.get("target") != cond.gpu):
+            continue
+        same = all(traced.get(k) == v for k, v in wanted.items() if k not in (*_TRACE_AT_LEAST, *_TRACE_IRRELEVANT))
+        if same and all((traced.get(k) or 0) >= v for k, v in at_least.items()):
+            found.append(record)
+    return sorted(found, key=lambda r: r.started_at, reverse=True)
+
+
 def speed_evidence(records: list[RunRecord], claim: ClaimSpec) -> list[RunRecord]:
     """Inference records on the claimed card itself (a capped larger card's speed is not the claim's)."""
     found = [r for r in records if r.kind == "inference" and r.model.id == claim.subject and r.status == "ok"
@@ -195,6 +225,8 @@ def record_class(record: RunRecord) -> str:
     """The class of one record as evidence, whatever claim it bears on (a record's card named)."""
     if is_llamacpp_on_cpu(record):
         return MEASURED_LLAMACPP_CPU
+    if record.kind == "trace":
+        return f"{TRACED} (fake {record.config.get('device')} tensors)"
     if record.hardware.get("device") == "cpu":
         return "measured on CPU" + (" with synthetic weights" if record.model.weights == "synthetic" else "")
     if record.model.weights == "synthetic":

@@ -6,7 +6,9 @@ any condition the quote did not state (a 4-bit quant, a shorter context); ``unte
 the lower bound fits (arithmetic cannot decide; a measurement must). Measured records override
 it: a run that fit ``holds``, an out-of-memory ``fails`` (precedence in
 :mod:`bench.verdicts.evidence`); llama.cpp runs on a CPU decide on-device budgets and GPU
-claims that name a local runner by their buffers.
+claims that name a local runner by their buffers; a fine-tune step traced at the real size
+(`bench trace`) decides a fine-tune claim that no run on the card has, by its tensor peak plus
+the planner's CUDA overhead.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 
 from bench.config.registry import Registry
 from bench.config.specs import ClaimSpec, HardwareSpec, ModelSpec, RecipeSpec
+from bench.estimate.params import count_params
 from bench.estimate.plan import DEFAULT_CONTEXT, PlanRequest, Subject, make_plan
 from bench.estimate.quant import weight_format
+from bench.estimate.training import training_memory
 from bench.records.schema import RunRecord
 from bench.units import gib
 from bench.verdicts.evidence import (
@@ -24,6 +28,7 @@ from bench.verdicts.evidence import (
     ARITHMETIC_LOWER_BOUND,
     LLAMACPP_PLUS_CUDA,
     NO_EVIDENCE,
+    TRACED,
     engine_quant,
     is_llamacpp_on_cpu,
     llamacpp_held_bytes,
@@ -31,9 +36,9 @@ from bench.verdicts.evidence import (
     memory_evidence,
     rank,
     runner_cuda_overhead_bytes,
+    trace_evidence,
 )
 from bench.verdicts.verdict import FAILS, HOLDS, PLAUSIBLE, REFUTED, UNTESTED, ClaimKind, Verdict, new_verdict
-
 
 # A budget met with less than this fraction to spare is met inside the measurement's own uncertainty: a CPU's
 # llama.cpp buffers standing in for a device's, or an estimate held to measurements within 4-9%
@@ -234,6 +239,9 @@ def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
     card = registry.gpu(claim.conditions.gpu) if claim.conditions.gpu else None
     found = memory_evidence(records, claim, recipe, card)
     if not found:
+        traces = trace_evidence(records, claim, recipe)
+        if traces and card is not None and recipe is not None:
+            return _traced_memory(registry.model(claim.subject), claim, arithmetic, traces, recipe, card)
         return arithmetic
     best = found[0]
     quant = engine_quant(best)
@@ -258,10 +266,57 @@ def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
                     evidence=evidence, would_change="a successful run of higher precedence")
 
 
+def card_step_excess_bytes(model: ModelSpec, recipe: RecipeSpec, record: RunRecord) -> int:
+    """How much more the card's own step holds than the step a trace ran, by the estimate's model of both; 0
+    when the trace ran on fake CUDA tensors or the card's step is the lighter. A trace on fake CPU tensors runs
+    the CPU's step (trl's torch loss in place of its Triton kernel, no autocast, a paged optimizer's state as
+    ordinary tensors), which differs from the card's only in those terms, each modelled by the estimate."""
+    if record.config.get("device") == "cuda":
+        return 0
+    traced = record.config.get("recipe") or {}
+    at = recipe.model_copy(update={k: traced[k] for k in ("sequence_length", "micro_batch") if traced.get(k)})
+    params = count_params(model.architecture, model.extra_params)
+    card, cpu = (training_memory(model.architecture, params, at, 0, None, device=d).active_peak_bytes
+                 for d in ("cuda", "cpu"))
+    return max(0, card - cpu)
+
+
+def _traced_memory(model: ModelSpec, claim: ClaimSpec, arithmetic: Verdict, traces: list[RunRecord],
+                   recipe: RecipeSpec, card: HardwareSpec) -> Verdict:
+    """The newest trace decides: its tensor peak, plus what the card's step holds beyond the traced one, plus
+    the planner's CUDA overhead (the context, library workspaces and the allocator's slack, which no tensor
+    holds), against the card's budget."""
+    best = traces[0]
+    traced = int(best.metrics["traced_peak_bytes"].value)
+    excess = card_step_excess_bytes(model, recipe, best)
+    overhead = int(card.runtime_overhead_gib * 2**30 * card.device_count)
+    held = traced + excess + overhead
+    device = best.config.get("device")
+    shape = best.config.get("recipe") or {}
+    conditions = {**arithmetic.conditions, "quant": recipe.quant, "context": shape.get("sequence_length"),
+                  "batch": shape.get("micro_batch"),
+                  "unstated": [u for u in arithmetic.conditions.get("unstated", []) if "the quote states none" in u]}
+    evidence = {"records": [r.id for r in traces], "decisive_record": best.id, "estimate": arithmetic.evidence,
+                "evidence_class": TRACED, "traced_bytes": traced, "card_step_excess_bytes": excess,
+                "cuda_overhead_bytes_planner": overhead, "held_bytes_traced": held, "budget_bytes": card.budget_bytes}
+    terms = " + ".join([f"traced tensor peak {gib(traced, 2)}"]
+                       + ([f"the card's step beyond the {device}'s, by the estimate, {gib(excess, 2)}"] if excess
+                          else []) + [f"CUDA overhead {gib(overhead, 2)}"])
+    fits = held <= card.budget_bytes
+    reason = (f"{TRACED}: {gib(held, 2)} ({terms}) {'<=' if fits else '>'} {gib(card.budget_bytes, 2)} on "
+              f"{card.id} at {recipe.quant}, {shape.get('micro_batch')} x {shape.get('sequence_length')} tokens, "
+              f"on fake {device} tensors ({best.id})")
+    qualifier = margin_qualifier(held, card.budget_bytes, "what a trace cannot see (the allocator's rounding)")
+    return new_verdict(claim, HOLDS if fits else FAILS, reason, conditions=conditions, evidence=evidence,
+                       qualifier=qualifier, would_change="a run on the card, or under a cap emulating it")
+
+
 def evidence_class(verdict: Verdict, record: RunRecord | None) -> str:
     evidence = verdict.evidence or {}
     if evidence.get("cuda_overhead_bytes"):  # a GPU claim naming a local runner (`_llamacpp_budget`)
         return LLAMACPP_PLUS_CUDA
+    if evidence.get("evidence_class") == TRACED:
+        return TRACED
     if record is not None:
         return measured_class(record)
     if evidence.get("estimates"):
@@ -271,6 +326,9 @@ def evidence_class(verdict: Verdict, record: RunRecord | None) -> str:
 
 def deciding_number(verdict: Verdict, record: RunRecord | None) -> str:
     evidence, cond = verdict.evidence or {}, verdict.conditions or {}
+    if evidence.get("held_bytes_traced") is not None:
+        return (f"traced peak with the CUDA overhead {gib(evidence['held_bytes_traced'], 2)} against "
+                f"{gib(evidence['budget_bytes'], 2)} at {cond.get('quant')}")
     if evidence.get("held_bytes") is not None:
         plus = " with the CUDA overhead" if evidence.get("cuda_overhead_bytes") else ""
         return f"llama.cpp buffers{plus} {gib(evidence['held_bytes'], 2)} against {gib(evidence['budget_bytes'], 2)}"

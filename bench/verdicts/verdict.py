@@ -19,8 +19,9 @@ HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED = "holds", "fails", "refuted-by-arith
 VERDICTS = (HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED)
 # What each word means (design section 6), for the reports' legend.
 MEANINGS = {
-    HOLDS: "measured on the claimed hardware (or capped to its memory), or a recorded fact, and within the claim",
-    FAILS: "measured (or recorded) and outside the claim; an out-of-memory counts",
+    HOLDS: "measured on the claimed hardware (or capped to its memory), traced from the real program at the real "
+           "size, or a recorded fact, and within the claim",
+    FAILS: "measured (or traced, or recorded) and outside the claim; an out-of-memory counts",
     REFUTED: "the estimate's lower bound (or an exact count) is already outside the claim",
     PLAUSIBLE: "the estimate is within the claim; nothing measured yet",
     UNTESTED: "no estimate applies and nothing measured, or arithmetic cannot decide",
