@@ -11,11 +11,14 @@ program (torchtune's), so it is shown for scale, not as a target.
     .venv/bin/python scripts/trace_claims.py --results-dir DIR llama-3.1-8b
     .venv/bin/python scripts/trace_claims.py --validate          # tiny shapes: trace against the profiler
 
-QLoRA rows (Mistral Small 24B on a 4090) are refused by the trace (nf4: see
-`bench.scenarios.trace_settings`); the same shapes are traced with a bf16 base. Gradient
-accumulation is set to 1 (each traced micro batch costs a full forward and backward of the
-real shape); with accumulation, a LoRA step holds its adapters' gradients across micro batches
-as well, which the estimate's own row at accumulation 1 leaves out alike.
+The seed claims' rows trace the registry's recipe unchanged (a verdict takes a trace only of
+the recipe the claim names). The rows of published conditions set gradient accumulation to 1
+(each traced micro batch costs a full forward and backward of the real shape); with
+accumulation, a step also holds its adapters' gradients across micro batches, which the
+estimate's own row at accumulation 1 leaves out alike. Those rows run trl's loss, the one the
+trace runs, where the publication's program ran another (transformers 4.40-4.47's, torchtune's
+chunked loss): the trace answers whether the estimate misses a tensor of the step outside the
+loss, whose own bytes `scripts/measure_loss_path.py` measures.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from bench.jobs.runner import ResolvedModel, resolve_model
 from bench.jobs.trace import trace_recipe
 from bench.report.terminal import table
 from bench.weights.synthetic_hf import build
-from calibrate_training import LLAMA2_7B, LLAMA31_8B  # scripts/: the architecture facts, stated once
+from calibrate_training import ALL_LINEAR, LLAMA2_7B, LLAMA31_8B  # scripts/: the architecture facts, stated once
 
 GIB = 2**30
 # hiyouga/LLaMA-Factory wiki, 'Performance comparison': Llama-2-7B LoRA rank 8 on every linear module, batch 4 x
@@ -48,6 +51,18 @@ TORCHTUNE_LORA = dict(method="lora", rank=8, alpha=16, target_modules=["q_proj",
                       sequence_length=2048, micro_batch=2, adapter_dtype="bf16", optimizer="adamw_torch",
                       gradient_checkpointing=True, dropout=0.0)
 TORCHTUNE_LORA_GIB = 16.2
+# The same README table, QLoRA: NF4 double-quantised base, rank 8 on every linear, bf16 adapters; 7.4 GiB.
+TORCHTUNE_QLORA = {**TORCHTUNE_LORA, "method": "qlora", "quant": "nf4", "double_quant": True,
+                   "target_modules": ALL_LINEAR}
+TORCHTUNE_QLORA_GIB = 7.4
+# LLaMA-Factory's QLoRA rows of the same wiki page (4-bit, double quantisation): 9 GB at 4 x 1024 and, batch 1 with
+# accumulation 4 on an A100-40GB, 6 GB at 1,024 tokens and 9 GB at 4,096.
+LLAMA_FACTORY_QLORA = {**LLAMA_FACTORY_LORA, "method": "qlora", "quant": "nf4", "double_quant": True}
+# unsloth.ai 'Unsloth Benchmarks', Llama 3.1 8B, Hugging Face + FA2 column: QLoRA rank 32 on every linear, fp32
+# adapters, 8-bit AdamW, batch 1; 2,551 tokens were the longest on a 16 GB card, 5,789 on a 24 GB one.
+UNSLOTH_HF_QLORA = dict(method="qlora", quant="nf4", double_quant=True, rank=32, alpha=32, target_modules=ALL_LINEAR,
+                        micro_batch=1, adapter_dtype="fp32", optimizer="adamw_8bit", gradient_checkpointing=True,
+                        dropout=0.0)
 
 
 def _shape(model_id: str, arch: TextConfig) -> ResolvedModel:
@@ -73,6 +88,26 @@ def rows(registry):
     for model_id in ("mistral-small-22b", "mistral-3-small"):
         yield (model_id, resolve_model(registry, model_id), lora.model_copy(update=one_step), registry.gpu("4090"),
                None)
+    # The seed claims of QLoRA on a 24 GB card, at the registry's recipe as the claims name it.
+    for model_id in ("mistral-small-22b", "mistral-3-small"):
+        yield (f"{model_id} qlora", resolve_model(registry, model_id), registry.recipe("qlora-sft"),
+               registry.gpu("4090"), None)
+
+    def as_published(name: str, fields: dict) -> RecipeSpec:
+        return RecipeSpec(**{**lora.model_dump(), "id": name, "aliases": [], "loss": "fused_linear", **fields,
+                             **one_step})
+
+    llama8, llama7 = _shape("llama-3.1-8b-shape", LLAMA31_8B), _shape("llama-2-7b-shape", LLAMA2_7B)
+    yield ("llama-3.1-8b qlora", llama8, as_published("torchtune-qlora-shapes", TORCHTUNE_QLORA), registry.gpu("4090"),
+           TORCHTUNE_QLORA_GIB)
+    yield ("llama-2-7b qlora", llama7, as_published("llama-factory-qlora-shapes", LLAMA_FACTORY_QLORA),
+           registry.gpu("4090"), None)
+    for tokens in (1024, 4096):
+        yield (f"llama-2-7b qlora@{tokens}", llama7, as_published("llama-factory-qlora-shapes", {
+            **LLAMA_FACTORY_QLORA, "micro_batch": 1, "sequence_length": tokens}), registry.gpu("a100-40gb"), None)
+    for tokens in (2551, 5789):
+        yield (f"llama-3.1-8b qlora@{tokens}", llama8, as_published("unsloth-hf-qlora-shapes", {
+            **UNSLOTH_HF_QLORA, "sequence_length": tokens}), registry.gpu("4090"), None)
 
 
 def validate(registry) -> int:
@@ -89,7 +124,7 @@ def validate(registry) -> int:
     path = build(ModelSpec(id="trace-validate", display_name="trace validate", license="apache-2.0", synthetic=True,
                            architecture=arch, sources={}), with_weights=False)
     out, worst = [], 0.0
-    for recipe_id in ("lora-sft", "full-sft"):
+    for recipe_id in ("lora-sft", "qlora-sft", "full-sft"):
         for checkpointing in (True, False):
             recipe = registry.recipe(recipe_id).model_copy(update={
                 "sequence_length": 128, "micro_batch": 2, "gradient_accumulation": 1,
