@@ -22,6 +22,7 @@ from bench.estimate.training import (
     COMPUTE_BYTES,
     _adapted_modules,
     activation_bytes,
+    final_norm_bytes_per_token,
     layer_saved_bytes_per_token,
     lora_params,
 )
@@ -131,10 +132,11 @@ def test_sums_over_layer_kinds_equal_sums_over_every_layer(registry, model):
         for device in ("cuda", "cpu"):
             saved = [layer_saved_bytes_per_token(cfg, recipe, i, device) for i in layers]
             whole = recipe.model_copy(update={"gradient_checkpointing": False})
-            assert activation_bytes(cfg, whole, 4099, device) == (int(4099 * sum(saved)), 0)
+            final = final_norm_bytes_per_token(cfg, recipe)
+            assert activation_bytes(cfg, whole, 4099, device) == (int(4099 * (sum(saved) + final)), 0)
             checkpointed = recipe.model_copy(update={"gradient_checkpointing": True, "activation_offload": True})
             widest = max(saved) + 2 * COMPUTE_BYTES * mlp_width_per_token(cfg)
-            assert activation_bytes(cfg, checkpointed, 4099, device) == (0, int(4099 * widest))
+            assert activation_bytes(cfg, checkpointed, 4099, device) == (4099 * final, int(4099 * widest))
         rank = recipe.rank or 0
         assert lora_params(cfg, recipe) == sum(copies * rank * (fan_in + fan_out) for i in layers
                                                for _, fan_in, fan_out, copies in _adapted_modules(cfg, recipe, i))

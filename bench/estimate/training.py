@@ -168,6 +168,16 @@ def layer_saved_bytes_per_token(cfg: TextConfig, recipe: RecipeSpec, layer: int,
     return norms + attention + mlp + adapters
 
 
+def final_norm_bytes_per_token(cfg: TextConfig, recipe: RecipeSpec) -> int:
+    """What the model's last RMSNorm, outside every decoder layer (and so never checkpointed), keeps for the
+    backward per token: its input upcast to fp32 (4·H) and its bf16 output, which the LM head's loss (or a
+    reward model's score head) saves to make the hidden states' gradient (2·H); a full fine-tune also keeps
+    the norm's bf16 normed input for its weight's gradient (2·H). The trace at the real size found this pair
+    to be all the estimate had left out of the step (docs/measurements.md)."""
+    h = cfg.hidden_size
+    return 4 * h + COMPUTE_BYTES * h + (COMPUTE_BYTES * h if recipe.method == "full" else 0)
+
+
 def activation_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int, device: str = "cuda") -> tuple[int, int]:
     """(saved, recomputed): activations kept through the backward, and those of the one layer
     being recomputed.
@@ -177,14 +187,15 @@ def activation_bytes(cfg: TextConfig, recipe: RecipeSpec, tokens: int, device: s
     its bf16 input, held on the host with `activation_offload`; one layer at a time runs
     again and saves its tensors, and its backward makes gradients as wide as the MLP
     (`2·I`) beside them. The recompute comes after the loss's backward, so the two never
-    peak together.
+    peak together. The final norm keeps its tensors either way (`final_norm_bytes_per_token`).
     """
     per_kind = [(layer_saved_bytes_per_token(cfg, recipe, i, device), count) for i, count in layer_kinds(cfg)]
+    final = final_norm_bytes_per_token(cfg, recipe)
     if not recipe.gradient_checkpointing:  # whole bytes per layer: the weighted sum is exact
-        return int(tokens * sum(saved * count for saved, count in per_kind)), 0
+        return int(tokens * (sum(saved * count for saved, count in per_kind) + final)), 0
     widest = max(saved for saved, _ in per_kind)
     inputs = 0 if recipe.activation_offload else cfg.num_hidden_layers * COMPUTE_BYTES * cfg.hidden_size
-    return tokens * inputs, int(tokens * (widest + 2 * COMPUTE_BYTES * mlp_width_per_token(cfg)))
+    return tokens * (inputs + final), int(tokens * (widest + 2 * COMPUTE_BYTES * mlp_width_per_token(cfg)))
 
 
 def hf_loss_bytes_per_token(loss: str, sequences: int) -> tuple[int, int]:
