@@ -6,8 +6,6 @@ which :func:`main` turns into one line on stderr and exit code 2; set
 ``BENCH_DEBUG=1`` to see the traceback instead.
 """
 
-from __future__ import annotations
-
 import atexit
 import gc
 import os

@@ -5,6 +5,12 @@ the same moment, interleaved, so a slower or busier machine moves both alike. CP
 system of the child process (resource.getrusage RUSAGE_CHILDREN deltas), interpreter start-up included.
 With --before DIR, `bench plan --claims` also runs from DIR (a copy of the tree before a change, its
 `bench/` and `configs/`), interleaved with the others, so a change is measured against its ratio in one run.
+
+Both sides run from bytecode, as Python runs any installed package by default: torch and transformers have
+theirs from pip, and the untimed warm-up run writes bench's (`__pycache__/`, ignored by git). The children
+run without PYTHONDONTWRITEBYTECODE, which some environments set: under it bench alone would be compiled
+from source on every run (0.18 s of the 0.68 s `bench plan --claims` took before issue 22's third round),
+a cost a user's installed copy never pays.
 Usage: python scripts/time_plan.py [--runs N] [--before DIR]
 """
 
@@ -28,10 +34,14 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# The children's environment: ours, less PYTHONDONTWRITEBYTECODE (see the docstring).
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def cpu_of(argv: list[str], cwd: str | None = None) -> float:
     """CPU seconds one new process spends running `argv` (in `cwd`) to the end."""
     used = children_cpu_s()
-    subprocess.run(argv, check=True, capture_output=True, cwd=cwd)
+    subprocess.run(argv, check=True, capture_output=True, cwd=cwd, env=CHILD_ENV)
     return children_cpu_s() - used
 
 
@@ -43,7 +53,7 @@ def main() -> None:
     commands = {"bench plan --claims": (PLAN, ROOT), "import torch, transformers": (IMPORTS, ROOT)}
     if args.before:
         commands[f"bench plan --claims (in {args.before})"] = (PLAN, args.before)
-    for argv, cwd in commands.values():  # warms the file cache; not counted
+    for argv, cwd in commands.values():  # warms the file cache and writes bench's bytecode; not counted
         cpu_of(argv, cwd)
     samples: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.runs):  # interleaved: a change in the machine's load falls on all alike

@@ -335,6 +335,22 @@ QUANTIZER_CASES = {
                                        num_attention_heads=4, num_key_value_heads=2, head_dim=64,
                                        intermediate_size=256, num_local_experts=4, num_experts_per_tok=2,
                                        vocab_size=1024, max_position_embeddings=4096, sliding_window=128),
+    # Phi-3's fused attn_qkv (counted as an attn_v by the quantizer) and fused gate_up; OLMo 2's post-norms and
+    # projection-wide q/k norms; Granite tied; Qwen2-MoE's biases, shared expert and its gate, with an expert
+    # width that is 32-blocks but not 256-blocks (Qwen1.5-MoE's 1408 is the same: Q5_0 and Q8_0 fallbacks).
+    "phi3-fused-qkv": dict(model_type="phi3", hidden_size=256, num_hidden_layers=16, num_attention_heads=4,
+                           num_key_value_heads=2, intermediate_size=512, vocab_size=1024,
+                           max_position_embeddings=4096, sliding_window=2047),
+    "olmo2-post-norms": dict(model_type="olmo2", hidden_size=256, num_hidden_layers=8, num_attention_heads=4,
+                             num_key_value_heads=2, intermediate_size=768, vocab_size=1024,
+                             max_position_embeddings=4096),
+    "granite-tied": dict(model_type="granite", hidden_size=256, num_hidden_layers=10, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=512, vocab_size=1024, max_position_embeddings=4096,
+                         tie_word_embeddings=True),
+    "qwen2moe-shared-expert": dict(model_type="qwen2_moe", hidden_size=256, num_hidden_layers=8, num_attention_heads=4,
+                                   num_key_value_heads=4, intermediate_size=512, moe_intermediate_size=352,
+                                   shared_expert_intermediate_size=512, num_experts=6, num_experts_per_tok=2,
+                                   vocab_size=1024, max_position_embeddings=4096),
 }
 # llama_ftype values (include/llama.h)
 LLAMA_FTYPES = {"f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18}
@@ -381,3 +397,70 @@ def test_every_tensor_as_llama_cpps_quantizer_writes_it(case):
     for quant, result in report.items():
         assert result["status"] == 0, quant
         assert result["differ"] == {}, quant
+
+
+# The four families bench counted in HF form only, from their published config.json (tests/configs).
+FAMILY_CONFIGS = {"phi3": "Phi-3-mini-4k-instruct", "olmo2": "OLMo-2-1124-7B", "granite": "granite-3.3-8b-instruct",
+                  "qwen2_moe": "Qwen1.5-MoE-A2.7B-Chat"}
+
+
+def _family(model_type: str):
+    name = FAMILY_CONFIGS[model_type]
+    return from_hf_dict(json.loads((ROOT / "tests" / "configs" / f"{name}.json").read_text()), name)
+
+
+@pytest.mark.parametrize("model_type", FAMILY_CONFIGS)
+def test_gguf_holds_every_parameter_transformers_builds(model_type):
+    # count_params equals transformers' meta-device build for these configs (tests/test_architectures.py): the
+    # file's tensors hold the same elements, fused, split or reshaped as llama.cpp wants them.
+    from math import prod
+
+    from bench.estimate.params import count_params
+
+    cfg = _family(model_type)
+    assert sum(prod(shape) for _, shape in source_tensors(cfg)) == count_params(cfg).total
+
+
+def test_phi3_fused_projections_and_their_types():
+    cfg = _family("phi3")  # 3072 hidden, 32 heads of 96, 32 KV heads, MLP 8192, 32 layers
+    tensors = {t.name: t for t in gguf_tensors(cfg, "q4_k_m")}
+    assert tensors["blk.0.attn_qkv.weight"].shape == (3072, 3 * 3072)
+    assert tensors["blk.0.ffn_up.weight"].shape == (3072, 2 * 8192)
+    assert not any(name.endswith(("attn_q.weight", "attn_v.weight", "ffn_gate.weight")) for name in tensors)
+    assert not any("rope_factors" in name for name in tensors)  # the 4k model has no long/short factors
+    # attn_qkv takes attn_v's place in the Q4_K_M mix: Q6_K on the use_more_bits layers, as ffn_down.
+    for i in range(32):
+        want = "Q6_K" if _use_more_bits(i, 32) else "Q4_K"
+        assert tensors[f"blk.{i}.attn_qkv.weight"].ggml_type == tensors[f"blk.{i}.ffn_down.weight"].ggml_type == want
+    q4_k_s = {t.name: t.ggml_type for t in gguf_tensors(cfg, "q4_k_s")}
+    assert [q4_k_s[f"blk.{i}.attn_qkv.weight"] for i in range(6)] == ["Q5_K"] * 4 + ["Q4_K"] * 2
+
+
+def test_olmo2_norms():
+    cfg = _family("olmo2")  # 4096 hidden, 32 heads, 32 KV heads
+    names = {name: shape for name, shape in source_tensors(cfg)}
+    assert "blk.0.attn_norm.weight" not in names and "blk.0.ffn_norm.weight" not in names
+    assert names["blk.0.attn_q_norm.weight"] == names["blk.0.attn_k_norm.weight"] == (4096,)
+    assert names["blk.0.post_attention_norm.weight"] == names["blk.0.post_ffw_norm.weight"] == (4096,)
+    assert type_counts(gguf_tensors(cfg, "q8_0")) == {"F32": 32 * 4 + 1, "Q8_0": 32 * 7 + 2}
+
+
+def test_granite_is_llamas_layout_tied():
+    cfg = _family("granite")
+    types = {t.name: t.ggml_type for t in gguf_tensors(cfg, "q4_k_m")}
+    assert "output.weight" not in types and types["token_embd.weight"] == "Q6_K"
+    assert len(types) == 2 + 40 * 9
+
+
+def test_qwen2_moe_shared_expert_gate_biases_and_fallbacks():
+    cfg = _family("qwen2_moe")  # 60 experts of 1408, shared expert 5632, 24 layers
+    tensors = {t.name: t for t in gguf_tensors(cfg, "q4_k_m")}
+    gate = tensors["blk.0.ffn_gate_inp_shexp.weight"]
+    assert gate.shape == (2048,) and gate.ggml_type == "F32"
+    assert tensors["blk.0.ffn_gate_inp.weight"].shape == (2048, 60)
+    assert tensors["blk.0.attn_q.bias"].shape == (2048,) and "blk.0.attn_output.bias" not in tensors
+    assert tensors["blk.0.ffn_up_shexp.weight"].shape == (2048, 5632)
+    # 1408 is 44 blocks of 32, not whole 256-blocks: Q4_K falls back to Q5_0, Q6_K (use_more_bits) to Q8_0.
+    down = [tensors[f"blk.{i}.ffn_down_exps.weight"].ggml_type for i in range(24)]
+    assert down == ["Q8_0" if _use_more_bits(i, 24) else "Q5_0" for i in range(24)]
+    assert tensors["blk.0.ffn_down_shexp.weight"].ggml_type == "Q6_K"  # 5632 rows: whole blocks

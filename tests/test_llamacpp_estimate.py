@@ -117,3 +117,62 @@ def test_llamacpps_kv_cache_is_the_planners_for_each_family(case):
     if sliding:  # the window (128) plus one 512-token micro-batch, padded to 256: 768 cells, not 2048
         assert {"cells": 768, "layers": sliding} in run["caches"]
     assert run["model"] == pytest.approx(gguf_weight_bytes(cfg, "q4_k_m"), rel=0.01)
+
+
+# One tiny shape of each family bench counted in HF form only (tests/test_gguf_sizes.py's quantizer cases), written,
+# quantized by llama.cpp's quantizer and loaded by llama.cpp through bench's backend, one type after the other.
+FAMILY_CASES = ("phi3-fused-qkv", "olmo2-post-norms", "granite-tied", "qwen2moe-shared-expert")
+FILE_AND_BUFFERS = """
+import json, os, sys, tempfile
+from pathlib import Path
+os.environ["BENCH_LLAMACPP_REPACK"] = "0"
+import gguf
+from bench.backends.base import EngineSettings
+from bench.backends.llamacpp import LlamaCppBackend
+from bench.config.hfconfig import from_hf_dict
+from bench.weights.synthetic_gguf import fill_random, quantize, write_f16_skeleton
+cfg, n_ctx = from_hf_dict(json.loads(sys.argv[1]), "case"), int(sys.argv[2])
+work = Path(tempfile.mkdtemp())
+write_f16_skeleton(cfg, work / "f16.gguf", "case")
+for quant in json.loads(sys.argv[3]):
+    path = work / (quant + ".gguf")
+    quantize(work / "f16.gguf", path, quant)
+    fill_random(path)
+    data_start = min(int(t.data_offset) for t in gguf.GGUFReader(path).tensors)
+    backend = LlamaCppBackend(EngineSettings(model_path=str(path), device="cpu", max_model_len=n_ctx))
+    backend.load()
+    generated = backend.generate([[5, 6, 7, 8] * 10], 4)[0].output_tokens
+    info = backend.engine_info()
+    backend.close()
+    print(json.dumps({"quant": quant, "generated": generated, "data_bytes": path.stat().st_size - data_start,
+                      "tensor_bytes": info["model_tensor_bytes"], "buffer": info["model_buffer_bytes"],
+                      "kv": info["kv_buffer_bytes"], "format": info["weights_format"]}))
+"""
+
+
+@pytest.mark.parametrize("case", FAMILY_CASES)
+def test_llamacpp_loads_each_family_at_benchs_bytes(case):
+    """bench's layout of phi3, olmo2, granite and qwen2moe against llama.cpp itself: the tensor data of the file
+    the quantizer writes is bench's byte count to the byte, llama.cpp's own sum of its tensors (llama_model_size)
+    is bench's, its mapped model buffer is bench's to the precision of its log (two decimals of a MiB), its KV
+    buffer is the planner's, and it generates from the file."""
+    pytest.importorskip("llama_cpp")
+    from bench.config.hfconfig import from_hf_dict
+    from bench.estimate.gguf import gguf_tensors, tensor_data_bytes
+    from bench.estimate.memory import kv_cache_bytes
+    from tests.test_gguf_sizes import QUANTIZER_CASES
+
+    quants, n_ctx = ["q4_k_m", "q8_0"], 1024
+    proc = subprocess.run([sys.executable, "-c", FILE_AND_BUFFERS, json.dumps(QUANTIZER_CASES[case]), str(n_ctx),
+                           json.dumps(quants)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
+    assert [run["quant"] for run in runs] == quants
+    cfg = from_hf_dict(QUANTIZER_CASES[case], case)
+    for run in runs:
+        tensors = gguf_tensors(cfg, run["quant"])
+        assert run["format"] == run["quant"] and run["generated"] == 4
+        assert run["data_bytes"] == tensor_data_bytes(tensors)
+        assert run["tensor_bytes"] == sum(t.nbytes for t in tensors)
+        assert abs(run["buffer"] - tensor_data_bytes(tensors)) <= 0.005 * 2**20
+        assert run["kv"] == kv_cache_bytes(cfg, n_ctx, engine="llama.cpp")

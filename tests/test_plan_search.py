@@ -1,14 +1,18 @@
-"""The planner's searches (`largest_that_fits`) give exactly what a plain bisection over the real estimate gives.
+"""The planner's shortcuts give exactly what the plain computation gives.
 
-The searches follow the estimate's linear pieces instead of halving the range; they must land on the same
-answer for every registry model, card, format and recipe, at the batch sizes the claims use.
+The searches (`largest_that_fits`) follow the estimate's linear pieces instead of halving the range; they must
+land on the same answer for every registry model, card, format and recipe, at the batch sizes the claims use.
+The GGUF sizes a plan reads (`gguf_tensor_sizes`) judge each repeated tensor once; they must be the tensor
+list's (`gguf_tensors`) to the byte, tensor by tensor.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from bench.config.hfconfig import from_hf_dict
 from bench.config.registry import load_registry
+from bench.estimate.gguf import GGUF_QUANTS, gguf_read_bytes_per_token, gguf_tensor_sizes, gguf_tensors
 from bench.estimate.memory import InferenceMemory, mlp_width_per_token
 from bench.estimate.plan import (
     PlanRequest,
@@ -28,6 +32,7 @@ from bench.estimate.training import (
 )
 from bench.verdicts.memory import four_bit_variant
 from tests.helpers.paths import ROOT
+from tests.test_gguf_sizes import FAMILY_CONFIGS, PUBLISHED, QUANTIZER_CASES, _family
 
 MODELS = sorted(load_registry(ROOT / "configs").models)
 
@@ -140,3 +145,41 @@ def test_sums_over_layer_kinds_equal_sums_over_every_layer(registry, model):
         rank = recipe.rank or 0
         assert lora_params(cfg, recipe) == sum(copies * rank * (fan_in + fan_out) for i in layers
                                                for _, fan_in, fan_out, copies in _adapted_modules(cfg, recipe, i))
+
+
+def _gguf_subjects(registry):
+    """Every registry architecture, the published files' and the quantizer cases' of tests/test_gguf_sizes.py
+    (a 70B llama, DeepSeek's latent attention, 8-expert Mixtral, tied embeddings, fused phi3 projections)."""
+    configs = {m: spec.architecture for m, spec in registry.models.items()}
+    configs.update({f"published {i}": from_hf_dict(case[0], "published") for i, case in enumerate(PUBLISHED)})
+    configs.update({name: from_hf_dict(raw, name) for name, raw in QUANTIZER_CASES.items()})
+    configs.update({name: _family(name) for name in FAMILY_CONFIGS})
+    return configs
+
+
+def test_gguf_sizes_are_the_tensor_lists_to_the_byte(registry):
+    checked = 0
+    for name, cfg in _gguf_subjects(registry).items():
+        for quant in GGUF_QUANTS:
+            for rope_freqs, imatrix in ((False, False), (True, False), (False, True)):
+                tensors = gguf_tensors(cfg, quant, rope_freqs, imatrix)
+                assert gguf_tensor_sizes(cfg, quant, rope_freqs, imatrix) == [(t.name, t.nbytes) for t in tensors], (
+                    name, quant, rope_freqs, imatrix)
+                checked += 1
+    assert checked >= 3 * len(GGUF_QUANTS) * len(registry.models)
+
+
+def test_gguf_read_bytes_follow_the_tensor_list(registry):
+    """A decode step's bytes: every tensor, routed experts at their share, one row of an untied embedding."""
+    for model in ("llama-4-scout", "mistral-3b", "qwen3-8b"):
+        cfg = registry.model(model).architecture
+        for quant in ("q4_k_m", "q8_0"):
+            expected = 0.0
+            for t in gguf_tensors(cfg, quant):
+                if "_exps." in t.name:
+                    expected += t.nbytes * 0.25
+                elif t.name == "token_embd.weight" and not cfg.tie_word_embeddings:
+                    expected += t.nbytes / cfg.vocab_size
+                else:
+                    expected += t.nbytes
+            assert gguf_read_bytes_per_token(cfg, quant, 0.25) == expected

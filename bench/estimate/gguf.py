@@ -32,6 +32,7 @@ layers when an importance matrix is given) are modelled with `imatrix=True`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -88,13 +89,18 @@ GGUF_QUANTS: tuple[str, ...] = tuple(GGUF_FTYPES)
 # published GGUFs keep the experts in MXFP4, as the converter writes them from the original checkpoint,
 # and llama.cpp's quantizer refuses to requantize them to a K-quant unless asked to (`allow_requantize`);
 # `source_tensors` lists its tensors for a file quantized from a 16-bit conversion, which is what bench's
-# synthetic GGUF is.
+# synthetic GGUF is. phi3, olmo2 and granite keep their names; qwen2_moe converts to `qwen2moe`.
 LLAMA_CPP_MODEL_TYPES = frozenset({"llama", "mistral", "ministral3", "mixtral", "qwen2", "gemma", "gemma2",
                                    "llama4_text", "qwen3", "qwen3_moe", "gemma3_text", "deepseek_v2",
-                                   "deepseek_v3"})
+                                   "deepseek_v3", "phi3", "olmo2", "granite", "qwen2_moe"})
 # Families with a per-head RMSNorm on q and k, and those with norms after attention and after the MLP.
 QK_NORM_MODEL_TYPES = ("qwen3", "qwen3_moe", "gemma3_text")
-POST_NORM_MODEL_TYPES = ("gemma2", "gemma3_text")
+POST_NORM_MODEL_TYPES = ("gemma2", "gemma3_text", "olmo2")
+# OLMo 2 normalises q and k over the whole projection (one weight per channel of q and of k, not per head), and
+# its only norms in a layer are the two post-norms: no attn_norm, no ffn_norm.
+POST_NORM_ONLY_MODEL_TYPES = ("olmo2",)
+# Phi-3 keeps its fused projections: one attn_qkv (q, then k, then v) and one ffn_up holding gate and up.
+FUSED_PROJECTION_MODEL_TYPES = ("phi3",)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,11 @@ def source_tensors(cfg: TextConfig, rope_freqs: bool = False) -> list[tuple[str,
     converter splits out of kv_b (`attn_k_b`, `attn_v_b`, 3-D); its first layers are dense, the
     others routed experts plus one shared MLP of n_shared_experts experts' width, and V3's router
     carries a score-correction bias (`exp_probs_b.bias`).
+    phi3 keeps HF's fused projections: `attn_qkv` (q, k, v rows) and an `ffn_up` of twice the MLP width
+    (gate and up), no `ffn_gate`. olmo2 has no norm before attention or the MLP, only the two post-norms, and
+    its q/k norms span the whole projection (q and k widths, not head_dim). granite is llama's layout (its
+    multipliers are metadata). qwen2moe has q/k/v biases, routed experts and a shared expert with a sigmoid
+    gate of one weight per hidden unit (`ffn_gate_inp_shexp`, 1-D, F32 as the converter writes it).
     """
     h, hd = cfg.hidden_size, cfg.head_size
     q, kv = cfg.num_attention_heads * hd, cfg.kv_heads * hd
@@ -139,22 +150,30 @@ def source_tensors(cfg: TextConfig, rope_freqs: bool = False) -> list[tuple[str,
         top.append(("rope_freqs.weight", (hd // 2,)))
     out = sorted(top)
     moe_layers = cfg.moe_layer_indices()
+    post_norm_only = cfg.model_type in POST_NORM_ONLY_MODEL_TYPES
+    fused = cfg.model_type in FUSED_PROJECTION_MODEL_TYPES
+    qkv_bias_only = cfg.model_type == "qwen2" or (cfg.model_type == "qwen2_moe" and cfg.qkv_bias is not False)
     for i in range(cfg.num_hidden_layers):
-        blk: list[tuple[str, tuple[int, ...]]] = [("attn_norm.weight", (h,))]
-        blk += _mla_attention(cfg) if cfg.is_mla else [
-            ("attn_q.weight", (h, q)), ("attn_k.weight", (h, kv)), ("attn_v.weight", (h, kv)),
-            ("attn_output.weight", (q, h))]
+        blk: list[tuple[str, tuple[int, ...]]] = [] if post_norm_only else [("attn_norm.weight", (h,))]
+        if fused:
+            blk += [("attn_qkv.weight", (h, q + 2 * kv)), ("attn_output.weight", (q, h))]
+        else:
+            blk += _mla_attention(cfg) if cfg.is_mla else [
+                ("attn_q.weight", (h, q)), ("attn_k.weight", (h, kv)), ("attn_v.weight", (h, kv)),
+                ("attn_output.weight", (q, h))]
         if cfg.model_type == "gpt_oss":
             blk += [("post_attention_norm.weight", (h,)), ("attn_sinks.weight", (cfg.num_attention_heads,))]
-        else:
+        elif not post_norm_only:
             blk.append(("ffn_norm.weight", (h,)))
         if cfg.model_type in QK_NORM_MODEL_TYPES:
             blk += [("attn_q_norm.weight", (hd,)), ("attn_k_norm.weight", (hd,))]
+        if post_norm_only:
+            blk += [("attn_q_norm.weight", (q,)), ("attn_k_norm.weight", (kv,))]
         if cfg.model_type in POST_NORM_MODEL_TYPES:
             blk += [("post_attention_norm.weight", (h,)), ("post_ffw_norm.weight", (h,))]
-        if cfg.model_type == "qwen2" or cfg.attention_bias:
+        if qkv_bias_only or cfg.attention_bias:
             blk += [("attn_q.bias", (q,)), ("attn_k.bias", (kv,)), ("attn_v.bias", (kv,))]
-            if cfg.model_type != "qwen2":
+            if not qkv_bias_only:
                 blk.append(("attn_output.bias", (h,)))
         if i in moe_layers:
             n, ff = cfg.routed_experts, cfg.expert_width
@@ -169,6 +188,11 @@ def source_tensors(cfg: TextConfig, rope_freqs: bool = False) -> list[tuple[str,
                 sff = cfg.shared_expert_width
                 blk += [("ffn_gate_shexp.weight", (h, sff)), ("ffn_up_shexp.weight", (h, sff)),
                         ("ffn_down_shexp.weight", (sff, h))]
+            if cfg.model_type == "qwen2_moe":  # the shared expert's sigmoid gate: one weight per hidden unit
+                blk.append(("ffn_gate_inp_shexp.weight", (h,)))
+        elif fused:
+            ff = cfg.dense_width
+            blk += [("ffn_up.weight", (h, 2 * ff)), ("ffn_down.weight", (ff, h))]
         else:
             ff = cfg.dense_width
             blk += [("ffn_gate.weight", (h, ff)), ("ffn_up.weight", (h, ff)), ("ffn_down.weight", (ff, h))]
@@ -207,6 +231,10 @@ def _allows_quantization(name: str, shape: tuple[int, ...]) -> bool:
             and "ffn_gate_inp.weight" not in name)
 
 
+def _is_attn_v(name: str) -> bool:
+    return "attn_v.weight" in name or "attn_qkv.weight" in name
+
+
 def _use_more_bits(i: int, n: int) -> bool:
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
@@ -234,7 +262,8 @@ def gguf_tensors(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix:
     n_layer = cfg.num_hidden_layers
     n_expert = cfg.routed_experts if cfg.is_moe else 0
     tied = not any(name == "output.weight" for name, _ in tensors)
-    n_attn_v = sum(1 for name, _ in tensors if "attn_v.weight" in name)
+    # The quantizer counts a fused attn_qkv (phi3) as an attn_v (llama-quant.cpp, category_is_attn_v).
+    n_attn_v = sum(1 for name, _ in tensors if _is_attn_v(name))
     i_attn_v = i_ffn_down = 0
     out: list[GgufTensor] = []
     for name, shape in tensors:
@@ -252,7 +281,7 @@ def gguf_tensors(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix:
                 t = "Q8_0"
             elif t != "Q8_0":
                 t = "Q6_K"
-        elif "attn_v.weight" in name:
+        elif _is_attn_v(name):
             if ftype in ("MOSTLY_Q4_K_M", "MOSTLY_Q5_K_M") and _use_more_bits(i_attn_v, n_attn_v):
                 t = "Q6_K"
             elif ftype == "MOSTLY_Q4_K_S" and i_attn_v < 4:
@@ -294,8 +323,8 @@ def tensor_data_bytes(tensors: Sequence[GgufTensor]) -> int:
 
 
 # A plan asks for the same file at every context its search tries, for every type its advice weighs,
-# and again for every claim on the same model: each file's tensors are remembered per architecture (its
-# JSON, since a config with list fields does not hash) and type, and so are the sums over them.
+# and again for every claim on the same model: each file's layout is remembered per architecture (its
+# JSON, since a config with list fields does not hash), its tensors' sizes per type, and the sums over them.
 CACHED_FILES = 512
 
 
@@ -313,26 +342,142 @@ def gguf_read_bytes_per_token(cfg: TextConfig, quant: str, expert_share: float |
 
 @lru_cache(maxsize=CACHED_FILES)
 def _weight_bytes(cfg_json: str, quant: str, rope_freqs: bool, imatrix: bool) -> int:
-    return tensor_data_bytes(_tensors(cfg_json, quant, rope_freqs, imatrix))
+    return sum(_padded(size) * n for size, n in Counter(_sizes(cfg_json, quant, rope_freqs, imatrix)).items())
 
 
 @lru_cache(maxsize=CACHED_FILES)
 def _read_bytes_per_token(cfg_json: str, quant: str, expert_share: float) -> float:
-    cfg = TextConfig.model_validate_json(cfg_json)
+    layout = _layout(cfg_json, False)
+    cfg = layout.cfg
     read = 0.0
-    for t in _tensors(cfg_json, quant, False, False):
-        if "_exps." in t.name:
-            read += t.nbytes * expert_share
-        elif t.name == "token_embd.weight" and not cfg.tie_word_embeddings:
-            read += t.nbytes / cfg.vocab_size
+    for name, size in zip(layout.names, _sizes(cfg_json, quant, False, False)):
+        if "_exps." in name:
+            read += size * expert_share
+        elif name == "token_embd.weight" and not cfg.tie_word_embeddings:
+            read += size / cfg.vocab_size
         else:
-            read += t.nbytes
+            read += size
     return read
 
 
+def gguf_tensor_sizes(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix: bool = False
+                      ) -> list[tuple[str, int]]:
+    """Each tensor's name and bytes, exactly as `gguf_tensors` lays the file out and in its order, for a fraction
+    of its cost: a plan weighs every GGUF type of every model (`bench plan --claims`: 48 files, 26,000 tensors),
+    and a file is mostly the same tensors layer after layer. The rules are `gguf_tensors`' own, applied once per
+    name within a block and shape, except for attn_v and ffn_down, whose type moves with the layer.
+    tests/test_plan_search.py holds the two equal for every registry model and GGUF type."""
+    cfg_json = cfg.model_dump_json()
+    return list(zip(_layout(cfg_json, rope_freqs).names, _sizes(cfg_json, quant, rope_freqs, imatrix)))
+
+
+# How the quantizer picks a tensor's type: kept as converted (norms, biases, routers), once for every layer, or
+# per layer (attn_v and ffn_down, by their counters).
+KEPT, FIXED, ATTN_V, FFN_DOWN = range(4)
+Key = tuple[str, tuple[int, ...]]  # a tensor's name within its block (the whole name outside blocks), its shape
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What of a file no type changes, worked out once for all of them."""
+
+    cfg: TextConfig
+    names: tuple[str, ...]  # every tensor, in the file's order
+    keys: tuple[Key, ...]  # the same, by name within the block and shape
+    distinct: tuple[tuple[Key, int], ...]  # each key once, with its kind
+    moving: tuple[tuple[int, Key, int, int], ...]  # position, key, layer and kind of every ATTN_V and FFN_DOWN tensor
+    tied: bool  # no output.weight: the token embedding is the output matrix
+
+
 @lru_cache(maxsize=CACHED_FILES)
-def _tensors(cfg_json: str, quant: str, rope_freqs: bool, imatrix: bool) -> tuple[GgufTensor, ...]:
-    return tuple(gguf_tensors(TextConfig.model_validate_json(cfg_json), quant, rope_freqs, imatrix))
+def _layout(cfg_json: str, rope_freqs: bool) -> _Layout:
+    """`source_tensors` sorted by how the quantizer picks each one's type."""
+    cfg = TextConfig.model_validate_json(cfg_json)
+    names, keys, kinds, moving = [], [], {}, []
+    for name, shape in source_tensors(cfg, rope_freqs):
+        parts = name.split(".", 2)
+        layer, key = (int(parts[1]), (parts[2], shape)) if parts[0] == "blk" else (-1, (name, shape))
+        kind = KEPT
+        if _allows_quantization(name, shape):
+            kind = ATTN_V if _is_attn_v(name) else FFN_DOWN if "ffn_down" in name else FIXED
+        if kind in (ATTN_V, FFN_DOWN):
+            moving.append((len(names), key, layer, kind))
+        names.append(name)
+        keys.append(key)
+        kinds.setdefault(key, kind)
+    return _Layout(cfg, tuple(names), tuple(keys), tuple(kinds.items()), tuple(moving),
+                   "output.weight" not in names)
+
+
+@lru_cache(maxsize=CACHED_FILES)
+def _sizes(cfg_json: str, quant: str, rope_freqs: bool, imatrix: bool) -> tuple[int, ...]:
+    """Every tensor's bytes, in the order of `_layout(...).names`."""
+    layout = _layout(cfg_json, rope_freqs)
+    cfg = layout.cfg
+    ftype, default = GGUF_FTYPES[quant]
+    n_expert = cfg.routed_experts if cfg.is_moe else 0
+    quantized = default not in ("F16", "BF16")
+    by_key: dict[Key, int] = {}
+    for key, kind in layout.distinct:
+        name, shape = key
+        if quantized and kind in (ATTN_V, FFN_DOWN):
+            continue  # its type moves with the layer: `_moving_sizes`
+        if kind == KEPT:
+            t = source_type(name, shape, quant)
+        elif not quantized:
+            t = default
+        elif name == "output.weight" or (layout.tied and name == "token_embd.weight"):
+            t = "Q8_0" if shape[0] % GGML_TYPES[default].block_size != 0 or default == "Q8_0" else "Q6_K"
+        elif "attn_k.weight" in name and n_expert == 8:
+            t = "Q8_0"
+        elif "attn_output.weight" in name and n_expert == 8 and ftype in ("MOSTLY_Q4_K_S", "MOSTLY_Q4_K_M"):
+            t = "Q5_K"
+        else:
+            t = default
+        if quantized and kind == FIXED:
+            t = _fallback(t, shape[0])
+        by_key[key] = GgufTensor(name, shape, t).nbytes
+    sizes = [by_key.get(key, 0) for key in layout.keys]  # 0: a moving tensor, set below
+    if quantized:
+        for position, size in _moving_sizes(layout, ftype, default, n_expert, imatrix):
+            sizes[position] = size
+    return tuple(sizes)
+
+
+def _moving_sizes(layout: _Layout, ftype: str, default: str, n_expert: int, imatrix: bool
+                  ) -> list[tuple[int, int]]:
+    """The attn_v and ffn_down tensors of a quantized type, by `gguf_tensors`' per-layer rules and counters."""
+    n_layer, n_attn_v = layout.cfg.num_hidden_layers, sum(1 for *_, kind in layout.moving if kind == ATTN_V)
+    i_attn_v = i_ffn_down = 0
+    known: dict[tuple[tuple[int, ...], str], int] = {}  # bytes by shape and type
+    out = []
+    for position, (name, shape), layer, kind in layout.moving:
+        t = default
+        if kind == ATTN_V:
+            if ftype in ("MOSTLY_Q4_K_M", "MOSTLY_Q5_K_M") and _use_more_bits(i_attn_v, n_attn_v):
+                t = "Q6_K"
+            elif ftype == "MOSTLY_Q4_K_S" and i_attn_v < 4:
+                t = "Q5_K"
+            if _is_70b(layout.cfg) and t in ("Q3_K", "Q4_K"):
+                t = "Q5_K"
+            if n_expert == 8:
+                t = "Q8_0"
+            i_attn_v += 1
+        else:
+            i_layer = layer if n_expert > 1 else i_ffn_down
+            if ftype in ("MOSTLY_Q4_K_M", "MOSTLY_Q5_K_M") and _use_more_bits(i_layer, n_layer):
+                t = "Q6_K"
+            elif ftype == "MOSTLY_Q4_K_S" and i_layer < n_layer // 8:
+                t = "Q5_K"
+            elif ftype == "MOSTLY_Q4_0" and imatrix and i_layer < n_layer // 8:
+                t = "Q4_1"
+            i_ffn_down += 1
+        t = _fallback(t, shape[0])
+        size = known.get((shape, t))
+        if size is None:
+            size = known[shape, t] = GgufTensor(name, shape, t).nbytes
+        out.append((position, size))
+    return out
 
 
 def type_counts(tensors: list[GgufTensor]) -> dict[str, int]:

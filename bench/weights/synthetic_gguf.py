@@ -21,7 +21,10 @@ gemma3 (the window under `attention.sliding_window`: llama.cpp reads it and make
 layer global itself; no final-logit softcap key, which Gemma 3 does not have); gpt_oss -> gpt-oss
 (window and expert width keys; every other layer slides); deepseek_v2/v3 -> deepseek2 (the latent
 cache as the converter declares it: one KV head of kv_lora_rank + rope, the heads' sizes under the
-`*_mla` keys, the ranks, the dense lead and shared-expert count). Which keys each architecture requires
+`*_mla` keys, the ranks, the dense lead and shared-expert count); phi3 -> phi3 (the window key it reads and
+then ignores, no long/short RoPE factors for a 4k model, and "<|endoftext|>" in the vocabulary); olmo2 -> olmo2;
+granite -> granite (its four scalars); qwen2_moe -> qwen2moe (the routed and the shared expert's widths under
+their own keys). Which keys each architecture requires
 is llama.cpp's `load_hparams` (src/llama-model.cpp); a missing one fails the load. The vocabulary is
 synthetic (SentencePiece-style: unk, bos, eos, 256 byte tokens, then distinct filler
 tokens) of the real size. Only the final file lands in the cache, renamed into place.
@@ -47,16 +50,24 @@ FILE_TYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0
                    17: "q5_k_m", 18: "q6_k", 32: "bf16"}
 GGUF_ARCH = {"llama": "llama", "mistral": "llama", "mixtral": "llama", "ministral3": "mistral3",
              "llama4_text": "llama4", "qwen3": "qwen3", "qwen3_moe": "qwen3moe", "gemma3_text": "gemma3",
-             "gpt_oss": "gpt-oss", "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2"}
+             "gpt_oss": "gpt-oss", "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2", "phi3": "phi3",
+             "olmo2": "olmo2", "granite": "granite", "qwen2_moe": "qwen2moe"}
 # RoPE bases of the families (config.json's rope_theta; the registry does not carry it, and it
 # changes no size and no speed).
 # Gemma 3's is its global layers' base; llama.cpp fixes its sliding layers' at 10,000 (src/llama-model.cpp,
 # LLM_ARCH_GEMMA3: rope_freq_base_train_swa). Qwen3: Qwen/Qwen3-8B config.json rope_theta 1e6; Gemma 3:
 # transformers' Gemma3TextConfig rope_theta 1e6, rope_local_base_freq 1e4; gpt-oss: openai/gpt-oss-20b
-# config.json rope_theta 150000.
+# config.json rope_theta 150000. Phi-3, OLMo 2, Granite 3.3 and Qwen1.5-MoE: their config.json files in
+# tests/configs (rope_theta 10000, 500000, 10000000 and 1000000).
 ROPE_BASE = {"llama": 500000.0, "mistral": 1000000.0, "mixtral": 1000000.0, "ministral3": 1000000.0,
              "llama4_text": 500000.0, "qwen3": 1000000.0, "qwen3_moe": 1000000.0, "gemma3_text": 1000000.0,
-             "gpt_oss": 150000.0, "deepseek_v2": 10000.0, "deepseek_v3": 10000.0}
+             "gpt_oss": 150000.0, "deepseek_v2": 10000.0, "deepseek_v3": 10000.0, "phi3": 10000.0,
+             "olmo2": 500000.0, "granite": 10000000.0, "qwen2_moe": 1000000.0}
+# Granite's four scalars (llama.cpp requires each key: src/llama-model.cpp, LLM_ARCH_GRANITE): the embedding,
+# the residual branches and the attention scores are multiplied by them, the logits divided by the last. They
+# change no size; these are ibm-granite/granite-3.3-8b-instruct's (tests/configs/granite-3.3-8b-instruct.json:
+# embedding_multiplier, residual_multiplier, attention_multiplier, logits_scaling), which TextConfig does not keep.
+GRANITE_SCALES = {"embedding": 12.0, "residual": 0.22, "attention": 0.0078125, "logit": 16.0}
 RMS_EPS = 1e-5
 N_BYTE_TOKENS = 256
 
@@ -135,8 +146,10 @@ def _add_metadata(writer, cfg: TextConfig, arch: str, name: str) -> None:
     if cfg.is_moe:
         writer.add_expert_count(cfg.routed_experts)
         writer.add_expert_used_count(cfg.num_experts_per_tok)
-        if arch in ("qwen3moe", "gpt-oss", "deepseek2"):  # llama.cpp reads one expert's width from its own key
+        if arch in ("qwen3moe", "gpt-oss", "deepseek2", "qwen2moe"):  # one expert's width has its own key
             writer.add_expert_feed_forward_length(cfg.expert_width)
+        if arch == "qwen2moe":  # and so has the shared expert's (without it llama.cpp takes feed_forward_length)
+            writer.add_expert_shared_feed_forward_length(cfg.shared_expert_width)
         if cfg.is_mla:  # deepseek's shared MLP is n_shared_experts experts wide; V3 gates with a sigmoid
             writer.add_expert_shared_count(cfg.n_shared_experts or 0)
             writer.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID if cfg.model_type == "deepseek_v3"
@@ -148,14 +161,24 @@ def _add_metadata(writer, cfg: TextConfig, arch: str, name: str) -> None:
         # but each sixth for gemma3, every other for gpt-oss) and leaves Gemma's final-logit softcap off unless
         # the file names one (Gemma 3 has none).
         writer.add_sliding_window(cfg.sliding_window)
+    if arch == "phi3" and cfg.sliding_window:  # read, then switched off by llama.cpp ("Phi SWA is currently disabled")
+        writer.add_sliding_window(cfg.sliding_window)
+    if arch == "granite":
+        writer.add_embedding_scale(GRANITE_SCALES["embedding"])
+        writer.add_residual_scale(GRANITE_SCALES["residual"])
+        writer.add_attention_scale(GRANITE_SCALES["attention"])
+        writer.add_logit_scale(GRANITE_SCALES["logit"])
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     # The vocabulary: SentencePiece-style, distinct tokens, the real size.
     if cfg.vocab_size < 3 + N_BYTE_TOKENS + 1:
         raise UserError(f"a GGUF vocabulary needs at least {4 + N_BYTE_TOKENS} tokens, not {cfg.vocab_size}")
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(N_BYTE_TOKENS)]
+    # A model named Phi-3 must have "<|endoftext|>": llama.cpp's vocabulary loader sets its attributes by text
+    # (src/llama-vocab.cpp, the "phi-3"/"phi3" name rule) and fails the load without it.
+    control = ["<|endoftext|>"] if arch == "phi3" else []
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(N_BYTE_TOKENS)] + control
     tokens += [f"t{i}" for i in range(cfg.vocab_size - len(tokens))]
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
-    types += [gguf.TokenType.BYTE] * N_BYTE_TOKENS
+    types += [gguf.TokenType.BYTE] * N_BYTE_TOKENS + [gguf.TokenType.CONTROL] * len(control)
     types += [gguf.TokenType.NORMAL] * (cfg.vocab_size - len(types))
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
