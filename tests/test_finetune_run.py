@@ -1,5 +1,5 @@
 """`bench finetune` for real on the CPU: LoRA SFT, DPO, a reward model and a full fine-tune on a tiny
-Llama, and LoRA SFT on a tiny Mixtral (router frozen). Fixed seed, a learnable built-in task. Recipe
+Llama, and LoRA SFT on a tiny Mixtral (router frozen) and a tiny Llama 4 (its decoder found by trl). Fixed seed, a learnable built-in task. Recipe
 settings the trainer cannot run are refused before any model loads."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 
 CASES = [("tiny-llama", "lora-sft", 12), ("tiny-llama", "dpo", 12), ("tiny-llama", "reward", 12),
-         ("tiny-mixtral", "lora-sft", 6)]
+         ("tiny-mixtral", "lora-sft", 6), ("tiny-llama4", "lora-sft", 6)]
 
 
 @pytest.fixture(scope="module")

@@ -177,10 +177,29 @@ def _adapter_dtype(trainer: Any, recipe: dict[str, Any]) -> None:
             param.data = param.data.to(dtype)
 
 
+def trl_compatible(model: Any) -> None:
+    """Two names trl 1.16's trainers read that transformers 5.19's Llama 4 text model lacks, given on the instance
+    (after loading, which read the checkpoint's names already); without them every Llama 4 step failed:
+
+    * `model.base_model`, through which trl's fused LM head reaches the decoder: Llama4ForCausalLM's
+      `base_model_prefix` names "language_model" but it holds its decoder as `model`, so the lookup returned the
+      whole model (`MoeCausalLMOutputWithPast` has no `last_hidden_state`);
+    * the text config's `num_experts`, which trl's load-balancing loss reads (Llama 4 names it
+      `num_local_experts`; Mixtral's config maps one name to the other), once trl turns the router's logits on
+      for the config's `router_aux_loss_coef`.
+    """
+    if getattr(model, "base_model", model) is model and isinstance(getattr(model, "model", None), torch.nn.Module):
+        model.base_model_prefix = "model"
+    text = model.config.get_text_config()
+    if hasattr(text, "num_local_experts") and not hasattr(text, "num_experts"):
+        text.num_experts = text.num_local_experts
+
+
 def make_trainer(s: FinetuneSettings, model: Any, tokenizer: Any, rows: list[dict[str, Any]], peft_config: Any,
              log: StepLog):
     from datasets import Dataset
 
+    trl_compatible(model)
     recipe = s.recipe
     common = dict(
         output_dir=str(Path(s.adapter_dir).parent / "trainer"), max_steps=s.steps,
