@@ -295,7 +295,7 @@ def trace(
     model: Annotated[str, typer.Argument(help="Model id or alias (`bench models`), a Hub id ORG/NAME[@REVISION], "
                                               "or a local model directory (config and tokenizer).")],
     finetune: Annotated[str, typer.Option(
-        help="A recipe of configs/finetune/ (SFT: lora-sft, qlora-sft, full-sft).")],
+        help="A recipe of configs/finetune/ (SFT: lora-sft, qlora-sft, full-sft; dpo, reward) of a dense model.")],
     gpu: Annotated[Optional[str], typer.Option("--gpu", help=(
         "A card id or alias of `bench gpus`: its budget and overhead go beside the traced peak. Default: none."))]
     = None,

@@ -124,7 +124,7 @@ def validate(registry) -> int:
     path = build(ModelSpec(id="trace-validate", display_name="trace validate", license="apache-2.0", synthetic=True,
                            architecture=arch, sources={}), with_weights=False)
     out, worst = [], 0.0
-    for recipe_id in ("lora-sft", "qlora-sft", "full-sft"):
+    for recipe_id in ("lora-sft", "qlora-sft", "full-sft", "dpo", "reward"):
         for checkpointing in (True, False):
             recipe = registry.recipe(recipe_id).model_copy(update={
                 "sequence_length": 128, "micro_batch": 2, "gradient_accumulation": 1,

@@ -2,8 +2,9 @@
 
 The validation runs the same trainer twice on a tiny Llama: once for real, its tensor peak read from
 the profiler's allocation events (`bench.calibration.training_probe`), once on fake tensors on the
-CPU (`bench.scenarios.trace`), which must agree within 2% for LoRA and full fine-tuning, with and
-without gradient checkpointing. A trace of a multi-billion-parameter shape must not allocate it.
+CPU (`bench.scenarios.trace`), which must agree within 2% for LoRA, QLoRA and full SFT, DPO and a
+reward model, with and without gradient checkpointing. A trace of a multi-billion-parameter shape
+must not allocate it.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def test_live_storages_count_each_storage_from_its_op_until_its_last_tensor_dies
     assert sum(result["read_backs"].values()) == 1
 
 
-@pytest.mark.parametrize("recipe_id", ["lora-sft", "qlora-sft", "full-sft"])
-@pytest.mark.parametrize("checkpointing", [True, False])
+@pytest.mark.parametrize("recipe_id, checkpointing", [
+    *[(recipe_id, checkpointing) for recipe_id in ("lora-sft", "qlora-sft", "full-sft") for checkpointing in
+      (True, False)], ("dpo", True), ("dpo", False), ("reward", True), ("reward", False)])
 def test_trace_peak_matches_the_profiler(registry, recipe_id, checkpointing):
     from bench.calibration.training_probe import measure_training
     from bench.scenarios.trace import trace_step
@@ -82,8 +84,11 @@ def test_trace_peak_matches_the_profiler(registry, recipe_id, checkpointing):
     recipe = registry.recipe(recipe_id).model_copy(update={
         "sequence_length": SEQUENCE, "micro_batch": BATCH, "gradient_accumulation": 1,
         "gradient_checkpointing": checkpointing, "full_precision": "bf16"})
-    traced = trace_step(_settings(arch, recipe))
+    settings = _settings(arch, recipe)
+    traced = trace_step(settings)
     measured = measure_training(arch, recipe, steps=2)
+    pairs = 2 if recipe_id in ("dpo", "reward") else 1  # chosen and rejected in one batch
+    assert traced["micro_batch_shape"] == [pairs * BATCH, SEQUENCE]  # every micro batch full length
     assert traced["peak_bytes"] == pytest.approx(measured.active_peak_bytes, rel=TOLERANCE)
     categories = traced["by_category"]
     assert sum(categories.values()) == traced["peak_bytes"]
@@ -92,13 +97,21 @@ def test_trace_peak_matches_the_profiler(registry, recipe_id, checkpointing):
                                                                  traced["trainable_parameter_bytes"])
     if recipe_id == "lora-sft":
         assert categories["optimizer_state"] >= 2 * traced["trainable_params"] * 4
+    if recipe_id in ("dpo", "reward"):  # two moments per trainable tensor, in its dtype (a reward score head: bf16)
+        assert categories["optimizer_state"] >= 2 * traced["trainable_parameter_bytes"]
+    if recipe_id == "dpo":  # the reference forward (adapters off, no grad) runs inside the traced forward
+        assert traced["trainer"] == "DPOTrainer" and any("dpo_trainer.py" in where for where in traced["read_backs"])
+    if recipe_id == "reward":
+        assert traced["trainer"] == "RewardTrainer"
     assert set(traced["phases"]) == {"forward", "backward", "optimizer"}
     assert traced["peak_phase"] in traced["phases"]
 
 
-def test_the_traced_4bit_model_is_the_loaded_one(registry):
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-llama4"])
+def test_the_traced_4bit_model_is_the_loaded_one(registry, model):
     """QLoRA's model on fake tensors holds what `bench finetune` loads: the same modules, the same parameters
-    (names, shapes, dtypes, which train) and the same quantization state, byte for byte."""
+    (names, shapes, dtypes, which train) and the same quantization state, byte for byte; Llama 4's fused experts
+    stay fused and 16-bit, as loading a 16-bit checkpoint leaves them."""
     from dataclasses import replace
 
     import torch
@@ -107,7 +120,7 @@ def test_the_traced_4bit_model_is_the_loaded_one(registry):
     from bench.scenarios.finetune import StepLog, load_base, lora_config, make_trainer, state_census
     from bench.scenarios.trace import build_trainer, trace_rows
 
-    arch = TextConfig(**TINY)
+    arch = TextConfig(**TINY) if model == "tiny-llama" else registry.model(model).architecture
     recipe = registry.recipe("qlora-sft").model_copy(update={"sequence_length": SEQUENCE, "micro_batch": BATCH,
                                                              "gradient_accumulation": 1})
     traced = build_trainer(_settings(arch, recipe), FakeTensorMode(allow_non_fake_inputs=True)).model
@@ -125,6 +138,20 @@ def test_the_traced_4bit_model_is_the_loaded_one(registry):
         {n: type(m).__name__ for n, m in loaded.named_modules()}
     assert any(dtype == torch.uint8 for _, dtype, _ in shape(traced).values())
     assert state_census(traced) == state_census(loaded)
+
+
+def test_llama4_traces_every_expert_on_every_token_as_it_runs(registry):
+    """Llama 4's experts see every token (no shape read from the router's values): a QLoRA step of the tiny
+    Llama 4, its experts fused and 16-bit, matches the profiler's real step."""
+    from bench.calibration.training_probe import measure_training
+    from bench.scenarios.trace import trace_step
+
+    arch = registry.model("tiny-llama4").architecture
+    recipe = registry.recipe("qlora-sft").model_copy(update={"sequence_length": SEQUENCE, "micro_batch": BATCH,
+                                                             "gradient_accumulation": 1})
+    traced = trace_step(_settings(arch, recipe))
+    assert traced["peak_bytes"] == pytest.approx(measure_training(arch, recipe, steps=2).active_peak_bytes,
+                                                 rel=TOLERANCE)
 
 
 def test_checkpointing_lowers_the_traced_activations(registry):
@@ -165,8 +192,9 @@ def test_a_large_trace_holds_no_memory_of_its_size(tmp_path):
     assert out["rss"] < 1.5 * 2**30 < out["peak"]
 
 
-def test_bench_trace_writes_a_trace_record(tmp_path, run_bench):
-    proc = run_bench("trace", "tiny-llama", "--finetune", "lora-sft", "--device", "cpu", "--context", "64",
+@pytest.mark.parametrize("recipe_id", ["lora-sft", "dpo"])
+def test_bench_trace_writes_a_trace_record(tmp_path, run_bench, recipe_id):
+    proc = run_bench("trace", "tiny-llama", "--finetune", recipe_id, "--device", "cpu", "--context", "64",
                      "--batch", "2", "--gpu", "4090", "--results-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     from bench.records.store import iter_records
@@ -182,9 +210,11 @@ def test_bench_trace_writes_a_trace_record(tmp_path, run_bench):
     assert record.details["estimate"]["active_peak_bytes"] > 0 and record.hardware["target"] == "rtx-4090"
     assert record.details["engine"]["unseen"] and record.software["torch"]
     assert "traced tensor peak" in proc.stdout
+    assert record.details["engine"]["trainer"] == ("DPOTrainer" if recipe_id == "dpo" else "SFTTrainer")
 
 
-@pytest.mark.parametrize("model, recipe_id, named", [("tiny-llama", "dpo", "dpo"), ("tiny-mixtral", "lora-sft", "MoE")])
+@pytest.mark.parametrize("model, recipe_id, named", [("tiny-mixtral", "lora-sft", "MoE"),
+                                                      ("tiny-mixtral", "dpo", "MoE")])
 def test_untraceable_recipes_are_refused_in_one_line(tmp_path, run_bench, model, recipe_id, named):
     proc = run_bench("trace", model, "--finetune", recipe_id, "--device", "cpu", "--results-dir", str(tmp_path))
     assert proc.returncode == 2
@@ -199,3 +229,21 @@ def test_cuda_traces_are_refused_where_torch_has_no_cuda(tmp_path, monkeypatch, 
                          monkeypatch, capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--device cpu" in err and not list(Path(tmp_path).glob("*.json"))
+
+
+@pytest.mark.parametrize("method, reference, device, named", [
+    ("dpo", "copy", "cpu", "adapter_off"), ("dpo", "precomputed", "cpu", "precomputed"),
+    ("dpo", "adapter_off", "cuda", "--device cpu"), ("ppo", "adapter_off", "cpu", "ppo")])
+def test_dpo_references_the_trace_cannot_run_are_refused_in_one_line(method, reference, device, named):
+    from bench.scenarios.trace_settings import unsupported_trace
+
+    refused = unsupported_trace(method, "bf16", False, reference, device)
+    assert refused and "\n" not in refused and named in refused
+
+
+@pytest.mark.parametrize("method", ["dpo", "reward", "lora", "qlora", "full"])
+def test_dense_recipes_of_every_traced_method_pass_the_refusals(method):
+    from bench.scenarios.trace_settings import unsupported_trace
+
+    assert unsupported_trace(method, "nf4" if method == "qlora" else "bf16", False, "adapter_off", "cpu") is None
+    assert unsupported_trace(method, "bf16", True) is not None  # an MoE model is refused whatever the method

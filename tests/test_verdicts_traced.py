@@ -14,10 +14,11 @@ QLORA_22B = dict(subject="mistral-small-22b", kind="finetune-memory",
                  conditions={"gpu": "rtx-4090", "recipe": "qlora-sft"})
 
 
-def trace(registry, peak_gib: float, device: str = "cpu", target: str = "rtx-4090", **recipe_changes):
-    recipe = registry.recipe("qlora-sft").model_copy(update=recipe_changes).model_dump()
+def trace(registry, peak_gib: float, device: str = "cpu", target: str = "rtx-4090", recipe=None, **recipe_changes):
+    recipe = (recipe or registry.recipe("qlora-sft")).model_copy(update=recipe_changes).model_dump()
     return RunRecord(
-        schema_version=1, id=f"trace-{peak_gib}-{device}-{len(recipe_changes)}", kind="trace", status="ok",
+        schema_version=1, id=f"trace-{peak_gib}-{device}-{recipe['id'].replace('+', '-')}-{len(recipe_changes)}",
+        kind="trace", status="ok",
         error=None, model=ModelRef(id="mistral-small-22b", repo="x/y", revision="main", resolved_revision=None,
                                    weights="synthetic"),
         config={"recipe": recipe, "device": device, "steps": 2, "traced": True},
@@ -67,3 +68,22 @@ def test_the_cards_step_beyond_a_cpu_trace_comes_from_the_estimate_and_a_cuda_tr
     # LoRA with adamw and fp32 adapters: the card's step (autocast, Triton loss) against the CPU's.
     assert card_step_excess_bytes(model, recipe, trace(registry, 10.0)) >= 0
     assert record_class(trace(registry, 10.0)) == f"{TRACED} (fake cpu tensors)"
+
+
+LORA_22B = dict(QLORA_22B, conditions={"gpu": "rtx-4090", "recipe": "lora-sft"})
+
+
+def test_a_claim_that_allows_a_4bit_base_fails_only_on_the_4bit_trace(registry):
+    """The quote fixes no precision: a bf16 LoRA step that does not fit says nothing of the same method on a 4-bit
+    base, which `four_bit_variant` reads; that one's trace decides either way, and says it is 4-bit."""
+    from bench.verdicts.memory import four_bit_variant
+
+    lora = registry.recipe("lora-sft")
+    arithmetic = check(registry, [], **LORA_22B)
+    bf16_over = trace(registry, 60.0, recipe=lora)
+    assert check(registry, [bf16_over], **LORA_22B).verdict == arithmetic.verdict
+    four_bit = four_bit_variant(lora)
+    v = check(registry, [bf16_over, trace(registry, 30.0, recipe=four_bit)], **LORA_22B)
+    assert v.verdict == "fails" and evidence_class(v, None) == TRACED and v.conditions["quant"] == "nf4"
+    v = check(registry, [bf16_over, trace(registry, 12.0, recipe=four_bit)], **LORA_22B)
+    assert v.verdict == "holds" and any("4-bit base" in u for u in v.conditions["unstated"])

@@ -33,6 +33,7 @@ from bench.config.hfconfig import TextConfig
 from bench.config.specs import ModelSpec, RecipeSpec
 from bench.scenarios.finetune import StepLog, load_base, lora_config, make_trainer, quant_state_tensors
 from bench.scenarios.finetune_settings import FinetuneSettings
+from bench.scenarios.trace import trace_rows
 from bench.weights.synthetic_hf import build
 
 
@@ -54,19 +55,6 @@ def _storage_bytes(tensors: Any) -> int:
     return sum(seen.values())
 
 
-def _rows(tokens: int, sequences: int, vocab: int, method: str, seed: int) -> list[dict[str, Any]]:
-    """Pre-tokenized rows of exactly `tokens` ids each: every step trains on micro_batch x tokens."""
-    gen = torch.Generator().manual_seed(seed)
-    ids = lambda: torch.randint(4, vocab, (tokens,), generator=gen).tolist()  # noqa: E731  (after the special ids)
-    if method == "dpo":
-        half = tokens // 2
-        return [{"prompt_input_ids": ids()[:half], "chosen_input_ids": ids()[:tokens - half],
-                 "rejected_input_ids": ids()[:tokens - half]} for _ in range(sequences)]
-    if method == "reward":
-        return [{"chosen_input_ids": ids(), "rejected_input_ids": ids()} for _ in range(sequences)]
-    return [{"input_ids": ids()} for _ in range(sequences)]
-
-
 def measure_training(arch: TextConfig, recipe: RecipeSpec, *, steps: int = 2, seed: int = 0) -> MeasuredTraining:
     """Train `steps` optimizer steps of `recipe` on a random model of `arch` and measure every term.
 
@@ -83,8 +71,10 @@ def measure_training(arch: TextConfig, recipe: RecipeSpec, *, steps: int = 2, se
         reward = recipe.method == "reward"
         tokenizer, model = load_base(settings, reward)
         peft_config = None if recipe.method == "full" else lora_config(settings.recipe, model, reward)[0]
-        rows = _rows(recipe.sequence_length, recipe.micro_batch * recipe.gradient_accumulation * steps,
-                     min(arch.vocab_size, len(tokenizer)), recipe.method, seed)
+        # The rows `bench trace` feeds its trainer: every micro batch full length (DPO's as text, which trl 1.16's
+        # DPO trainer takes only), so a trace and this measurement train on the same batches.
+        rows = trace_rows(recipe.sequence_length, recipe.micro_batch * recipe.gradient_accumulation * steps,
+                          min(arch.vocab_size, len(tokenizer)), recipe.method, tokenizer)
         log = StepLog()
         trainer = make_trainer(settings, model, tokenizer, rows, peft_config, log)
         probe = _Probe(trainer)

@@ -20,7 +20,7 @@ from bench.estimate.params import count_params
 from bench.estimate.training import training_memory
 from bench.jobs.runner import ResolvedModel, Weights, execute, resolve_model
 from bench.scenarios.finetune_settings import FinetuneSettings
-from bench.scenarios.trace_settings import unsupported_trace
+from bench.scenarios.trace_settings import routes_by_value, unsupported_trace
 
 TRACE_DEVICES = ("cuda", "cpu")
 
@@ -39,7 +39,9 @@ def trace_recipe(model: ResolvedModel, recipe: RecipeSpec, target: HardwareSpec 
                  results_dir: Path, timeout_s: float):
     """Trace `recipe` on `model` in a child process and write the record, the estimate at the same settings
     beside it (`scripts/trace_claims.py` passes recipes of published conditions here)."""
-    refused = unsupported_trace(recipe.method, recipe.quant, model.architecture.is_moe)
+    arch = model.architecture
+    refused = unsupported_trace(recipe.method, recipe.quant, routes_by_value(arch.model_type, arch.is_moe),
+                                recipe.dpo_reference, device)
     if refused:
         raise UserError(f"{model.id} with recipe {recipe.id}: {refused}")
     if device == "cuda" and not _torch_has_cuda():

@@ -5,12 +5,15 @@ dtype and device but no storage, so every op runs its real dispatch and shape lo
 compute or memory, and a 100B model's step traces on a laptop. What runs is the program
 `bench finetune` runs, built the same way up to the weights:
 
-* the model is made on the meta device from its config (no weights), and the trainer is the
-  one `bench.scenarios.finetune.make_trainer` builds, with the recipe's peft config, so trl wraps
-  the model, picks the adapters' dtype and its loss exactly as in a run;
+* the model is made on the meta device from its config (no weights), of the class `load_base`
+  loads (a causal LM; for a reward model a one-output sequence classifier), and the trainer is the
+  one `bench.scenarios.finetune.make_trainer` builds (trl's SFT, DPO or reward trainer), with the
+  recipe's peft config, so trl wraps the model, picks the adapters' dtype and its loss exactly as
+  in a run; DPO's reference is the policy with its adapters switched off, as in a run;
 * only then is every parameter and buffer replaced by a fake tensor of the same shape and dtype
   on the trace's device (``cuda`` for a card), and the step is the trainer's own: its batches,
-  `training_step` (trl's `compute_loss` through the fused LM head, the backward), gradient
+  `training_step` (trl's `compute_loss`: SFT's and DPO's through the fused LM head, DPO's with the
+  reference's forward under no_grad, both counted as the forward; the backward), gradient
   clipping, the optimizer and scheduler steps and `zero_grad`, `gradient_accumulation` micro
   batches per step. On ``cuda`` the forward runs under bf16 autocast, as accelerate runs it.
 
@@ -30,11 +33,17 @@ a fake tensor cannot be swapped by `Module.to`), inputs go to the trace's device
 back to Python (`.item()`, a tensor's truth), which a fake tensor does not have, are answered by
 a stand-in (1) and counted in the result with where they were read: trl's logged metrics, the
 optimizer's step count, the padding mask's "all true" (rows are full length); never a shape.
+Selections by a boolean mask take the mask as all true (`_all_true_mask`). One is not all true in
+a run: DPO's metrics pick the completion tokens' mean logits by the completion mask (trl
+dpo_trainer.py, `logits/chosen`); the trace keeps every position there, a one-number-per-token
+temporary (the run keeps about half of them) that is summed at once.
 
 Memory is counted by `LiveStorages`, a dispatch mode that sees every op's outputs and holds a
 weak reference to each storage, so a storage counts from the op that made it until the last
-tensor on it dies (the moment the allocator would free it). The trace cannot see what no
-tensor holds (`UNSEEN`).
+tensor on it dies (the moment the allocator would free it). A CPU elementwise op's casts of
+inputs of another dtype are made inside its kernel, out of the mode's sight; they are counted
+for the op's duration (`_cpu_promotion_bytes`). The trace cannot see what no tensor holds
+(`UNSEEN`).
 """
 
 from __future__ import annotations
@@ -57,7 +66,7 @@ from bench.launch.environment import observed_hardware, software_versions
 from bench.launch.progress import counted, phase
 from bench.scenarios.finetune import StepLog, lora_config, make_trainer, quant_state_tensors
 from bench.scenarios.finetune_settings import FinetuneSettings
-from bench.scenarios.trace_settings import UNSEEN, unsupported_trace
+from bench.scenarios.trace_settings import UNSEEN, routes_by_value, unsupported_trace
 
 CATEGORIES = ("parameters", "gradients", "optimizer_state", "activations", "temporaries", "inputs")
 PHASES = ("forward", "backward", "optimizer")
@@ -147,6 +156,14 @@ class LiveStorages(TorchDispatchMode):
             if isinstance(leaf, torch.Tensor):
                 self.track(leaf)
         self._note_peak()
+        cast = _cpu_promotion_bytes(func, args)
+        if cast:  # alive with the op's inputs and outputs, gone when it returns
+            key, self._next = self._next, self._next + 1
+            self._live[key], self._size[key], self._made_in[key] = cast, cast, self.phase
+            self._category[key] = "temporaries"
+            self.total += cast
+            self._note_peak()
+            self.total -= self._live.pop(key)
         return out
 
     def _all_true_mask(self, func, source: torch.Tensor, indices, *rest):
@@ -191,6 +208,31 @@ class LiveStorages(TorchDispatchMode):
         return {"peak_bytes": phases[top]["peak_bytes"], "peak_phase": top,
                 "by_category": phases[top]["by_category"], "phases": phases,
                 "read_backs": dict(sorted(self.reads.items()))}
+
+
+_NOT_PROMOTING = (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default)
+
+
+def _cpu_promotion_bytes(func, args: tuple) -> int:
+    """The casts a CPU elementwise op makes inside its kernel, where no dispatch mode sees them. On a CPU,
+    TensorIterator brings every input of another dtype to the op's common dtype by a temporary copy, and an
+    in-place op whose tensor is not of that dtype computes into a temporary of it, copied back (a bf16 base
+    output plus a LoRA adapter's fp32 one: a full fp32 copy of the bf16 tensor). A CUDA kernel casts as it
+    reads, with no copy. Boolean masks and conditions are not promoted."""
+    if torch.Tag.pointwise not in func.tags or func in _NOT_PROMOTING:
+        return 0
+    tensors = [a for a in args if isinstance(a, torch.Tensor) and a.dtype != torch.bool]
+    if len({t.dtype for t in tensors}) < 2 or any(t.device.type != "cpu" for t in tensors):
+        return 0
+    from torch._prims_common import ELEMENTWISE_TYPE_PROMOTION_KIND, elementwise_dtypes
+
+    operands = [a for a in args if isinstance(a, (torch.Tensor, int, float)) and not isinstance(a, bool)
+                and not (isinstance(a, torch.Tensor) and a.dtype == torch.bool)]
+    common = elementwise_dtypes(*operands, type_promotion_kind=ELEMENTWISE_TYPE_PROMOTION_KIND.NO_OPMATH)[0]
+    cast = sum(t.numel() * common.itemsize for t in tensors if t.dtype != common)
+    if func._schema.is_mutable and args[0].dtype != common:
+        cast += args[0].numel() * common.itemsize
+    return cast
 
 
 # bitsandbytes 0.50's CUDA kernel for gemm_4bit multiplies from the packed codes only while the rows are at most
@@ -258,19 +300,59 @@ def base_dtype(recipe: dict[str, Any], device: str, cpu_dtype: str) -> torch.dty
     return torch.bfloat16 if device == "cuda" else getattr(torch, cpu_dtype)
 
 
-def trace_rows(tokens: int, sequences: int, vocab: int) -> list[dict[str, Any]]:
-    """Pre-tokenized rows of exactly `tokens` ids, so every micro batch is micro_batch x tokens (the
-    ids' values do not matter to a fake model; they skip the tokenizer's special ids)."""
-    return [{"input_ids": [4 + (i * 7 + j) % (vocab - 4) for j in range(tokens)]} for i in range(sequences)]
+def trace_rows(tokens: int, sequences: int, vocab: int, method: str = "lora",
+               tokenizer: Any = None) -> list[dict[str, Any]]:
+    """Rows whose every micro batch is micro_batch x `tokens` (a preference row is a pair: twice that). SFT and
+    reward rows are pre-tokenized, exactly `tokens` ids each (their values do not matter to a fake model; they
+    skip the tokenizer's special ids). trl 1.16's DPO trainer takes text only (it tokenizes the prompt and each
+    answer itself), so a DPO row is text: a prompt of about half the tokens and answers as long again, which
+    trl's collator cuts to `tokens` (`max_length`): full length, its prompt about half, as a run's rows."""
+    def ids(i: int, n: int) -> list[int]:
+        return [4 + (i * 7 + j) % (vocab - 4) for j in range(n)]
+
+    if method == "dpo":
+        prompt = _text_of(tokenizer, tokens // 2)
+        chosen, rejected = (" " + _text_of(tokenizer, tokens, first) for first in (0, 5))
+        return [{"prompt": prompt, "chosen": chosen, "rejected": rejected} for _ in range(sequences)]
+    if method == "reward":
+        return [{"chosen_ids": ids(i, tokens), "rejected_ids": ids(i + 1, tokens)} for i in range(sequences)]
+    return [{"input_ids": ids(i, tokens)} for i in range(sequences)]
+
+
+_WORDS = "one two three four five six seven eight nine ten".split()
+
+
+def _text_of(tokenizer: Any, tokens: int, first: int = 0) -> str:
+    """The shortest run of plain words (from the `first`) that the tokenizer makes at least `tokens` tokens of."""
+    def text(n: int) -> str:
+        return " ".join(_WORDS[(first + i) % len(_WORDS)] for i in range(n))
+
+    def count(n: int) -> int:
+        return len(tokenizer(text(n), add_special_tokens=False)["input_ids"])
+
+    low, high = 0, max(tokens, 1)
+    while count(high) < tokens:
+        low, high = high, 2 * high
+    while high - low > 1:  # the count grows with the words: the fewest that reach `tokens`
+        mid = (low + high) // 2
+        low, high = (low, mid) if count(mid) >= tokens else (mid, high)
+    return text(high)
 
 
 def _meta_model(s: FinetuneSettings):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    """The tokenizer and the model on the meta device, of the class `load_base` loads: a causal LM, or for a
+    reward model a sequence classifier with one output whose padding id is the tokenizer's (it scores the last
+    token that is not padding)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    reward = s.recipe["method"] == "reward"
     tokenizer = AutoTokenizer.from_pretrained(s.model_path)
-    config = AutoConfig.from_pretrained(s.model_path)
+    config = AutoConfig.from_pretrained(s.model_path, **({"num_labels": 1} if reward else {}))
+    auto_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=base_dtype(s.recipe, s.device, s.cpu_dtype))
+        model = auto_class.from_config(config, dtype=base_dtype(s.recipe, s.device, s.cpu_dtype))
+    if reward:
+        model.config.pad_token_id = tokenizer.pad_token_id
     if s.recipe["quant"] == "nf4":
         _four_bit_linears(model, s.recipe)
     return tokenizer, model
@@ -285,7 +367,9 @@ def _four_bit_linears(model: Any, recipe: dict[str, Any]) -> None:
 
     from bench.weights.synthetic_nf4 import nf4_config
 
-    quantizer = AutoHfQuantizer.from_config(nf4_config(double_quant=recipe["double_quant"]))
+    # A 16-bit checkpoint quantized as it loads: not pre-quantized (a pre-quantized one would, for one, split Llama
+    # 4's fused experts into 4-bit linears, which loading a 16-bit checkpoint leaves fused and 16-bit).
+    quantizer = AutoHfQuantizer.from_config(nf4_config(double_quant=recipe["double_quant"]), pre_quantized=False)
     quantizer.preprocess_model(model, device_map=None)
     model.hf_quantizer = quantizer
     quantizer.postprocess_model(model)
@@ -353,10 +437,10 @@ def build_trainer(s: FinetuneSettings, fake_mode: Any):
     from transformers import Trainer
 
     tokenizer, model = _meta_model(s)
-    peft_config = lora_config(s.recipe, model, False)[0]
     recipe = s.recipe
+    peft_config = lora_config(recipe, model, recipe["method"] == "reward")[0]
     rows = trace_rows(recipe["sequence_length"], recipe["micro_batch"] * recipe["gradient_accumulation"] * s.steps,
-                      min(model.config.get_text_config().vocab_size, len(tokenizer)))
+                      min(model.config.get_text_config().vocab_size, len(tokenizer)), recipe["method"], tokenizer)
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(Trainer, "_move_model_to_device", _not_moved))
         if s.device == "cuda":  # the card traced for computes in bf16 (Ampere and later); this machine has none
@@ -385,8 +469,10 @@ def _step(trainer: Any, samples: list[dict[str, Any]], num_items: Any, live: Liv
     live.phase = "between steps"
 
 
-def _instrument(trainer: Any, live: LiveStorages, device: str, fake_mode: Any) -> None:
-    """Phase marks around trl's loss and the backward, inputs on the trace's device, autocast as accelerate's."""
+def _instrument(trainer: Any, live: LiveStorages, device: str, fake_mode: Any, shapes: set[tuple[int, ...]]) -> None:
+    """Phase marks around trl's loss (for DPO: the policy's forward, then the reference's under no_grad, both
+    forward) and the backward, inputs on the trace's device, autocast as accelerate's; each micro batch's
+    `input_ids` shape goes into `shapes`."""
     compute_loss = trainer.compute_loss
 
     def loss_then_mark(*a, **kw):
@@ -396,6 +482,7 @@ def _instrument(trainer: Any, live: LiveStorages, device: str, fake_mode: Any) -
         return loss
 
     def to_device(inputs):
+        shapes.add(tuple(inputs["input_ids"].shape))
         with fake_mode:
             return {k: live_input(v) for k, v in inputs.items()}
 
@@ -421,9 +508,10 @@ def trace_step(s: FinetuneSettings) -> dict[str, Any]:
     from transformers import AutoConfig
 
     text = AutoConfig.from_pretrained(s.model_path).get_text_config()
-    moe = bool(getattr(text, "num_local_experts", None) or getattr(text, "num_experts", None)
-               or getattr(text, "n_routed_experts", None))
-    refused = unsupported_trace(s.recipe["method"], s.recipe["quant"], moe)
+    moe = routes_by_value(text.model_type, bool(getattr(text, "num_local_experts", None)
+                                                or getattr(text, "num_experts", None)
+                                                or getattr(text, "n_routed_experts", None)))
+    refused = unsupported_trace(s.recipe["method"], s.recipe["quant"], moe, s.recipe["dpo_reference"], s.device)
     if refused:
         raise ValueError(refused)
     with contextlib.ExitStack() as stack:
@@ -470,7 +558,8 @@ def _trace(s: FinetuneSettings, fake_mode: Any) -> dict[str, Any]:
     if trainer.args.gradient_checkpointing:  # as Trainer.train() turns it on
         trainer.model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
-    _instrument(trainer, live, s.device, fake_mode)
+    shapes: set[tuple[int, ...]] = set()
+    _instrument(trainer, live, s.device, fake_mode, shapes)
     model.train()
     batches = iter(trainer.get_train_dataloader())
     started = time.perf_counter()
@@ -481,6 +570,11 @@ def _trace(s: FinetuneSettings, fake_mode: Any) -> dict[str, Any]:
                                                        trainer.args.device)
         with fake_mode, live:
             _step(trainer, samples, num_items, live)
+    recipe = s.recipe
+    full = (2 * recipe["micro_batch"], recipe["sequence_length"])
+    if recipe["method"] == "dpo" and shapes != {full}:  # its rows are text: the tokenizer sets their length
+        raise ValueError(f"the DPO trace's text rows made micro batches of {sorted(shapes)} tokens, not {full}: "
+                         "this tokenizer does not cut them to full length")
     result = live.result()
     trainable = [p for p in model.parameters() if p.requires_grad]
     import resource
@@ -491,7 +585,9 @@ def _trace(s: FinetuneSettings, fake_mode: Any) -> dict[str, Any]:
                   trainable_parameter_bytes=sum(p.numel() * p.element_size() for p in trainable),
                   trainable_params=sum(p.numel() for p in trainable), device=s.device,
                   dtype=str(base_dtype(s.recipe, s.device, s.cpu_dtype)).removeprefix("torch."),
-                  autocast="bf16" if trainer.args.bf16 else None, trainer=type(trainer).__name__)
+                  autocast="bf16" if trainer.args.bf16 else None, trainer=type(trainer).__name__,
+                  # the trainer's micro batches (DPO and reward: chosen and rejected stacked), one shape if all agree
+                  micro_batch_shape=list(*shapes) if len(shapes) == 1 else sorted(map(list, shapes)))
     return result
 
 

@@ -171,24 +171,29 @@ _TRACE_AT_LEAST = ("sequence_length", "micro_batch")
 _TRACE_IRRELEVANT = ("id", "aliases", "description", "steps", "dataset", "learning_rate")
 
 
-def trace_evidence(records: list[RunRecord], claim: ClaimSpec, recipe: RecipeSpec | None) -> list[RunRecord]:
-    """Traces (`bench trace`) that bear on a fine-tune claim, newest first: the claim's model and card, and the
-    claim's recipe as the registry holds it now, at the claim's sequence length and batch or more."""
-    if claim.kind != "finetune-memory" or recipe is None:
+def trace_evidence(records: list[RunRecord], claim: ClaimSpec,
+                   readings: list[RecipeSpec]) -> list[tuple[RunRecord, RecipeSpec]]:
+    """Traces (`bench trace`) that bear on a fine-tune claim, newest first, each with the reading of the claim it
+    traced: the claim's model and card, and one of `readings` (the claim's recipe as the registry holds it now,
+    and the cheaper ones the quote allows) field for field, at the claim's sequence length and batch or more."""
+    if claim.kind != "finetune-memory":
         return []
-    cond, wanted = claim.conditions, recipe.model_dump()
-    at_least = {"sequence_length": cond.context or recipe.sequence_length,
-                "micro_batch": cond.batch or recipe.micro_batch}
-    found = []
+    cond, found = claim.conditions, []
     for record in records:
         traced = record.config.get("recipe") or {}
         if (record.kind != "trace" or record.status != "ok" or record.model.id != claim.subject
                 or record.hardware.get("target") != cond.gpu):
             continue
-        same = all(traced.get(k) == v for k, v in wanted.items() if k not in (*_TRACE_AT_LEAST, *_TRACE_IRRELEVANT))
-        if same and all((traced.get(k) or 0) >= v for k, v in at_least.items()):
-            found.append(record)
-    return sorted(found, key=lambda r: r.started_at, reverse=True)
+        for reading in readings:
+            wanted = reading.model_dump()
+            at_least = {"sequence_length": cond.context or reading.sequence_length,
+                        "micro_batch": cond.batch or reading.micro_batch}
+            same = all(traced.get(k) == v for k, v in wanted.items()
+                       if k not in (*_TRACE_AT_LEAST, *_TRACE_IRRELEVANT))
+            if same and all((traced.get(k) or 0) >= v for k, v in at_least.items()):
+                found.append((record, reading))
+                break
+    return sorted(found, key=lambda pair: pair[0].started_at, reverse=True)
 
 
 def speed_evidence(records: list[RunRecord], claim: ClaimSpec) -> list[RunRecord]:

@@ -239,9 +239,10 @@ def _measured_memory(registry: Registry, claim: ClaimSpec, arithmetic: Verdict,
     card = registry.gpu(claim.conditions.gpu) if claim.conditions.gpu else None
     found = memory_evidence(records, claim, recipe, card)
     if not found:
-        traces = trace_evidence(records, claim, recipe)
-        if traces and card is not None and recipe is not None:
-            return _traced_memory(registry.model(claim.subject), claim, arithmetic, traces, recipe, card)
+        if card is not None and recipe is not None:
+            traced = _traced_memory(registry.model(claim.subject), claim, arithmetic, records, recipe, card)
+            if traced is not None:
+                return traced
         return arithmetic
     best = found[0]
     quant = engine_quant(best)
@@ -281,33 +282,54 @@ def card_step_excess_bytes(model: ModelSpec, recipe: RecipeSpec, record: RunReco
     return max(0, card - cpu)
 
 
-def _traced_memory(model: ModelSpec, claim: ClaimSpec, arithmetic: Verdict, traces: list[RunRecord],
-                   recipe: RecipeSpec, card: HardwareSpec) -> Verdict:
-    """The newest trace decides: its tensor peak, plus what the card's step holds beyond the traced one, plus
-    the planner's CUDA overhead (the context, library workspaces and the allocator's slack, which no tensor
-    holds), against the card's budget."""
-    best = traces[0]
-    traced = int(best.metrics["traced_peak_bytes"].value)
-    excess = card_step_excess_bytes(model, recipe, best)
+def _readings(claim: ClaimSpec, recipe: RecipeSpec) -> list[RecipeSpec]:
+    """The recipes a fine-tune claim can be read as, costliest first: its own, and where the quote does not fix
+    the base's precision the same method on a 4-bit base (as `_memory_claim` reads it)."""
+    if claim.conditions.quant is None and recipe.quant != "nf4":
+        return [recipe, four_bit_variant(recipe)]
+    return [recipe]
+
+
+def _traced_memory(model: ModelSpec, claim: ClaimSpec, arithmetic: Verdict, records: list[RunRecord],
+                   recipe: RecipeSpec, card: HardwareSpec) -> Verdict | None:
+    """Traces decide a fine-tune claim by their tensor peak, plus what the card's step holds beyond the traced
+    one, plus the planner's CUDA overhead (the context, library workspaces and the allocator's slack, which no
+    tensor holds), against the card's budget: the newest trace that fits holds the claim; one that does not
+    fails it only when it traced the cheapest reading the quote allows (a bf16 step that does not fit says
+    nothing of a 4-bit one). None when no trace decides."""
+    readings = _readings(claim, recipe)
+    traces = trace_evidence(records, claim, readings)
     overhead = int(card.runtime_overhead_gib * 2**30 * card.device_count)
-    held = traced + excess + overhead
+
+    def held(pair: tuple[RunRecord, RecipeSpec]) -> tuple[int, int, int]:
+        traced = int(pair[0].metrics["traced_peak_bytes"].value)
+        excess = card_step_excess_bytes(model, pair[1], pair[0])
+        return traced + excess + overhead, traced, excess
+
+    fitting = [pair for pair in traces if held(pair)[0] <= card.budget_bytes]
+    failing = [pair for pair in traces if pair not in fitting and pair[1] is readings[-1]]
+    if not fitting and not failing:
+        return None
+    best, reading = (fitting or failing)[0]
+    total, traced, excess = held((best, reading))
     device = best.config.get("device")
     shape = best.config.get("recipe") or {}
-    conditions = {**arithmetic.conditions, "quant": recipe.quant, "context": shape.get("sequence_length"),
-                  "batch": shape.get("micro_batch"),
-                  "unstated": [u for u in arithmetic.conditions.get("unstated", []) if "the quote states none" in u]}
-    evidence = {"records": [r.id for r in traces], "decisive_record": best.id, "estimate": arithmetic.evidence,
+    unstated = [u for u in arithmetic.conditions.get("unstated", []) if "the quote states none" in u]
+    if reading is not recipe:
+        unstated.insert(0, f"{'fits' if fitting else 'traced'} on a 4-bit base ({reading.id}), not at {recipe.quant}")
+    conditions = {**arithmetic.conditions, "quant": reading.quant, "context": shape.get("sequence_length"),
+                  "batch": shape.get("micro_batch"), "unstated": unstated}
+    evidence = {"records": [r.id for r, _ in traces], "decisive_record": best.id, "estimate": arithmetic.evidence,
                 "evidence_class": TRACED, "traced_bytes": traced, "card_step_excess_bytes": excess,
-                "cuda_overhead_bytes_planner": overhead, "held_bytes_traced": held, "budget_bytes": card.budget_bytes}
+                "cuda_overhead_bytes_planner": overhead, "held_bytes_traced": total, "budget_bytes": card.budget_bytes}
     terms = " + ".join([f"traced tensor peak {gib(traced, 2)}"]
                        + ([f"the card's step beyond the {device}'s, by the estimate, {gib(excess, 2)}"] if excess
                           else []) + [f"CUDA overhead {gib(overhead, 2)}"])
-    fits = held <= card.budget_bytes
-    reason = (f"{TRACED}: {gib(held, 2)} ({terms}) {'<=' if fits else '>'} {gib(card.budget_bytes, 2)} on "
-              f"{card.id} at {recipe.quant}, {shape.get('micro_batch')} x {shape.get('sequence_length')} tokens, "
+    reason = (f"{TRACED}: {gib(total, 2)} ({terms}) {'<=' if fitting else '>'} {gib(card.budget_bytes, 2)} on "
+              f"{card.id} at {reading.quant}, {shape.get('micro_batch')} x {shape.get('sequence_length')} tokens, "
               f"on fake {device} tensors ({best.id})")
-    qualifier = margin_qualifier(held, card.budget_bytes, "what a trace cannot see (the allocator's rounding)")
-    return new_verdict(claim, HOLDS if fits else FAILS, reason, conditions=conditions, evidence=evidence,
+    qualifier = margin_qualifier(total, card.budget_bytes, "what a trace cannot see (the allocator's rounding)")
+    return new_verdict(claim, HOLDS if fitting else FAILS, reason, conditions=conditions, evidence=evidence,
                        qualifier=qualifier, would_change="a run on the card, or under a cap emulating it")
 
 
