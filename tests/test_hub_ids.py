@@ -448,6 +448,16 @@ def test_an_unknown_family_is_counted_by_transformers_on_the_meta_device(run_ben
     assert rows["vllm"]["quant"] == "bf16"
 
 
+def test_a_config_file_of_an_unknown_family_is_counted_the_same_way(run_bench, tmp_path):
+    """`bench plan --config FILE` takes the path a folder or Hub id takes for a family bench does not know."""
+    (tmp_path / "config.json").write_text(json.dumps(STARCODER2))
+    proc = run_bench("plan", "--config", str(tmp_path / "config.json"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["params"]["total"] == _transformers_count(STARCODER2)
+    assert plan["params_counted_by"] == "counted by transformers on the meta device"
+
+
 @pytest.mark.parametrize("change, words", [
     ({"intermediate_size": None}, "lacks intermediate_size"),
     ({"model_type": "no-such-family"}, "transformers cannot build it"),

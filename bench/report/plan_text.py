@@ -20,8 +20,10 @@ from bench.verdicts.memory import four_bit_variant
 def print_plan(registry: Registry, model: str | None, config: Path | None, gpu: str | None, quant: str | None,
                context: int | None, batch: int | None, finetune: str | None, json_out: bool,
                text_only: bool = False) -> None:
-    if config is not None:
-        subject = Subject.from_hf_config(read_hf_config(config), str(config), text_only)
+    if config is not None:  # bench's arithmetic for a family it knows, else transformers' count on meta
+        from bench.weights.named_model import config_subject
+
+        subject = config_subject(read_hf_config(config), str(config), text_only)
     else:
         subject = named_subject(registry, model or "", text_only)
     gpu_spec = registry.gpu(gpu) if gpu else None

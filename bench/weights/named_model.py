@@ -72,7 +72,7 @@ def hub_subject(hub: HubModel, text_only: bool = False) -> Subject:
 def config_subject(raw: dict[str, Any], origin: str, text_only: bool) -> Subject:
     """bench's arithmetic for a family it knows; for another, transformers' count on the meta device."""
     model_type = raw.get("model_type")
-    if model_type in SUPPORTED_MODEL_TYPES or model_type in WRAPPER_MODEL_TYPES or not isinstance(model_type, str):
+    if not isinstance(model_type, str) or model_type in SUPPORTED_MODEL_TYPES or model_type in WRAPPER_MODEL_TYPES:
         return Subject.from_hf_config(raw, origin, text_only)
     from bench.weights.meta_count import COUNTED_BY, attention_shape, count_on_meta
 
