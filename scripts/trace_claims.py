@@ -33,6 +33,7 @@ from bench.config.specs import ModelSpec, RecipeSpec
 from bench.jobs.runner import ResolvedModel, resolve_model
 from bench.jobs.trace import trace_recipe
 from bench.report.terminal import table
+from bench.verdicts.memory import four_bit_variant
 from bench.weights.synthetic_hf import build
 from calibrate_training import ALL_LINEAR, LLAMA2_7B, LLAMA31_8B  # scripts/: the architecture facts, stated once
 
@@ -89,9 +90,12 @@ def rows(registry):
         yield (model_id, resolve_model(registry, model_id), lora.model_copy(update=one_step), registry.gpu("4090"),
                None)
     # The seed claims of QLoRA on a 24 GB card, at the registry's recipe as the claims name it.
-    for model_id in ("mistral-small-22b", "mistral-3-small"):
+    for model_id in ("mistral-small-22b", "mistral-3-small", "llama-4-scout"):
         yield (f"{model_id} qlora", resolve_model(registry, model_id), registry.recipe("qlora-sft"),
                registry.gpu("4090"), None)
+    # "RLHF on a single A100" for Scout: the quote fixes no precision, so its cheapest reading, DPO on a 4-bit base.
+    yield ("llama-4-scout dpo+nf4", resolve_model(registry, "llama-4-scout"), four_bit_variant(registry.recipe("dpo")),
+           registry.gpu("a100-80gb"), None)
 
     def as_published(name: str, fields: dict) -> RecipeSpec:
         return RecipeSpec(**{**lora.model_dump(), "id": name, "aliases": [], "loss": "fused_linear", **fields,

@@ -147,7 +147,8 @@ def test_cite_a_record_and_a_claim(built, run_bench):
     assert "- evidence: arithmetic lower bound" in markdown.stdout and "bench 0.1.0, commit" in markdown.stdout
     bib = run_bench("cite", "night-2", "--format", "bibtex", "--results-dir", str(results), env=env).stdout
     assert bib.startswith("@misc{night-2,") and "records = {night-2}" in bib
-    as_json = json.loads(run_bench("cite", "scout-toolkit-qlora-24gb", "--format", "json", env=env).stdout)
+    as_json = json.loads(run_bench("cite", "scout-toolkit-qlora-24gb", "--format", "json", "--results-dir",
+                                   str(results), env=env).stdout)
     assert as_json["evidence_class"] == "arithmetic lower bound" and as_json["page"]["address"] is None
     wrong = run_bench("cite", "scout-toolkit-qlora-24g", env=env)
     assert wrong.returncode == 2 and "did you mean: scout-toolkit-qlora-24gb" in wrong.stderr

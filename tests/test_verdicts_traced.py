@@ -87,3 +87,18 @@ def test_a_claim_that_allows_a_4bit_base_fails_only_on_the_4bit_trace(registry):
     assert v.verdict == "fails" and evidence_class(v, None) == TRACED and v.conditions["quant"] == "nf4"
     v = check(registry, [bf16_over, trace(registry, 12.0, recipe=four_bit)], **LORA_22B)
     assert v.verdict == "holds" and any("4-bit base" in u for u in v.conditions["unstated"])
+
+
+def test_the_published_traces_decide_the_seed_fine_tune_claims(registry):
+    """The traces under results/trace decide the seed claims no run on a card has: Mistral Small 22B's QLoRA on
+    a 4090 fits; Scout's "RLHF on a single A100", read at its cheapest (DPO on a 4-bit base), does not."""
+    from bench.records.store import iter_records
+    from bench.verdicts.decide import all_verdicts
+    from tests.helpers.paths import ROOT
+
+    by_id = {v.claim_id: v for v in all_verdicts(registry, list(iter_records(ROOT / "results")))}
+    small = by_id["mistral-small-22b-local-finetune-24gb"]
+    assert small.verdict == "holds" and small.evidence_class == TRACED
+    scout = by_id["scout-toolkit-rlhf-single-a100"]
+    assert scout.verdict == "fails" and scout.evidence_class == TRACED and scout.conditions["quant"] == "nf4"
+    assert scout.evidence["held_bytes_traced"] > 2 * scout.evidence["budget_bytes"]
