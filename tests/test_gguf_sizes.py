@@ -16,7 +16,16 @@ import sys
 import pytest
 
 from bench.config.hfconfig import from_hf_dict
-from bench.estimate.gguf import GGML_TYPES, GGUF_QUANTS, gguf_tensors, gguf_weight_bytes, source_tensors, type_counts
+from bench.estimate.gguf import (
+    GGML_TYPES,
+    GGUF_FTYPES,
+    GGUF_QUANTS,
+    gguf_tensor_sizes,
+    gguf_tensors,
+    gguf_weight_bytes,
+    source_tensors,
+    type_counts,
+)
 from tests.helpers.imports import HEAVY, PROBE
 from tests.helpers.paths import ROOT
 
@@ -228,6 +237,7 @@ def test_qwen3_and_gemma3_norm_tensors_stay_f32():
 def test_block_sizes():
     sizes = {name: (t.block_size, t.type_size) for name, t in GGML_TYPES.items()}
     assert sizes["Q4_0"] == (32, 18) and sizes["Q8_0"] == (32, 34) and sizes["Q4_K"] == (256, 144)
+    assert sizes["MXFP4"] == (32, 17)
     assert sizes["Q5_K"] == (256, 176) and sizes["Q6_K"] == (256, 210) and sizes["F16"] == (1, 2)
 
 
@@ -351,9 +361,14 @@ QUANTIZER_CASES = {
                                    num_key_value_heads=4, intermediate_size=512, moe_intermediate_size=352,
                                    shared_expert_intermediate_size=512, num_experts=6, num_experts_per_tok=2,
                                    vocab_size=1024, max_position_embeddings=4096),
+    # Experts whose down projection's rows (272) are not whole 32-blocks: MXFP4, Q8_0 and Q5_0 all fall back to F16.
+    "mixtral-odd-expert-rows": dict(model_type="mixtral", hidden_size=256, num_hidden_layers=2, num_attention_heads=4,
+                                    num_key_value_heads=2, intermediate_size=272, vocab_size=1024,
+                                    max_position_embeddings=4096, num_local_experts=4, num_experts_per_tok=2),
 }
 # llama_ftype values (include/llama.h)
-LLAMA_FTYPES = {"f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18}
+LLAMA_FTYPES = {"f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18,
+                "mxfp4_moe": 38}
 
 
 QUANTIZER_CHECK = """
@@ -464,3 +479,43 @@ def test_qwen2_moe_shared_expert_gate_biases_and_fallbacks():
     down = [tensors[f"blk.{i}.ffn_down_exps.weight"].ggml_type for i in range(24)]
     assert down == ["Q8_0" if _use_more_bits(i, 24) else "Q5_0" for i in range(24)]
     assert tensors["blk.0.ffn_down_shexp.weight"].ggml_type == "Q6_K"  # 5632 rows: whole blocks
+
+
+def _gpt_oss(**changes):
+    """openai/gpt-oss-20b's config.json (tests/configs/gpt-oss-20b.json), with `changes` over it."""
+    config = json.loads((ROOT / "tests" / "configs" / "gpt-oss-20b.json").read_text())
+    return from_hf_dict({**config, **changes}, "gpt-oss")
+
+
+def test_gpt_oss_mxfp4_moe_keeps_the_experts_mxfp4_and_the_rest_q8_0():
+    cfg = _gpt_oss()  # 24 layers of 32 experts, hidden and expert width 2880
+    tensors = gguf_tensors(cfg, "mxfp4_moe")
+    by_name = {t.name: t for t in tensors}
+    # Per layer: gate, up and down experts MXFP4; q, k, v, o Q8_0; two norms, the sinks, four attention biases,
+    # the router and its bias and three expert biases F32. Then token_embd and output Q8_0, output_norm F32:
+    # 459 tensors, as many as the converter writes.
+    assert type_counts(tensors) == {"MXFP4": 24 * 3, "Q8_0": 24 * 4 + 2, "F32": 24 * 12 + 1}
+    down = by_name["blk.23.ffn_down_exps.weight"]
+    assert down.ggml_type == "MXFP4" and down.nbytes == 2880 // 32 * 17 * 2880 * 32
+    assert by_name["output.weight"].ggml_type == by_name["blk.0.attn_v.weight"].ggml_type == "Q8_0"
+    assert by_name["blk.0.ffn_up_exps.bias"].ggml_type == "F32"
+    for quant in GGUF_FTYPES:  # the fast sizes the planner reads are the tensor list's, gpt-oss's real shape too
+        assert gguf_tensor_sizes(cfg, quant) == [(t.name, t.nbytes) for t in gguf_tensors(cfg, quant)], quant
+
+
+def test_gpt_oss_mxfp4_moe_against_ggml_orgs_files():
+    # ggml-org/gpt-oss-20b-GGUF, gpt-oss-20b-mxfp4.gguf (revision e1dc459feff949ff451ce107337a2026daa80df8, sha256
+    # be37a636aca0fc1aae0d32325f82f6b4d21495f06823b5fbc1898ae0303e9935) is 12,109,566,560 bytes, the size public
+    # projects pinning that file record:
+    # https://huggingface.co/ggml-org/gpt-oss-20b-GGUF/blob/e1dc459feff949ff451ce107337a2026daa80df8/gpt-oss-20b-mxfp4.gguf  # noqa: E501
+    tensors = gguf_weight_bytes(_gpt_oss(), "mxfp4_moe")
+    assert tensors == 12_096_558_336
+    header = 12_109_566_560 - tensors
+    assert 12_000_000 < header < 14_000_000  # metadata and the 201,088-token vocabulary with its merges: 13.0 MB
+    # ggml-org/gpt-oss-120b-GGUF, gpt-oss-120b-mxfp4-0000{1,2,3}-of-00003.gguf: 63,387,346,464 bytes in all (the
+    # same records, id 42515917641). gpt-oss-120b is the 20b's widths with 36 layers of 128 experts (its config.json
+    # as public code copies it, ids 71309954953, 53327688195). Its header is the 20b's to 0.2%: the same vocabulary
+    # and metadata, a longer tensor table; a large tensor of another type would move it by megabytes.
+    big = _gpt_oss(num_hidden_layers=36, num_local_experts=128, layer_types=None)
+    header_120b = 63_387_346_464 - gguf_weight_bytes(big, "mxfp4_moe")
+    assert 0 < header_120b - header < 30_000

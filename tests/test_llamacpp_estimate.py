@@ -120,8 +120,11 @@ def test_llamacpps_kv_cache_is_the_planners_for_each_family(case):
 
 
 # One tiny shape of each family bench counted in HF form only (tests/test_gguf_sizes.py's quantizer cases), written,
-# quantized by llama.cpp's quantizer and loaded by llama.cpp through bench's backend, one type after the other.
-FAMILY_CASES = ("phi3-fused-qkv", "olmo2-post-norms", "granite-tied", "qwen2moe-shared-expert")
+# quantized by llama.cpp's quantizer and loaded by llama.cpp through bench's backend, one type after the other; and
+# gpt-oss in MXFP4_MOE, the type its GGUFs are published in (experts MXFP4, the rest Q8_0).
+FAMILY_CASES = {"phi3-fused-qkv": ("q4_k_m", "q8_0"), "olmo2-post-norms": ("q4_k_m", "q8_0"),
+                "granite-tied": ("q4_k_m", "q8_0"), "qwen2moe-shared-expert": ("q4_k_m", "q8_0"),
+                "gptoss-sinks-expert-biases": ("mxfp4_moe",)}
 FILE_AND_BUFFERS = """
 import json, os, sys, tempfile
 from pathlib import Path
@@ -152,17 +155,17 @@ for quant in json.loads(sys.argv[3]):
 
 @pytest.mark.parametrize("case", FAMILY_CASES)
 def test_llamacpp_loads_each_family_at_benchs_bytes(case):
-    """bench's layout of phi3, olmo2, granite and qwen2moe against llama.cpp itself: the tensor data of the file
-    the quantizer writes is bench's byte count to the byte, llama.cpp's own sum of its tensors (llama_model_size)
-    is bench's, its mapped model buffer is bench's to the precision of its log (two decimals of a MiB), its KV
-    buffer is the planner's, and it generates from the file."""
+    """bench's layout of phi3, olmo2, granite, qwen2moe and gpt-oss at MXFP4_MOE against llama.cpp itself: the
+    tensor data of the file the quantizer writes is bench's byte count to the byte, llama.cpp's own sum of its
+    tensors (llama_model_size) is bench's, its mapped model buffer is bench's to the precision of its log (two
+    decimals of a MiB), its KV buffer is the planner's, and it generates from the file."""
     pytest.importorskip("llama_cpp")
     from bench.config.hfconfig import from_hf_dict
     from bench.estimate.gguf import gguf_tensors, tensor_data_bytes
     from bench.estimate.memory import kv_cache_bytes
     from tests.test_gguf_sizes import QUANTIZER_CASES
 
-    quants, n_ctx = ["q4_k_m", "q8_0"], 1024
+    quants, n_ctx = list(FAMILY_CASES[case]), 1024
     proc = subprocess.run([sys.executable, "-c", FILE_AND_BUFFERS, json.dumps(QUANTIZER_CASES[case]), str(n_ctx),
                            json.dumps(quants)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -194,7 +194,7 @@ def test_a_plan_that_fits_gets_advice_at_least_as_precise_and_as_fast(registry, 
 
 def test_precision_order_is_bits_per_weight_then_the_format_table():
     assert by_precision(FORMATS) == ["bf16", "fp16", "f16", "q8_0", "fp8", "int8", "q6_k", "q5_k_m", "q5_k_s",
-                                     "nf4", "q4_k_m", "q4_k_s", "q4_0", "int4"]
+                                     "nf4", "q4_k_m", "q4_k_s", "q4_0", "mxfp4_moe", "int4"]
 
 
 def test_no_quant_plan_answers_what_fits_per_engine(registry):

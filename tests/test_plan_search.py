@@ -12,7 +12,7 @@ import pytest
 
 from bench.config.hfconfig import from_hf_dict
 from bench.config.registry import load_registry
-from bench.estimate.gguf import GGUF_QUANTS, gguf_read_bytes_per_token, gguf_tensor_sizes, gguf_tensors
+from bench.estimate.gguf import GGUF_FTYPES, gguf_read_bytes_per_token, gguf_tensor_sizes, gguf_tensors
 from bench.estimate.memory import InferenceMemory, mlp_width_per_token
 from bench.estimate.plan import (
     PlanRequest,
@@ -160,13 +160,13 @@ def _gguf_subjects(registry):
 def test_gguf_sizes_are_the_tensor_lists_to_the_byte(registry):
     checked = 0
     for name, cfg in _gguf_subjects(registry).items():
-        for quant in GGUF_QUANTS:
+        for quant in GGUF_FTYPES:  # every type bench lays out, MXFP4_MOE included
             for rope_freqs, imatrix in ((False, False), (True, False), (False, True)):
                 tensors = gguf_tensors(cfg, quant, rope_freqs, imatrix)
                 assert gguf_tensor_sizes(cfg, quant, rope_freqs, imatrix) == [(t.name, t.nbytes) for t in tensors], (
                     name, quant, rope_freqs, imatrix)
                 checked += 1
-    assert checked >= 3 * len(GGUF_QUANTS) * len(registry.models)
+    assert checked >= 3 * len(GGUF_FTYPES) * len(registry.models)
 
 
 def test_gguf_read_bytes_follow_the_tensor_list(registry):

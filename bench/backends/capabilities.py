@@ -7,7 +7,9 @@ added or withdrawn in one place.
 
 from __future__ import annotations
 
-from bench.estimate.gguf import GGUF_QUANTS
+from bench.estimate.gguf import GGUF_FTYPES
+
+LLAMA_CPP_QUANTS = tuple(GGUF_FTYPES)  # every GGUF type bench lays out and llama.cpp runs, MXFP4_MOE too
 
 BACKENDS = ("vllm", "transformers", "llama.cpp")
 # Quants each engine can run, and on which devices. vLLM 0.32 has no bitsandbytes method in
@@ -16,11 +18,11 @@ BACKENDS = ("vllm", "transformers", "llama.cpp")
 ENGINE_QUANTS = {
     "vllm": {"cuda": ("bf16", "fp16", "fp8", "int4"), "cpu": ("bf16", "fp16")},
     "transformers": {"cuda": ("bf16", "fp16", "nf4", "int8"), "cpu": ("bf16", "fp16", "nf4", "int8")},
-    "llama.cpp": {"cuda": GGUF_QUANTS, "cpu": GGUF_QUANTS},
+    "llama.cpp": {"cuda": LLAMA_CPP_QUANTS, "cpu": LLAMA_CPP_QUANTS},
 }
 # Quants that random weights can be made in: 16-bit, and NF4 quantized layer by layer as it is made.
 # llama.cpp: a GGUF file of random weights in any GGUF type, written by `bench.weights.synthetic_gguf`.
 SYNTHETIC_QUANTS = {"vllm": ("bf16", "fp16", "fp8"), "transformers": ("bf16", "fp16", "nf4"),
-                    "llama.cpp": GGUF_QUANTS}
+                    "llama.cpp": LLAMA_CPP_QUANTS}
 # Quants served from a 16-bit repository: loaded as stored, cast, or quantized while loading.
 FROM_16_BIT = ("bf16", "fp16", "nf4", "int8")

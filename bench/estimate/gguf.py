@@ -18,6 +18,13 @@ source, the copy vendored by llama-cpp-python 0.3.36 (commit of 2026-10-01):
   attn_output at Q5_K, the 70B attn_v bump);
 - the fallback when a row is not a whole number of blocks: `tensor_type_fallback`
   (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16);
+- MXFP4_MOE (llama_ftype 38, the file type of published gpt-oss GGUFs): every quantizable
+  tensor with more than one slice along ne[2] (the 3-D experts `ffn_*_exps`) is MXFP4, every
+  other one Q8_0, the output and a tied token embedding Q8_0 too, a row that is not whole
+  32-blocks F16 (`llama_tensor_get_type_impl`; the wheel ships no .cpp, so this is read in
+  ggml-org/llama.cpp and held to the vendored quantizer by tests/test_gguf_sizes.py);
+  block_mxfp4 is one E8M0 exponent byte and 16 bytes of 4-bit E2M1 codes per 32 weights
+  (ggml/src/ggml-common.h, QK_MXFP4 = 32);
 - tensors are visited in the loader's order (src/llama-model-loader.h
   `weight_name_comparer`: by block number, then by name), so the quantizer's attn_v and
   ffn_down counters are the layer index.
@@ -68,6 +75,7 @@ GGML_TYPES: dict[str, GgmlType] = {t.name: t for t in (
     GgmlType("Q4_K", 256, 144),
     GgmlType("Q5_K", 256, 176),
     GgmlType("Q6_K", 256, 210),
+    GgmlType("MXFP4", 32, 17),  # E8M0 shared exponent + 16 bytes of E2M1 nibbles
 )}
 
 # bench quant id -> (llama_ftype name, its default ggml type: llama_ftype_get_default_type)
@@ -81,15 +89,21 @@ GGUF_FTYPES: dict[str, tuple[str, str]] = {
     "q4_k_m": ("MOSTLY_Q4_K_M", "Q4_K"),
     "q4_k_s": ("MOSTLY_Q4_K_S", "Q4_K"),
     "q4_0": ("MOSTLY_Q4_0", "Q4_0"),
+    "mxfp4_moe": ("MOSTLY_MXFP4_MOE", "MXFP4"),
 }
-GGUF_QUANTS: tuple[str, ...] = tuple(GGUF_FTYPES)
-# bench's model types that llama.cpp loads and whose GGUF files the planner lays out (llama and mistral
-# convert to llama.cpp's `llama` architecture, ministral3 to `mistral3`, llama4_text to `llama4`,
-# gemma3_text to `gemma3`, qwen3_moe to `qwen3moe`, deepseek_v2/v3 to `deepseek2`). Not gpt_oss: its
-# published GGUFs keep the experts in MXFP4, as the converter writes them from the original checkpoint,
-# and llama.cpp's quantizer refuses to requantize them to a K-quant unless asked to (`allow_requantize`);
-# `source_tensors` lists its tensors for a file quantized from a 16-bit conversion, which is what bench's
-# synthetic GGUF is. phi3, olmo2 and granite keep their names; qwen2_moe converts to `qwen2moe`.
+MXFP4_MOE = "mxfp4_moe"
+# The types the planner weighs for every architecture llama.cpp loads. MXFP4_MOE is not among them: it is the
+# type gpt-oss is published in (its experts trained in MXFP4), and no published file of the other families
+# bench plans uses it, so it is weighed for the families of MXFP4_MOE_MODEL_TYPES only (`planned_gguf_quants`).
+GGUF_QUANTS: tuple[str, ...] = tuple(q for q in GGUF_FTYPES if q != MXFP4_MOE)
+MXFP4_MOE_MODEL_TYPES = frozenset({"gpt_oss"})
+# bench's model types that llama.cpp loads and whose GGUF files the planner lays out (llama and mistral convert to
+# llama.cpp's `llama` architecture, ministral3 to `mistral3`, llama4_text to `llama4`, gemma3_text to `gemma3`,
+# qwen3_moe to `qwen3moe`, deepseek_v2/v3 to `deepseek2`). Not gpt_oss, which is planned at MXFP4_MOE alone
+# (`planned_gguf_quants`): its published GGUFs keep the experts in MXFP4, as the converter writes them from the
+# original checkpoint, and llama.cpp's quantizer refuses to requantize them to a K-quant unless asked to
+# (`allow_requantize`), so a Q4_K_M plan would describe a file nobody publishes. phi3, olmo2 and granite keep their
+# names; qwen2_moe converts to `qwen2moe`.
 LLAMA_CPP_MODEL_TYPES = frozenset({"llama", "mistral", "ministral3", "mixtral", "qwen2", "gemma", "gemma2",
                                    "llama4_text", "qwen3", "qwen3_moe", "gemma3_text", "deepseek_v2",
                                    "deepseek_v3", "phi3", "olmo2", "granite", "qwen2_moe"})
@@ -101,6 +115,14 @@ POST_NORM_MODEL_TYPES = ("gemma2", "gemma3_text", "olmo2")
 POST_NORM_ONLY_MODEL_TYPES = ("olmo2",)
 # Phi-3 keeps its fused projections: one attn_qkv (q, then k, then v) and one ffn_up holding gate and up.
 FUSED_PROJECTION_MODEL_TYPES = ("phi3",)
+
+
+def planned_gguf_quants(model_type: str) -> tuple[str, ...]:
+    """The GGUF types a plan weighs for a family: the general ones where llama.cpp loads it, MXFP4_MOE alone for
+    gpt-oss (its published type), none where bench lays out no GGUF."""
+    if model_type in MXFP4_MOE_MODEL_TYPES:
+        return (MXFP4_MOE,)
+    return GGUF_QUANTS if model_type in LLAMA_CPP_MODEL_TYPES else ()
 
 
 @dataclass(frozen=True)
@@ -247,6 +269,14 @@ def _fallback(t: str, ncols: int) -> str:
     return t2 if ncols % GGML_TYPES[t2].block_size == 0 else "F16"
 
 
+def _mxfp4_moe_type(name: str, shape: tuple[int, ...], tied: bool) -> str:
+    """A quantizable tensor's type in an MXFP4_MOE file: the output (or the tied embedding) Q8_0, a tensor of
+    several slices along ne[2] (the experts) MXFP4, every other one Q8_0."""
+    if name == "output.weight" or (tied and name == "token_embd.weight"):
+        return _fallback("Q8_0", shape[0])
+    return _fallback("MXFP4" if len(shape) > 2 and shape[2] > 1 else "Q8_0", shape[0])
+
+
 def _is_70b(cfg: TextConfig) -> bool:
     """llama.cpp's LLM_TYPE_70B: 80 layers with grouped KV heads (llama), or 80 layers (qwen2)."""
     if cfg.num_hidden_layers != 80:
@@ -274,6 +304,9 @@ def gguf_tensors(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix:
         t = default
         if default in ("F16", "BF16"):  # not a quantized type: every allowed tensor takes it as is
             out.append(GgufTensor(name, shape, t))
+            continue
+        if ftype == "MOSTLY_MXFP4_MOE":  # no per-layer rule: the counters below never move
+            out.append(GgufTensor(name, shape, _mxfp4_moe_type(name, shape, tied)))
             continue
         layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
         if name == "output.weight" or (tied and name == "token_embd.weight"):
@@ -417,15 +450,19 @@ def _sizes(cfg_json: str, quant: str, rope_freqs: bool, imatrix: bool) -> tuple[
     ftype, default = GGUF_FTYPES[quant]
     n_expert = cfg.routed_experts if cfg.is_moe else 0
     quantized = default not in ("F16", "BF16")
+    mxfp4_moe = ftype == "MOSTLY_MXFP4_MOE"
+    per_layer = quantized and not mxfp4_moe  # types that move with the layer
     by_key: dict[Key, int] = {}
     for key, kind in layout.distinct:
         name, shape = key
-        if quantized and kind in (ATTN_V, FFN_DOWN):
+        if per_layer and kind in (ATTN_V, FFN_DOWN):
             continue  # its type moves with the layer: `_moving_sizes`
         if kind == KEPT:
             t = source_type(name, shape, quant)
         elif not quantized:
             t = default
+        elif mxfp4_moe:
+            t = _mxfp4_moe_type(name, shape, layout.tied)
         elif name == "output.weight" or (layout.tied and name == "token_embd.weight"):
             t = "Q8_0" if shape[0] % GGML_TYPES[default].block_size != 0 or default == "Q8_0" else "Q6_K"
         elif "attn_k.weight" in name and n_expert == 8:
@@ -434,11 +471,11 @@ def _sizes(cfg_json: str, quant: str, rope_freqs: bool, imatrix: bool) -> tuple[
             t = "Q5_K"
         else:
             t = default
-        if quantized and kind == FIXED:
+        if per_layer and kind == FIXED:
             t = _fallback(t, shape[0])
         by_key[key] = GgufTensor(name, shape, t).nbytes
     sizes = [by_key.get(key, 0) for key in layout.keys]  # 0: a moving tensor, set below
-    if quantized:
+    if per_layer:
         for position, size in _moving_sizes(layout, ftype, default, n_expert, imatrix):
             sizes[position] = size
     return tuple(sizes)

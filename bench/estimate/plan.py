@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bench.config.hfconfig import TextConfig, from_hf_dict
 from bench.config.specs import HardwareSpec, ModelSpec, RecipeSpec
 from bench.errors import UserError
-from bench.estimate.gguf import GGUF_QUANTS, LLAMA_CPP_MODEL_TYPES
+from bench.estimate.gguf import planned_gguf_quants
 from bench.estimate.memory import (
     DEFAULT_KV_ENGINE,
     KV_DTYPE_BYTES,
@@ -122,7 +122,7 @@ class Subject:
     @property
     def llama_cpp_loads(self) -> bool:
         """Whether llama.cpp loads the architecture (never one bench knows only by transformers' count)."""
-        return self.counted_by is None and self.config.model_type in LLAMA_CPP_MODEL_TYPES
+        return self.counted_by is None and bool(planned_gguf_quants(self.config.model_type))
 
     def accepts_gguf(self, quant: str) -> bool:
         """A GGUF type asked for by name applies to every architecture llama.cpp loads."""
@@ -138,7 +138,7 @@ class Subject:
         """Every format quant advice weighs, most precise first: the registry's list where it can be
         obtained, and every GGUF type when llama.cpp loads the architecture (its quantizer writes any of
         them from the 16-bit weights, whatever the registry lists)."""
-        gguf = GGUF_QUANTS if self.llama_cpp_loads else ()
+        gguf = planned_gguf_quants(self.config.model_type) if self.counted_by is None else ()
         return by_precision(q for q in (*self.quants, *gguf) if self.obtainable(q))
 
 

@@ -58,6 +58,10 @@ GGUF_FORMATS = (
     WeightFormat("q4_k_m", 144 * 8 / 256, "GGUF Q4_K_M: Q4_K with attn_v/ffn_down partly Q6_K", gguf=True),
     WeightFormat("q4_k_s", 144 * 8 / 256, "GGUF Q4_K_S: Q4_K, first layers' attn_v/ffn_down Q5_K", gguf=True),
     WeightFormat("q4_0", 18 * 8 / 32, "GGUF Q4_0: blocks of 32, 4-bit + fp16 scale", gguf=True),
+    # gpt-oss's published type: the experts MXFP4 (blocks of 32 E2M1 codes and one E8M0 exponent byte),
+    # every other quantized tensor Q8_0.
+    WeightFormat("mxfp4_moe", 17 * 8 / 32, "GGUF MXFP4_MOE: experts MXFP4 (blocks of 32, 17 bytes), the rest Q8_0",
+                 gguf=True),
 )
 
 FORMATS: dict[str, WeightFormat] = {f.name: f for f in (BF16, FP16, FP8, INT8, NF4, INT4, *GGUF_FORMATS)}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from bench.backends.capabilities import BACKENDS, ENGINE_QUANTS, FROM_16_BIT, SYNTHETIC_QUANTS
 from bench.config.specs import HardwareSpec, ModelSpec
 from bench.errors import UserError
-from bench.estimate.gguf import GGUF_QUANTS
+from bench.estimate.gguf import GGUF_FTYPES
 from bench.estimate.quant import BITSANDBYTES_QUANTS
 from bench.units import gib
 
@@ -27,7 +27,7 @@ def choose_backend(requested: str | None, quant: str) -> str:
         if requested not in BACKENDS:
             raise UserError(f"unknown backend {requested!r}; choose {', '.join(BACKENDS)}")
         return requested
-    if quant in GGUF_QUANTS and quant != "bf16":  # bf16 is also a checkpoint format: vLLM by default
+    if quant in GGUF_FTYPES and quant != "bf16":  # bf16 is also a checkpoint format: vLLM by default
         return "llama.cpp"
     return "transformers" if quant in BITSANDBYTES_QUANTS else "vllm"
 

@@ -69,7 +69,7 @@ def serve_model(registry: Registry, model_name: str, settings: LoadSettings, *, 
                 api_key_env: str, results_dir: Path, gguf: str | None = None):
     """Start the server for a registry model on loopback, measure its load levels, stop it; one record either way."""
     from bench.backends.capabilities import ENGINE_QUANTS
-    from bench.estimate.gguf import GGUF_QUANTS
+    from bench.estimate.gguf import GGUF_FTYPES
     from bench.jobs.runner import check_device, cpu_kv_budget, prepare_weights, resolve_model
     from bench.launch.environment import parent_view_of_hardware
     from bench.records.schema import new_record_id
@@ -77,7 +77,7 @@ def serve_model(registry: Registry, model_name: str, settings: LoadSettings, *, 
     model = resolve_model(registry, model_name)
     local = prompt_pool.local_counter(tokenizer) if tokenizer else None
     target = registry.gpu(gpu) if gpu else None
-    kind = "llama.cpp" if quant in GGUF_QUANTS or gguf else "vllm"
+    kind = "llama.cpp" if quant in GGUF_FTYPES or gguf else "vllm"
     cap = check_device(device, target, model.id, on_device_budget=kind == "llama.cpp")
     if cap.emulated:
         raise UserError(f"bench serve does not cap a server's memory: run it on the {target.id} itself, or "
@@ -94,7 +94,7 @@ def serve_model(registry: Registry, model_name: str, settings: LoadSettings, *, 
     else:
         if quant not in ENGINE_QUANTS["vllm"]["cuda"]:
             raise UserError(f"vLLM serves {', '.join(ENGINE_QUANTS['vllm']['cuda'])}; {quant} is a bitsandbytes quant "
-                            f"(llama.cpp serves the GGUF types {', '.join(GGUF_QUANTS)})")
+                            f"(llama.cpp serves the GGUF types {', '.join(GGUF_FTYPES)})")
         checkout = prepare_weights(model, weights, quant)
     port = servers.free_port()
     if kind == "llama.cpp":

@@ -35,6 +35,7 @@ Heavy imports (numpy, gguf, llama_cpp) happen inside the functions.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +43,12 @@ from pathlib import Path
 from bench.config.hfconfig import TextConfig
 from bench.config.specs import ModelSpec
 from bench.errors import UserError
-from bench.estimate.gguf import GGUF_FTYPES, GGUF_QUANTS, source_tensors, source_type
+from bench.estimate.gguf import GGUF_FTYPES, source_tensors, source_type
 
 # general.file_type values -> bench's name for them (the GGUF quants bench writes, plus what other files say).
 FILE_TYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9: "q5_1", 10: "q2_k",
                    11: "q3_k_s", 12: "q3_k_m", 13: "q3_k_l", 14: "q4_k_s", 15: "q4_k_m", 16: "q5_k_s",
-                   17: "q5_k_m", 18: "q6_k", 32: "bf16"}
+                   17: "q5_k_m", 18: "q6_k", 32: "bf16", 38: "mxfp4_moe"}
 GGUF_ARCH = {"llama": "llama", "mistral": "llama", "mixtral": "llama", "ministral3": "mistral3",
              "llama4_text": "llama4", "qwen3": "qwen3", "qwen3_moe": "qwen3moe", "gemma3_text": "gemma3",
              "gpt_oss": "gpt-oss", "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2", "phi3": "phi3",
@@ -71,20 +72,27 @@ GRANITE_SCALES = {"embedding": 12.0, "residual": 0.22, "attention": 0.0078125, "
 RMS_EPS = 1e-5
 N_BYTE_TOKENS = 256
 
-# Bytes per block and the offsets of each block's f16 scales, per ggml type (ggml-common.h).
-# Random bits everywhere else are valid quants; the scales get a small finite value so a
+
+def _f16(value: float) -> bytes:
+    return struct.pack("<e", value)
+
+
+# Bytes per block and the offsets and bytes of each block's scales, per ggml type (ggml-common.h): f16 scales, and
+# MXFP4's one E8M0 exponent byte e, which scales ggml's doubled E2M1 codes (up to 12) by 2^(e-128): 120 puts the
+# largest weight at 0.047. Random bits everywhere else are valid quants; the scales get a small finite value so a
 # weight comes out around +-0.05, like a trained one.
-_BLOCKS: dict[str, tuple[int, tuple[tuple[int, float], ...]]] = {
-    "Q4_0": (18, ((0, 5e-3),)),
-    "Q4_1": (20, ((0, 5e-3), (2, 1e-3))),
-    "Q5_0": (22, ((0, 2.5e-3),)),
-    "Q5_1": (24, ((0, 2.5e-3), (2, 1e-3))),
-    "Q8_0": (34, ((0, 3e-4),)),
-    "Q2_K": (84, ((80, 3e-3), (82, 1e-3))),
-    "Q3_K": (110, ((108, 1e-3),)),
-    "Q4_K": (144, ((0, 5e-5), (2, 5e-5))),
-    "Q5_K": (176, ((0, 2.5e-5), (2, 2.5e-5))),
-    "Q6_K": (210, ((208, 1e-5),)),
+_BLOCKS: dict[str, tuple[int, tuple[tuple[int, bytes], ...]]] = {
+    "Q4_0": (18, ((0, _f16(5e-3)),)),
+    "Q4_1": (20, ((0, _f16(5e-3)), (2, _f16(1e-3)))),
+    "Q5_0": (22, ((0, _f16(2.5e-3)),)),
+    "Q5_1": (24, ((0, _f16(2.5e-3)), (2, _f16(1e-3)))),
+    "Q8_0": (34, ((0, _f16(3e-4)),)),
+    "Q2_K": (84, ((80, _f16(3e-3)), (82, _f16(1e-3)))),
+    "Q3_K": (110, ((108, _f16(1e-3)),)),
+    "Q4_K": (144, ((0, _f16(5e-5)), (2, _f16(5e-5)))),
+    "Q5_K": (176, ((0, _f16(2.5e-5)), (2, _f16(2.5e-5)))),
+    "Q6_K": (210, ((208, _f16(1e-5)),)),
+    "MXFP4": (17, ((0, bytes([120])),)),
 }
 _CHUNK = 1 << 24  # bytes of random bits drawn at a time
 
@@ -292,8 +300,8 @@ def _fill_tensor(f, kind: str, offset: int, nbytes: int, rng) -> bool:
     while blocks:
         n = min(per_chunk, blocks)
         chunk = np.frombuffer(rng.bytes(n * size), np.uint8).reshape(n, size).copy()
-        for at, value in scales:
-            chunk[:, at:at + 2] = np.frombuffer(np.float16(value).tobytes(), np.uint8)
+        for at, raw in scales:
+            chunk[:, at:at + len(raw)] = np.frombuffer(raw, np.uint8)
         f.write(chunk.tobytes())
         blocks -= n
     return True
@@ -308,7 +316,7 @@ def cache_path(spec: ModelSpec, quant: str) -> Path:
 def _checked_target(spec: ModelSpec, quant: str) -> Path:
     """Where the GGUF of `spec` in `quant` is cached; one line for a type or architecture llama.cpp lacks."""
     if quant not in GGUF_FTYPES:
-        raise UserError(f"no GGUF type {quant!r}; choose {', '.join(GGUF_QUANTS)}")
+        raise UserError(f"no GGUF type {quant!r}; choose {', '.join(GGUF_FTYPES)}")
     gguf_architecture(spec.architecture)
     return cache_path(spec, quant)
 
