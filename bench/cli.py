@@ -294,14 +294,22 @@ def finetune(
 def trace(
     model: Annotated[str, typer.Argument(help="Model id or alias (`bench models`), a Hub id ORG/NAME[@REVISION], "
                                               "or a local model directory (config and tokenizer).")],
-    finetune: Annotated[str, typer.Option(
-        help="A recipe of configs/finetune/ (SFT: lora-sft, qlora-sft, full-sft; dpo, reward) of a dense model.")],
+    finetune: Annotated[Optional[str], typer.Option(
+        help="A recipe of configs/finetune/ (SFT: lora-sft, qlora-sft, full-sft; dpo, reward) of a dense model: "
+             "its training step is traced. This or --quant (no default).")] = None,
+    quant: Annotated[Optional[str], typer.Option(
+        help="Trace inference instead: loading and one generate of `bench run --backend transformers` at this "
+             "quant (bf16, fp16; with --device cpu). This or --finetune (no default).")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help=(
         "A card id or alias of `bench gpus`: its budget and overhead go beside the traced peak. Default: none."))]
     = None,
-    batch: Annotated[Optional[int], typer.Option(min=1, help="Micro batch (default: the recipe's).")] = None,
+    batch: Annotated[Optional[int], typer.Option(min=1, help="Micro batch (default: the recipe's); with --quant, "
+                                                             "sequences generated together (default: 8).")] = None,
     context: Annotated[Optional[int], typer.Option(
-        min=1, help="Tokens per sequence (default: the recipe's sequence length).")] = None,
+        min=1, help="Tokens per sequence (default: the recipe's sequence length); with --quant, the prompt plus "
+                    "the generated tokens (default: a 128-token prompt plus --output-len).")] = None,
+    output_len: Annotated[Optional[int], typer.Option(
+        min=2, help="With --quant: tokens generated (forced, as `bench run`). Default: 64.")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps traced; the first makes the optimizer's "
                                                    "state. Default: 2.")] = 2,
     device: Annotated[str, typer.Option(help="The device the fake tensors claim: cuda (a card's step, bf16 "
@@ -312,22 +320,33 @@ def trace(
     results_dir: ResultsDirOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """One training step traced on fake tensors at the real size.
+    """A training step or a generate traced on fake tensors.
 
-    Runs the trainer `bench finetune` builds on fake tensors (shape and dtype, no storage: no GPU, no weights) and
-    records the peak of live tensors by category and phase; what a card holds beyond tensors is not seen. Example:
-    `bench trace mistral-small-22b --finetune lora-sft --gpu 4090 --device cpu`.
+    Runs the trainer `bench finetune` builds (--finetune), or the generate of `bench run --backend transformers`
+    (--quant), on fake tensors (shape and dtype, no storage: no GPU, no weights) and records the peak of live
+    tensors by category and phase; what a card holds beyond tensors is not seen. Examples:
+    `bench trace mistral-small-22b --finetune lora-sft --gpu 4090 --device cpu`,
+    `bench trace mistral-small-22b --quant bf16 --context 4096 --batch 1 --device cpu`.
     """
-    from bench.jobs.trace import TRACE_DEVICES, run_trace
+    from bench.jobs.trace import TRACE_DEVICES, run_inference_trace, run_trace
     from bench.records.store import check_writable
     from bench.records.store import results_dir as resolve_results_dir
 
+    if (finetune is None) == (quant is None):
+        raise UserError("give exactly one of --finetune RECIPE (a training step) or --quant Q (a generate)")
+    if finetune is not None and output_len is not None:
+        raise UserError("--output-len is for an inference trace (--quant)")
     _check_choice("device", device, TRACE_DEVICES)
     directory = resolve_results_dir(results_dir)
     check_writable(directory, create=False)
     with session(verbose):
-        record = run_trace(_registry(), model, recipe_name=finetune, gpu=gpu, batch=batch, context=context,
-                           device=device, steps=steps, results_dir=directory, timeout_s=timeout or 1800)
+        if quant is not None:
+            record = run_inference_trace(_registry(), model, quant=quant, gpu=gpu, batch=batch, context=context,
+                                         output_len=output_len, device=device, results_dir=directory,
+                                         timeout_s=timeout or 1800)
+        else:
+            record = run_trace(_registry(), model, recipe_name=finetune, gpu=gpu, batch=batch, context=context,
+                               device=device, steps=steps, results_dir=directory, timeout_s=timeout or 1800)
     _finish(record, directory)
 
 

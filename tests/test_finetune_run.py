@@ -1,6 +1,7 @@
 """`bench finetune` for real on the CPU: LoRA SFT, DPO, a reward model and a full fine-tune on a tiny
-Llama, and LoRA SFT on a tiny Mixtral (router frozen) and a tiny Llama 4 (its decoder found by trl). Fixed seed, a learnable built-in task. Recipe
-settings the trainer cannot run are refused before any model loads."""
+Llama, and LoRA SFT on a tiny Mixtral (router frozen) and a tiny Llama 4 (its decoder found by trl).
+Fixed seed, a learnable built-in task. Recipe settings the trainer cannot run are refused before any
+model loads."""
 
 from __future__ import annotations
 

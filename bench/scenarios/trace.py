@@ -617,3 +617,188 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
                                                              "trainer": traced["trainer"]},
             "emulation": {"emulated": False, "reason": "a trace on fake tensors holds no device memory"},
             "hardware": hardware, "software": software_versions(), "notes": notes}
+
+
+# -- inference: `bench run --backend transformers`, load and one generate, traced -------------------------------
+#
+# The model is the one `TransformersBackend.load` loads (its auto class and dtype), made on meta and then fake;
+# loading holds the weights only, so the peak is the generate's, which is the backend's own `generate` (random
+# prompts, min_new_tokens = max_new_tokens, greedy, the dynamic cache). Three kinds of value read are answered
+# without a value: the stop check from the length (with min_new_tokens = max_new_tokens only the length stops a
+# run); `isin` (special-token masks) by its shape; the rest by the stand-in, 1 or true, which is the run's answer
+# where the path depends on it (the attention mask is all ones) and not where only a warning does (a negative
+# end-of-sequence id, right padding: transformers logs both, wrongly, in a trace's log). On tiny shapes the peak
+# matches the profiler's within 2% (tests/test_trace.py) from 128 prompt rows up; with fewer rows torch's CPU
+# bf16 matmul allocates scratch of its own, which no dispatch mode sees.
+
+INFERENCE_CATEGORIES = ("parameters", "kv_cache", "activations", "temporaries", "inputs")
+INFERENCE_PHASES = ("prefill", "decode")
+INFERENCE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # bench.jobs.inference: fp16 cast, else bf16
+
+
+class GenerateStorages(LiveStorages):
+    """`LiveStorages` over one generate: phases prefill and decode, and the KV cache as its own category (the
+    cache layers' keys and values, read from the model's output after each forward). What a forward made and
+    still holds when it returns (its logits, the grown ids) is an activation; what it freed, a temporary."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket is torch.ops.aten.isin:  # its decomposition reads values; its shape is its input's
+            elements = args[0] if isinstance(args[0], torch.Tensor) else None
+            where = f"{self._call_site()} (isin: shape only)"
+            self.reads[where] = self.reads.get(where, 0) + 1
+            out = torch.empty(elements.shape if elements is not None else (), dtype=torch.bool,
+                              device=(elements if elements is not None else args[1]).device)
+            self.track(out)
+            self._note_peak()
+            return out
+        # Under inference mode a value read reaches the modes whole (`item`, a tensor's truth), not as the
+        # `_local_scalar_dense` it decomposes into below this mode: it is answered here.
+        if func is torch.ops.aten.is_nonzero.default:
+            return bool(self._stand_in(args[0]))
+        if func is torch.ops.aten.item.default:
+            return self._stand_in(args[0])
+        return super().__torch_dispatch__(func, types, args, kwargs)
+
+    def end_pass(self, output: Any) -> None:
+        cache = getattr(output, "past_key_values", None)
+        for layer in getattr(cache, "layers", ()):
+            for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if isinstance(tensor, torch.Tensor) and tensor.numel():
+                    self.track(tensor, "kv_cache")
+        for key in self._live:
+            if self._made_in[key] == self.phase and key not in self._category:
+                self._category[key] = "activations"
+        self.phase = "decode"
+
+    def breakdown(self, keys: tuple[int, ...]) -> dict[str, int]:
+        out = dict.fromkeys(INFERENCE_CATEGORIES, 0)
+        for key in keys:
+            out[self._category.get(key, "temporaries")] += self._size[key]
+        return out
+
+    def result(self) -> dict[str, Any]:
+        phases = {name: {"peak_bytes": total, "by_category": self.breakdown(keys)}
+                  for name, (total, keys) in self.peaks.items() if name in INFERENCE_PHASES}
+        top = max(phases, key=lambda name: phases[name]["peak_bytes"])
+        return {"peak_bytes": phases[top]["peak_bytes"], "peak_phase": top,
+                "by_category": phases[top]["by_category"], "phases": phases,
+                "read_backs": dict(sorted(self.reads.items()))}
+
+
+def meta_inference_model(model_path: str, dtype: torch.dtype):
+    """The model `TransformersBackend.load` loads, on the meta device: the auto class it picks, at its dtype,
+    with the checkpoint's generation config as `from_pretrained` reads it."""
+    from transformers import AutoConfig, GenerationConfig
+
+    from bench.backends.hf import auto_class_for
+
+    config = AutoConfig.from_pretrained(model_path)
+    with torch.device("meta"):
+        model = auto_class_for(config).from_config(config, dtype=dtype)
+    with contextlib.suppress(OSError):  # a checkpoint without generation_config.json keeps the config's
+        model.generation_config = GenerationConfig.from_pretrained(model_path)
+    return model
+
+
+def trace_generate(model_path: str, quant: str, prompt_len: int, batch: int, output_len: int,
+                   vocab_size: int, device: str = "cpu") -> dict[str, Any]:
+    """One generate of `bench run --backend transformers`, traced on fake tensors: `batch` random prompts of
+    `prompt_len` tokens, `output_len` new tokens, by the backend's own `generate`. Returns the tensor peak
+    overall and per phase, each by category."""
+    import random
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from transformers.generation import utils as generation_utils
+
+    from bench.backends.hf import TransformersBackend
+    from bench.scenarios.inference import random_prompts
+
+    if quant not in INFERENCE_DTYPES or device != "cpu":  # `bench.jobs.trace.inference_refusal` says why
+        raise ValueError(f"an inference trace runs bf16 or fp16 on the CPU, not {quant} on {device}")
+    dtype = INFERENCE_DTYPES[quant]
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    phase("building the model on fake tensors")
+    model = meta_inference_model(model_path, dtype)
+    _to_fake(model, fake_mode, device, dtype)
+    model.eval()
+    live = GenerateStorages()
+    for value in (*model.parameters(), *model.buffers()):
+        live.track(value, "parameters")
+    model.register_forward_hook(lambda _module, _args, output: live.end_pass(output))
+    backend = TransformersBackend(_engine_settings(model_path, quant, device, prompt_len + output_len, batch))
+    backend.model = backend_model = model
+    real_generate, stops = backend_model.generate, []
+
+    def generate(**kwargs):
+        for name in ("input_ids", "attention_mask"):
+            live.track(kwargs[name], "inputs")
+        return real_generate(**kwargs)
+
+    def stop_at_length(check, unfinished, tokens, length):
+        """The stop check answered from the length: with min_new_tokens = max_new_tokens only the length can
+        stop a run (end-of-sequence is masked until then), and a fake tensor has no value to read."""
+        if check.streamer is not None:
+            check.streamer.put(tokens.cpu())
+        stops.append(length)
+        return length >= prompt_len + output_len
+
+    prompts = random_prompts(batch, prompt_len, vocab_size, random.Random(0))
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch("torch._subclasses.fake_tensor.CONSTANT_NUMEL_LIMIT", -1))
+        stack.enter_context(mock.patch("transformers.masking_utils.is_tracing", _graph_tracing))
+        stack.enter_context(mock.patch.object(generation_utils.StopCheck, "__call__", stop_at_length))
+        stack.enter_context(mock.patch.object(backend_model, "generate", generate))
+        phase(f"tracing one generate: {batch} x {prompt_len} prompt tokens, {output_len} new")
+        live.phase = "prefill"
+        with fake_mode, live:
+            (gen, *_) = backend.generate(prompts, output_len)
+    if gen.output_tokens != output_len or len(gen.token_times) != output_len:
+        raise RuntimeError(f"the traced generate made {gen.output_tokens} tokens ({len(gen.token_times)} steps), "
+                           f"asked for {output_len}")
+    result = live.result()
+    if stops:
+        result["read_backs"][f"generation/utils.py StopCheck (answered from the length, {len(stops)} steps)"] = \
+            len(stops)
+    import resource
+
+    result.update(trace_s=time.perf_counter() - started, device=device, dtype=str(dtype).removeprefix("torch."),
+                  rss_peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  output_tokens=gen.output_tokens, model_class=type(model).__name__,
+                  attn_implementation=getattr(model.config, "_attn_implementation", None))
+    return result
+
+
+def _engine_settings(model_path: str, quant: str, device: str, max_len: int, batch: int):
+    """The engine settings `bench run` gives the backend (bench.jobs.inference), those its generate reads."""
+    from bench.backends.base import EngineSettings
+
+    return EngineSettings(model_path=model_path, device=device, dtype=str(INFERENCE_DTYPES[quant]).removeprefix(
+        "torch."), quant=quant, max_model_len=max_len, max_batch=batch, enforce_eager=True)
+
+
+def measure_inference(settings: dict[str, Any]) -> dict[str, Any]:
+    """Child-process entry point (`bench.launch.isolate`) of `bench trace --quant`: the traced generate's metrics,
+    details and versions."""
+    from bench.scenarios.inference import metric
+    from bench.units import gib
+
+    traced = trace_generate(**settings)
+    metrics = {"traced_peak_bytes": metric(traced["peak_bytes"], "bytes"),
+               **{f"traced_{name}_bytes": metric(value, "bytes") for name, value in traced["by_category"].items()},
+               "trace_s": metric(traced["trace_s"], "s"),
+               "trace_rss_peak_bytes": metric(traced["rss_peak_bytes"], "bytes")}
+    parts = ", ".join(f"{name.replace('_', ' ')} {gib(value)}" for name, value in traced["by_category"].items()
+                      if value)
+    notes = [f"traced tensor peak {gib(traced['peak_bytes'])} in the {traced['peak_phase']} ({parts})",
+             "a trace on fake tensors sees tensors only; not seen: " + "; ".join(UNSEEN)]
+    if traced["read_backs"]:
+        reads = ", ".join(f"{where} ({count})" for where, count in traced["read_backs"].items())
+        notes.append(f"values read back from fake tensors, answered with {STAND_IN} unless said: {reads}")
+    hardware = {**observed_hardware("cpu"), "device": traced["device"],
+                "device_name": f"fake {traced['device']} tensors (traced on the CPU, no device memory held)"}
+    return {"metrics": metrics, "memory": traced,
+            "engine": {"engine": "fake-tensor trace", "unseen": list(UNSEEN), "traced": "transformers generate",
+                       "model_class": traced["model_class"], "attn_implementation": traced["attn_implementation"]},
+            "emulation": {"emulated": False, "reason": "a trace on fake tensors holds no device memory"},
+            "hardware": hardware, "software": software_versions(), "notes": notes}
