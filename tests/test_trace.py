@@ -322,6 +322,10 @@ def test_bench_trace_quant_writes_an_inference_trace_record(tmp_path, run_bench)
     estimate = record.details["estimate"]
     assert estimate["active_peak_bytes"] > estimate["weights_bytes"] > 0 and estimate["kv_cache_bytes"] > 0
     assert record.hardware["target"] == "rtx-4090" and "traced tensor peak" in proc.stdout
+    from bench.report.cite import record_command
+
+    assert record_command(record) == ("bench trace tiny-llama --quant bf16 --context 48 --batch 2 --output-len 8 "
+                                      "--device cpu --gpu rtx-4090")  # what a citation tells the reader to run
 
 
 @pytest.mark.parametrize("args, named", [

@@ -131,6 +131,7 @@ def run_inference_trace(registry: Registry, model_name: str, *, quant: str, gpu:
     sequences of `context` tokens (the prompt, then `output_len` generated), the estimate beside it."""
     from bench.estimate.memory import inference_memory
     from bench.estimate.quant import weight_format
+
     model = resolve_model(registry, model_name)
     target = registry.gpu(gpu) if gpu else None
     refused = inference_refusal(quant, device, routes_by_value(model.architecture.model_type,
@@ -152,10 +153,11 @@ def run_inference_trace(registry: Registry, model_name: str, *, quant: str, gpu:
                                 target.budget_bytes if target else None, kv_engine="transformers")
     inference = {"quant": quant, "context": context, "prompt_len": context - output_len, "batch": batch,
                  "output_len": output_len}
-    settings = {"model_path": _config_only(model).path, "vocab_size": cfg.vocab_size, "device": device,
+    weights = _config_only(model)
+    settings = {"model_path": weights.path, "vocab_size": cfg.vocab_size, "device": device,
                 **{k: inference[k] for k in ("quant", "prompt_len", "batch", "output_len")}}
     return execute("trace", "bench.scenarios.trace:measure_inference", settings, model=model,
-                   weights=_config_only(model), device=device, gpu=target,
+                   weights=weights, device=device, gpu=target,
                    config={"inference": inference, "device": device, "traced": True},
                    results_dir=results_dir, timeout_s=timeout_s,
                    estimate={"active_peak_bytes": estimate.total_bytes - estimate.overhead_bytes,

@@ -64,9 +64,15 @@ def record_command(record: RunRecord) -> str:
     cfg, hw, model = record.config, record.hardware, record.model
     parts = ["bench", record.kind, model.id]
     if record.kind == "trace":  # config and tokenizer only: no weights to name
-        recipe = cfg.get("recipe", {})
-        parts += ["--finetune", str(recipe.get("id")), "--batch", str(recipe.get("micro_batch")), "--context",
-                  str(recipe.get("sequence_length")), "--device", str(cfg.get("device"))]
+        if "inference" in cfg:  # one generate
+            shape = cfg["inference"]
+            parts += ["--quant", str(shape.get("quant")), "--context", str(shape.get("context")), "--batch",
+                      str(shape.get("batch")), "--output-len", str(shape.get("output_len"))]
+        else:  # one training step
+            recipe = cfg.get("recipe", {})
+            parts += ["--finetune", str(recipe.get("id")), "--batch", str(recipe.get("micro_batch")), "--context",
+                      str(recipe.get("sequence_length"))]
+        parts += ["--device", str(cfg.get("device"))]
         return " ".join(parts + (["--gpu", hw["target"]] if hw.get("target") else []))
     if record.kind == "inference":
         s = cfg.get("scenario", {})
