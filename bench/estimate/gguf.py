@@ -285,6 +285,29 @@ def _is_70b(cfg: TextConfig) -> bool:
                                          and cfg.kv_heads != cfg.num_attention_heads)
 
 
+def _attn_v_type(t: str, ftype: str, i_attn_v: int, n_attn_v: int, is_70b: bool, n_expert: int) -> str:
+    """llama.cpp's type for the `i_attn_v`-th of `n_attn_v` attn_v tensors (a fused attn_qkv counts as one)."""
+    if ftype in ("MOSTLY_Q4_K_M", "MOSTLY_Q5_K_M") and _use_more_bits(i_attn_v, n_attn_v):
+        t = "Q6_K"
+    elif ftype == "MOSTLY_Q4_K_S" and i_attn_v < 4:
+        t = "Q5_K"
+    if is_70b and t in ("Q3_K", "Q4_K"):
+        t = "Q5_K"
+    return "Q8_0" if n_expert == 8 else t
+
+
+def _ffn_down_type(t: str, ftype: str, i_layer: int, n_layer: int, imatrix: bool) -> str:
+    """llama.cpp's type for the ffn_down tensor of layer `i_layer`: MoE models take the layer from the name,
+    dense ones count ffn_down tensors (the same number)."""
+    if ftype in ("MOSTLY_Q4_K_M", "MOSTLY_Q5_K_M") and _use_more_bits(i_layer, n_layer):
+        return "Q6_K"
+    if ftype == "MOSTLY_Q4_K_S" and i_layer < n_layer // 8:
+        return "Q5_K"
+    if ftype == "MOSTLY_Q4_0" and imatrix and i_layer < n_layer // 8:
+        return "Q4_1"
+    return t
+
+
 def gguf_tensors(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix: bool = False) -> list[GgufTensor]:
     """Every tensor of the GGUF file `llama-quantize` writes for `quant` from an F16/BF16 GGUF."""
     ftype, default = GGUF_FTYPES[quant]
@@ -315,29 +338,13 @@ def gguf_tensors(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix:
             elif t != "Q8_0":
                 t = "Q6_K"
         elif _is_attn_v(name):
-            if ftype in ("MOSTLY_Q4_K_M", "MOSTLY_Q5_K_M") and _use_more_bits(i_attn_v, n_attn_v):
-                t = "Q6_K"
-            elif ftype == "MOSTLY_Q4_K_S" and i_attn_v < 4:
-                t = "Q5_K"
-            if _is_70b(cfg) and t in ("Q3_K", "Q4_K"):
-                t = "Q5_K"
-            if n_expert == 8:
-                t = "Q8_0"
+            t = _attn_v_type(t, ftype, i_attn_v, n_attn_v, _is_70b(cfg), n_expert)
             i_attn_v += 1
         elif "attn_k.weight" in name:
             if n_expert == 8:
                 t = "Q8_0"
         elif "ffn_down" in name:
-            # MoE models take the layer from the name; dense ones count ffn_down tensors (the same number).
-            i_layer = layer if n_expert > 1 else i_ffn_down
-            if ftype == "MOSTLY_Q4_K_M" and _use_more_bits(i_layer, n_layer):
-                t = "Q6_K"
-            elif ftype == "MOSTLY_Q5_K_M" and _use_more_bits(i_layer, n_layer):
-                t = "Q6_K"
-            elif ftype == "MOSTLY_Q4_K_S" and i_layer < n_layer // 8:
-                t = "Q5_K"
-            elif ftype == "MOSTLY_Q4_0" and imatrix and i_layer < n_layer // 8:
-                t = "Q4_1"
+            t = _ffn_down_type(t, ftype, layer if n_expert > 1 else i_ffn_down, n_layer, imatrix)
             i_ffn_down += 1
         elif "attn_output.weight" in name:
             if n_expert == 8 and ftype in ("MOSTLY_Q4_K_S", "MOSTLY_Q4_K_M"):
@@ -491,23 +498,10 @@ def _moving_sizes(layout: _Layout, ftype: str, default: str, n_expert: int, imat
     for position, (name, shape), layer, kind in layout.moving:
         t = default
         if kind == ATTN_V:
-            if ftype in ("MOSTLY_Q4_K_M", "MOSTLY_Q5_K_M") and _use_more_bits(i_attn_v, n_attn_v):
-                t = "Q6_K"
-            elif ftype == "MOSTLY_Q4_K_S" and i_attn_v < 4:
-                t = "Q5_K"
-            if _is_70b(layout.cfg) and t in ("Q3_K", "Q4_K"):
-                t = "Q5_K"
-            if n_expert == 8:
-                t = "Q8_0"
+            t = _attn_v_type(t, ftype, i_attn_v, n_attn_v, _is_70b(layout.cfg), n_expert)
             i_attn_v += 1
         else:
-            i_layer = layer if n_expert > 1 else i_ffn_down
-            if ftype in ("MOSTLY_Q4_K_M", "MOSTLY_Q5_K_M") and _use_more_bits(i_layer, n_layer):
-                t = "Q6_K"
-            elif ftype == "MOSTLY_Q4_K_S" and i_layer < n_layer // 8:
-                t = "Q5_K"
-            elif ftype == "MOSTLY_Q4_0" and imatrix and i_layer < n_layer // 8:
-                t = "Q4_1"
+            t = _ffn_down_type(t, ftype, layer if n_expert > 1 else i_ffn_down, n_layer, imatrix)
             i_ffn_down += 1
         t = _fallback(t, shape[0])
         size = known.get((shape, t))

@@ -195,15 +195,17 @@ class LiveStorages(TorchDispatchMode):
 
     # -- results ----------------------------------------------------------------------------------
 
+    categories, phases = CATEGORIES, PHASES  # what a result reports; a generate's trace has its own
+
     def breakdown(self, keys: tuple[int, ...]) -> dict[str, int]:
-        out = dict.fromkeys(CATEGORIES, 0)
+        out = dict.fromkeys(self.categories, 0)
         for key in keys:
             out[self._category.get(key, "temporaries")] += self._size[key]
         return out
 
     def result(self) -> dict[str, Any]:
         phases = {name: {"peak_bytes": total, "by_category": self.breakdown(keys)}
-                  for name, (total, keys) in self.peaks.items() if name in PHASES}
+                  for name, (total, keys) in self.peaks.items() if name in self.phases}
         top = max(phases, key=lambda name: phases[name]["peak_bytes"])
         return {"peak_bytes": phases[top]["peak_bytes"], "peak_phase": top,
                 "by_category": phases[top]["by_category"], "phases": phases,
@@ -641,6 +643,8 @@ class GenerateStorages(LiveStorages):
     cache layers' keys and values, read from the model's output after each forward). What a forward made and
     still holds when it returns (its logits, the grown ids) is an activation; what it freed, a temporary."""
 
+    categories, phases = INFERENCE_CATEGORIES, INFERENCE_PHASES
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket is torch.ops.aten.isin:  # its decomposition reads values; its shape is its input's
             elements = args[0] if isinstance(args[0], torch.Tensor) else None
@@ -670,19 +674,6 @@ class GenerateStorages(LiveStorages):
                 self._category[key] = "activations"
         self.phase = "decode"
 
-    def breakdown(self, keys: tuple[int, ...]) -> dict[str, int]:
-        out = dict.fromkeys(INFERENCE_CATEGORIES, 0)
-        for key in keys:
-            out[self._category.get(key, "temporaries")] += self._size[key]
-        return out
-
-    def result(self) -> dict[str, Any]:
-        phases = {name: {"peak_bytes": total, "by_category": self.breakdown(keys)}
-                  for name, (total, keys) in self.peaks.items() if name in INFERENCE_PHASES}
-        top = max(phases, key=lambda name: phases[name]["peak_bytes"])
-        return {"peak_bytes": phases[top]["peak_bytes"], "peak_phase": top,
-                "by_category": phases[top]["by_category"], "phases": phases,
-                "read_backs": dict(sorted(self.reads.items()))}
 
 
 def meta_inference_model(model_path: str, dtype: torch.dtype):
