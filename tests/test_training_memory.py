@@ -9,8 +9,8 @@ settings reach the estimate and that impossible combinations are refused.
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
+from bench.config.strict import ValidationError
 from bench.estimate.params import count_params
 from bench.estimate.plan import PlanRequest, Subject, make_plan
 from bench.estimate.training import hf_loss_bytes_per_token, training_memory

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 from bench.config.files import read_regular_file
+from bench.config.strict import Strict, ValidationError, field, validator
 from bench.errors import UserError
 
 ModelType = Literal[
@@ -95,68 +94,66 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class TextConfig(BaseModel):
+class TextConfig(Strict):
     """Architecture numbers of a decoder, in ``config.json`` field names."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     model_type: ModelType
-    hidden_size: int = Field(gt=0, le=MAX_HIDDEN)
-    num_hidden_layers: int = Field(gt=0, le=MAX_LAYERS)
-    num_attention_heads: int = Field(gt=0, le=MAX_HEADS)
-    num_key_value_heads: int | None = Field(None, gt=0, le=MAX_HEADS,
+    hidden_size: int = field(gt=0, le=MAX_HIDDEN)
+    num_hidden_layers: int = field(gt=0, le=MAX_LAYERS)
+    num_attention_heads: int = field(gt=0, le=MAX_HEADS)
+    num_key_value_heads: int | None = field(None, gt=0, le=MAX_HEADS,
                                             description="Defaults to num_attention_heads (MHA)")
-    head_dim: int | None = Field(None, gt=0, le=MAX_HIDDEN,
+    head_dim: int | None = field(None, gt=0, le=MAX_HIDDEN,
                                  description="Defaults to hidden_size / num_attention_heads")
-    intermediate_size: int = Field(gt=0, le=MAX_INTERMEDIATE,
+    intermediate_size: int = field(gt=0, le=MAX_INTERMEDIATE,
                                    description="Dense MLP width, or one expert's width in an MoE")
-    vocab_size: int = Field(gt=0, le=MAX_VOCAB)
-    max_position_embeddings: int = Field(gt=0, le=MAX_POSITIONS)
+    vocab_size: int = field(gt=0, le=MAX_VOCAB)
+    max_position_embeddings: int = field(gt=0, le=MAX_POSITIONS)
     tie_word_embeddings: bool = False
-    attention_bias: bool = Field(False, description="Bias on q/k/v/o (llama, gemma); qwen2 always has q/k/v bias")
+    attention_bias: bool = field(False, description="Bias on q/k/v/o (llama, gemma); qwen2 always has q/k/v bias")
     mlp_bias: bool = False
-    sliding_window: int | None = Field(None, gt=0, le=MAX_POSITIONS)
-    use_sliding_window: bool | None = Field(None, description="qwen2 only: windows are off unless this is true")
-    max_window_layers: int | None = Field(None, ge=0, le=MAX_LAYERS,
+    sliding_window: int | None = field(None, gt=0, le=MAX_POSITIONS)
+    use_sliding_window: bool | None = field(None, description="qwen2 only: windows are off unless this is true")
+    max_window_layers: int | None = field(None, ge=0, le=MAX_LAYERS,
                                           description="qwen2 only: layers from this index on slide")
-    layer_types: list[LayerType] | None = Field(None, max_length=MAX_LAYERS)
-    sliding_window_pattern: int | None = Field(None, gt=0, le=MAX_LAYERS,
+    layer_types: list[LayerType] | None = field(None, max_length=MAX_LAYERS)
+    sliding_window_pattern: int | None = field(None, gt=0, le=MAX_LAYERS,
                                                description="gemma3: every n-th layer is global, the rest slide")
     # Mixture of experts. Each family names its routed expert count its own way: num_local_experts
     # (mixtral, llama4_text, gpt_oss), num_experts (qwen2_moe, qwen3_moe), n_routed_experts (deepseek).
-    num_local_experts: int | None = Field(None, gt=0, le=MAX_EXPERTS)
-    num_experts: int | None = Field(None, ge=0, le=MAX_EXPERTS)
-    n_routed_experts: int | None = Field(None, gt=0, le=MAX_EXPERTS)
-    num_experts_per_tok: int | None = Field(None, gt=0, le=MAX_EXPERTS)
-    moe_intermediate_size: int | None = Field(None, gt=0, le=MAX_INTERMEDIATE,
+    num_local_experts: int | None = field(None, gt=0, le=MAX_EXPERTS)
+    num_experts: int | None = field(None, ge=0, le=MAX_EXPERTS)
+    n_routed_experts: int | None = field(None, gt=0, le=MAX_EXPERTS)
+    num_experts_per_tok: int | None = field(None, gt=0, le=MAX_EXPERTS)
+    moe_intermediate_size: int | None = field(None, gt=0, le=MAX_INTERMEDIATE,
                                               description="One routed expert's width (qwen MoE, deepseek)")
-    shared_expert_intermediate_size: int | None = Field(None, gt=0, le=MAX_INTERMEDIATE,
+    shared_expert_intermediate_size: int | None = field(None, gt=0, le=MAX_INTERMEDIATE,
                                                         description="qwen2_moe: the shared expert's width")
-    n_shared_experts: int | None = Field(None, ge=0, le=MAX_EXPERTS,
+    n_shared_experts: int | None = field(None, ge=0, le=MAX_EXPERTS,
                                          description="deepseek: shared experts, fused into one MLP")
-    first_k_dense_replace: int | None = Field(None, ge=0, le=MAX_LAYERS,
+    first_k_dense_replace: int | None = field(None, ge=0, le=MAX_LAYERS,
                                               description="deepseek: the first k layers have a dense MLP")
-    decoder_sparse_step: int | None = Field(None, gt=0, le=MAX_LAYERS,
+    decoder_sparse_step: int | None = field(None, gt=0, le=MAX_LAYERS,
                                             description="qwen MoE: every n-th layer is an MoE layer")
-    mlp_only_layers: list[int] | None = Field(None, max_length=MAX_LAYERS,
+    mlp_only_layers: list[int] | None = field(None, max_length=MAX_LAYERS,
                                               description="qwen MoE: layers with a dense MLP")
-    qkv_bias: bool | None = Field(None, description="qwen2_moe: bias on q/k/v (never on o)")
+    qkv_bias: bool | None = field(None, description="qwen2_moe: bias on q/k/v (never on o)")
     # Multi-head latent attention (deepseek): K and V come out of a shared low-rank latent.
-    q_lora_rank: int | None = Field(None, gt=0, le=MAX_HIDDEN, description="None: a full-rank q_proj")
-    kv_lora_rank: int | None = Field(None, gt=0, le=MAX_HIDDEN)
-    qk_nope_head_dim: int | None = Field(None, gt=0, le=MAX_HIDDEN)
-    qk_rope_head_dim: int | None = Field(None, gt=0, le=MAX_HIDDEN)
-    v_head_dim: int | None = Field(None, gt=0, le=MAX_HIDDEN)
+    q_lora_rank: int | None = field(None, gt=0, le=MAX_HIDDEN, description="None: a full-rank q_proj")
+    kv_lora_rank: int | None = field(None, gt=0, le=MAX_HIDDEN)
+    qk_nope_head_dim: int | None = field(None, gt=0, le=MAX_HIDDEN)
+    qk_rope_head_dim: int | None = field(None, gt=0, le=MAX_HIDDEN)
+    v_head_dim: int | None = field(None, gt=0, le=MAX_HIDDEN)
     # Llama 4 specifics.
-    intermediate_size_mlp: int | None = Field(None, gt=0, le=MAX_INTERMEDIATE,
+    intermediate_size_mlp: int | None = field(None, gt=0, le=MAX_INTERMEDIATE,
                                               description="llama4: width of the dense layers' MLP")
-    interleave_moe_layer_step: int | None = Field(None, gt=0, le=MAX_LAYERS)
-    moe_layers: list[int] | None = Field(None, max_length=MAX_LAYERS)
-    attention_chunk_size: int | None = Field(None, gt=0, le=MAX_POSITIONS)
-    no_rope_layer_interval: int | None = Field(None, gt=0, le=MAX_LAYERS)
-    no_rope_layers: list[int] | None = Field(None, max_length=MAX_LAYERS)
+    interleave_moe_layer_step: int | None = field(None, gt=0, le=MAX_LAYERS)
+    moe_layers: list[int] | None = field(None, max_length=MAX_LAYERS)
+    attention_chunk_size: int | None = field(None, gt=0, le=MAX_POSITIONS)
+    no_rope_layer_interval: int | None = field(None, gt=0, le=MAX_LAYERS)
+    no_rope_layers: list[int] | None = field(None, max_length=MAX_LAYERS)
 
-    @model_validator(mode="after")
+    @validator
     def _check_lengths(self) -> TextConfig:
         if self.layer_types is not None and len(self.layer_types) != self.num_hidden_layers:
             raise ValueError(
@@ -364,7 +361,7 @@ def validate_text_config(fields: dict[str, Any], origin: str) -> TextConfig:
     try:
         return TextConfig.model_validate(fields)
     except ValidationError as err:
-        raise UserError(f"{origin}: {describe_validation_error(err)}") from None
+        raise UserError(f"{origin}: {err}") from None
 
 
 def load_hf_config(path: Path) -> TextConfig:
@@ -402,13 +399,3 @@ def refuse_remote_code(config_path: Path, allowed: bool) -> None:
         raise UserError(f"{config_path}: auto_map asks to run the repository's own code "
                         f"({', '.join(sorted(raw['auto_map']))}); bench runs it only for a registry entry with "
                         "trust_remote_code: true at a pinned revision")
-
-
-def describe_validation_error(err: ValidationError) -> str:
-    """One line per problem: ``field.path: message``."""
-    parts = []
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
-        parts.append(f"{where}: {msg}")
-    return "; ".join(parts)

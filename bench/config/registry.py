@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
-from bench.config.hfconfig import describe_validation_error, from_hf_dict
+from bench.config.hfconfig import from_hf_dict
 from bench.config.specs import ClaimSource, ClaimSpec, HardwareSpec, ModelSpec, RecipeSpec
+from bench.config.strict import Strict, ValidationError
 from bench.errors import UserError, unknown_name_error
 
-Spec = TypeVar("Spec", bound=BaseModel)
+Spec = TypeVar("Spec", bound=Strict)
 # What else a model's name may be, said wherever a name is not the registry's.
 MODEL_NAMING = "name a Hub model as ORG/NAME[@REVISION], or a local folder with a config.json"
 
@@ -61,7 +61,7 @@ def load_spec(path: Path, spec: type[Spec]) -> Spec:
     try:
         return spec.model_validate(raw)
     except ValidationError as err:
-        raise UserError(f"{path}: {describe_validation_error(err)}") from None
+        raise UserError(f"{path}: {err}") from None
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from bench.config.hfconfig import TextConfig
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from bench.config.strict import Strict, field, validator
 
 Quant = Literal["bf16", "fp16", "fp8", "int8", "nf4", "int4", "f16", "q8_0", "q6_k", "q5_k_m", "q5_k_s", "q4_k_m", "q4_k_s", "q4_0"]  # noqa: E501
 Method = Literal["lora", "qlora", "full", "dpo", "reward"]
@@ -27,9 +21,9 @@ Method = Literal["lora", "qlora", "full", "dpo", "reward"]
 class Finding(Strict):
     """A mismatch between what a seed page says and what is public."""
 
-    claim: str = Field(description="What the page says, in its words")
-    fact: str = Field(description="What public sources show")
-    source: str = Field(description="Where the fact comes from")
+    claim: str = field(description="What the page says, in its words")
+    fact: str = field(description="What public sources show")
+    source: str = field(description="Where the fact comes from")
 
 
 class CheckpointVariant(Strict):
@@ -40,11 +34,11 @@ class CheckpointVariant(Strict):
     repository ships FP8 loads real bf16 weights.
     """
 
-    quant: Quant = Field(description="The bench quant this repository serves")
+    quant: Quant = field(description="The bench quant this repository serves")
     repo: str
     revision: str = "main"
-    format: Literal["bf16", "fp8", "awq", "gptq"] = Field(description="How the repository stores its weights")
-    source: str = Field(description="Where the repository and its format were seen")
+    format: Literal["bf16", "fp8", "awq", "gptq"] = field(description="How the repository stores its weights")
+    source: str = field(description="Where the repository and its format were seen")
 
 
 class ModelSpec(Strict):
@@ -53,32 +47,32 @@ class ModelSpec(Strict):
     id: str
     display_name: str
     aliases: list[str] = []
-    repo: str | None = Field(None, description="Hugging Face repo id; None for models bench builds itself")
-    revision: str = Field("main", description="A commit where known, else a branch that a real run resolves")
-    license: str = Field(description="SPDX-like id: apache-2.0, mrl, llama4, modified-mit, proprietary")
-    gated: bool | None = Field(None, description="None where no source showed the gate state")
+    repo: str | None = field(None, description="Hugging Face repo id; None for models bench builds itself")
+    revision: str = field("main", description="A commit where known, else a branch that a real run resolves")
+    license: str = field(description="SPDX-like id: apache-2.0, mrl, llama4, modified-mit, proprietary")
+    gated: bool | None = field(None, description="None where no source showed the gate state")
     open_weights: bool = True
-    synthetic: bool = Field(False, description="Built by bench from the architecture (tiny test models)")
-    proxy: str | None = Field(
+    synthetic: bool = field(False, description="Built by bench from the architecture (tiny test models)")
+    proxy: str | None = field(
         None, description="Set when the architecture is a stand-in shape, with the reason (no public weights)"
     )
     trust_remote_code: bool = False
-    checkpoint_format: Literal["bf16", "fp8"] = Field(
+    checkpoint_format: Literal["bf16", "fp8"] = field(
         "bf16", description="How `repo` stores its weights (an FP8 repository serves fp8 runs only)")
-    variants: list[CheckpointVariant] = Field([], description="Other repositories, one per quant they serve")
+    variants: list[CheckpointVariant] = field([], description="Other repositories, one per quant they serve")
     architecture: TextConfig
-    extra_params: int = Field(
+    extra_params: int = field(
         0, description="Parameters outside the text model (vision tower, projector), counted in total only"
     )
-    published_params: dict[str, float] = Field(
+    published_params: dict[str, float] = field(
         {}, description="Published counts, e.g. total: 141e9, active: 39e9, with sources in `sources`"
     )
     quants: list[Quant] = ["bf16", "fp8", "int8", "nf4", "int4"]
-    sources: dict[str, str] = Field({}, description="Where each group of numbers comes from")
+    sources: dict[str, str] = field({}, description="Where each group of numbers comes from")
     findings: list[Finding] = []
     notes: str = ""
 
-    @model_validator(mode="after")
+    @validator
     def _remote_code_needs_pinned_revision(self) -> ModelSpec:
         if self.trust_remote_code and not _looks_like_commit(self.revision):
             raise ValueError("trust_remote_code needs `revision` pinned to a 40-character commit")
@@ -95,17 +89,17 @@ class HardwareSpec(Strict):
     id: str
     display_name: str
     aliases: list[str] = []
-    memory_gib: float = Field(gt=0, description="Memory of one device, GiB")
-    memory_bandwidth_gbs: float = Field(gt=0, description="Per device, GB/s (1e9 bytes)")
-    bf16_tflops: float = Field(gt=0, description="Dense (not sparse) bf16 tensor TFLOP/s per device")
-    device_count: int = Field(1, ge=1)
+    memory_gib: float = field(gt=0, description="Memory of one device, GiB")
+    memory_bandwidth_gbs: float = field(gt=0, description="Per device, GB/s (1e9 bytes)")
+    bf16_tflops: float = field(gt=0, description="Dense (not sparse) bf16 tensor TFLOP/s per device")
+    device_count: int = field(1, ge=1)
     device_class: Literal["consumer", "datacenter", "edge"]
-    device_names: list[str] = Field(
+    device_names: list[str] = field(
         [], description="Names torch reports for this card: how a run finds the profile of the card it ran on")
-    runtime_overhead_gib: float = Field(
+    runtime_overhead_gib: float = field(
         1.0, ge=0, description="Per device: CUDA context, library workspaces, allocator slack"
     )
-    cuda_memory_gib: float | None = Field(
+    cuda_memory_gib: float | None = field(
         None, gt=0, description="Per device: the memory CUDA offers a process (cudaMemGetInfo's total, what "
                                 "torch reports as total capacity), below the datasheet's; what an emulated run "
                                 "is capped to, less the CUDA context. Source in `sources`.")
@@ -121,7 +115,7 @@ class HardwareSpec(Strict):
         """Per device; the datasheet memory where no CUDA total was recorded (edge budgets)."""
         return int((self.cuda_memory_gib or self.memory_gib) * 2**30)
 
-    @model_validator(mode="after")
+    @validator
     def _cuda_memory_sourced(self) -> HardwareSpec:
         if self.cuda_memory_gib is not None and "cuda_memory_gib" not in self.sources:
             raise ValueError("cuda_memory_gib needs its source in `sources`")
@@ -137,41 +131,41 @@ class RecipeSpec(Strict):
     aliases: list[str] = []
     description: str
     method: Method
-    quant: Quant = Field("bf16", description="How the frozen base is held: bf16, or nf4 for QLoRA")
+    quant: Quant = field("bf16", description="How the frozen base is held: bf16, or nf4 for QLoRA")
     double_quant: bool = False
-    rank: int | None = Field(None, ge=1)
+    rank: int | None = field(None, ge=1)
     alpha: float | None = None
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = field(0.0, ge=0, lt=1)
     target_modules: list[str] = []
     moe_targets: list[Literal["attention", "experts", "shared_experts"]] = ["attention"]
-    sequence_length: int = Field(gt=0)
-    micro_batch: int = Field(gt=0)
-    gradient_accumulation: int = Field(1, ge=1)
+    sequence_length: int = field(gt=0)
+    micro_batch: int = field(gt=0)
+    gradient_accumulation: int = field(1, ge=1)
     gradient_checkpointing: bool = True
-    activation_offload: bool = Field(False, description="Checkpointed layer inputs kept in host memory (torchtune)")
-    packing: bool = Field(False, description="Sequences packed to `sequence_length`, so no step holds padding")
-    adapter_dtype: Literal["fp32", "bf16"] | None = Field(
+    activation_offload: bool = field(False, description="Checkpointed layer inputs kept in host memory (torchtune)")
+    packing: bool = field(False, description="Sequences packed to `sequence_length`, so no step holds padding")
+    adapter_dtype: Literal["fp32", "bf16"] | None = field(
         None, description="How adapters are held; None: as trl leaves them (fp32 over a 16-bit base, bf16 over a "
                           "bitsandbytes one)")
-    full_precision: Literal["mixed", "bf16"] = Field(
+    full_precision: Literal["mixed", "bf16"] = field(
         "bf16", description="Full fine-tuning: pure bf16 weights, or fp32 master weights with bf16 autocast")
     optimizer: Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "sgd"]
-    optimizer_in_backward: bool = Field(
+    optimizer_in_backward: bool = field(
         False, description="Each parameter stepped as its gradient arrives, so gradients are never all held")
-    loss: Literal["hf", "hf_legacy", "chunked", "fused_linear"] = Field(
+    loss: Literal["hf", "hf_legacy", "chunked", "fused_linear"] = field(
         "fused_linear", description="hf: the model's own cross-entropy over fp32 logits; hf_legacy: the same in "
                                     "transformers before 4.46 (fp32 logits, shifted by a copy past one sequence); "
                                     "chunked: torchtune's chunked cross-entropy; fused_linear: logits never "
                                     "materialised (trl's fused LM head, Liger)")
-    dpo_reference: Literal["adapter_off", "copy", "precomputed"] = Field(
+    dpo_reference: Literal["adapter_off", "copy", "precomputed"] = field(
         "adapter_off", description="DPO's reference: the base with the adapter off, a second frozen copy, or "
                                    "log-probs computed before training")
-    learning_rate: float = Field(gt=0)
-    steps: int = Field(gt=0, description="Optimizer steps in a smoke test")
-    dataset: str = Field(description="builtin:<name>, a local JSONL path, or a hub dataset id")
-    beta: float | None = Field(None, description="DPO temperature")
+    learning_rate: float = field(gt=0)
+    steps: int = field(gt=0, description="Optimizer steps in a smoke test")
+    dataset: str = field(description="builtin:<name>, a local JSONL path, or a hub dataset id")
+    beta: float | None = field(None, description="DPO temperature")
 
-    @model_validator(mode="after")
+    @validator
     def _adapter_fields(self) -> RecipeSpec:
         if self.method != "full" and (self.rank is None or not self.target_modules):
             raise ValueError(f"method {self.method} trains adapters: set `rank` and `target_modules`")
@@ -227,12 +221,12 @@ class ClaimConditions(Strict):
 
     gpu: str | None = None
     quant: Quant | None = None
-    context: int | None = Field(None, gt=0)
-    batch: int | None = Field(None, gt=0)
+    context: int | None = field(None, gt=0)
+    batch: int | None = field(None, gt=0)
     recipe: str | None = None
     tasks: list[str] = []
-    compare_to: list[str] = Field([], description="Model ids an eval claim compares against")
-    runner: Runner | None = Field(None, description="The local runner the quote names: its memory is llama.cpp's "
+    compare_to: list[str] = field([], description="Model ids an eval claim compares against")
+    runner: Runner | None = field(None, description="The local runner the quote names: its memory is llama.cpp's "
                                                     "buffers, and a runtime claim is decided by a llama.cpp run")
 
 
@@ -241,27 +235,27 @@ class ClaimThreshold(Strict):
 
     total_params: float | None = None
     active_params: float | None = None
-    tolerance: float = Field(0.05, ge=0, description="Relative slack for params claims")
+    tolerance: float = field(0.05, ge=0, description="Relative slack for params claims")
     context_tokens: int | None = None
     license: str | None = None
     open_weights: bool | None = None
     decode_tokens_per_s: float | None = None
-    ttft_s: float | None = Field(None, gt=0, description="Responsive claims: time to first token, seconds")
-    tokens_per_s_per_user: float | None = Field(None, gt=0, description="Responsive claims: the reading rate")
+    ttft_s: float | None = field(None, gt=0, description="Responsive claims: time to first token, seconds")
+    tokens_per_s_per_user: float | None = field(None, gt=0, description="Responsive claims: the reading rate")
 
 
 class ClaimSpec(Strict):
     id: str
-    speaker: str = Field(description="Who said it on the page: the product blurb or a panel position")
+    speaker: str = field(description="Who said it on the page: the product blurb or a panel position")
     quote: str
-    subject: str = Field(description="Model id of the registry")
-    product: str = Field(description="The product name as the page gives it")
+    subject: str = field(description="Model id of the registry")
+    product: str = field(description="The product name as the page gives it")
     kind: ClaimKind
     conditions: ClaimConditions = ClaimConditions()
     threshold: ClaimThreshold = ClaimThreshold()
-    meaning: str = Field("", description="What the claim asserts, restated in measurable terms; shown beside the "
+    meaning: str = field("", description="What the claim asserts, restated in measurable terms; shown beside the "
                                          "quote (default: restated from kind, conditions and threshold)")
-    unchecked: list[str] = Field([], description="Parts of the same quote no claim decides, each with why: the "
+    unchecked: list[str] = field([], description="Parts of the same quote no claim decides, each with why: the "
                                                  "quote as a whole is then untested at best")
     notes: str = ""
 
@@ -269,10 +263,10 @@ class ClaimSpec(Strict):
 class ClaimSource(Strict):
     """A file of ``configs/claims/``: the claims quoted from one seed page."""
 
-    source: str = Field(description="Seed file name")
-    title: str = Field(description="The page's title, as it heads the page")
-    address: str | None = Field(None, description="The page's web address, where known (citations carry it)")
-    published: str | None = Field(None, description="The page's publication date, where known")
+    source: str = field(description="Seed file name")
+    title: str = field(description="The page's title, as it heads the page")
+    address: str | None = field(None, description="The page's web address, where known (citations carry it)")
+    published: str | None = field(None, description="The page's publication date, where known")
     products: list[str]
     claims: list[ClaimSpec]
-    uncheckable: list[str] = Field([], description="Statements judged uncheckable, each with why")
+    uncheckable: list[str] = field([], description="Statements judged uncheckable, each with why")

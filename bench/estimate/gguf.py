@@ -39,13 +39,14 @@ layers when an importance matrix is given) are modelled with `imatrix=True`.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from math import prod
 
-from bench.config.hfconfig import TextConfig
+from bench.config.hfconfig import TextConfig, per_config
 
 GGUF_ALIGNMENT = 32
 
@@ -368,8 +369,14 @@ def tensor_data_bytes(tensors: Sequence[GgufTensor]) -> int:
 CACHED_FILES = 512
 
 
+@per_config
+def _config_key(cfg: TextConfig) -> str:
+    """The architecture as JSON, what the caches below are keyed by, made once per config object."""
+    return cfg.model_dump_json()
+
+
 def gguf_weight_bytes(cfg: TextConfig, quant: str, rope_freqs: bool = False, imatrix: bool = False) -> int:
-    return _weight_bytes(cfg.model_dump_json(), quant, rope_freqs, imatrix)
+    return _weight_bytes(_config_key(cfg), quant, rope_freqs, imatrix)
 
 
 def gguf_read_bytes_per_token(cfg: TextConfig, quant: str, expert_share: float | None = None) -> float:
@@ -377,7 +384,7 @@ def gguf_read_bytes_per_token(cfg: TextConfig, quant: str, expert_share: float |
     them (k of n at batch 1), and one row of the token embedding (a lookup) unless it is tied."""
     if expert_share is None:
         expert_share = (cfg.num_experts_per_tok or 1) / (cfg.routed_experts or 1)
-    return _read_bytes_per_token(cfg.model_dump_json(), quant, expert_share)
+    return _read_bytes_per_token(_config_key(cfg), quant, expert_share)
 
 
 @lru_cache(maxsize=CACHED_FILES)
@@ -407,7 +414,7 @@ def gguf_tensor_sizes(cfg: TextConfig, quant: str, rope_freqs: bool = False, ima
     and a file is mostly the same tensors layer after layer. The rules are `gguf_tensors`' own, applied once per
     name within a block and shape, except for attn_v and ffn_down, whose type moves with the layer.
     tests/test_plan_search.py holds the two equal for every registry model and GGUF type."""
-    cfg_json = cfg.model_dump_json()
+    cfg_json = _config_key(cfg)
     return list(zip(_layout(cfg_json, rope_freqs).names, _sizes(cfg_json, quant, rope_freqs, imatrix)))
 
 
@@ -432,7 +439,7 @@ class _Layout:
 @lru_cache(maxsize=CACHED_FILES)
 def _layout(cfg_json: str, rope_freqs: bool) -> _Layout:
     """`source_tensors` sorted by how the quantizer picks each one's type."""
-    cfg = TextConfig.model_validate_json(cfg_json)
+    cfg = TextConfig.model_validate(json.loads(cfg_json))
     names, keys, kinds, moving = [], [], {}, []
     for name, shape in source_tensors(cfg, rope_freqs):
         parts = name.split(".", 2)

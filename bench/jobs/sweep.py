@@ -27,7 +27,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bench.config.hfconfig import describe_validation_error
 from bench.config.registry import Registry, read_yaml
 from bench.errors import UserError
 from bench.jobs.preflight import BITSANDBYTES_QUANTS, check_engine, choose_backend
@@ -120,12 +119,18 @@ class Cell:
         return f"{self.kind} {self.model} {what}" + (f" on {self.gpu}" if self.gpu else "")
 
 
+def _problems(err: ValidationError) -> str:
+    """One ``field.path: problem`` per problem, as the registry's files report theirs."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: "
+                     f"{'unknown field' if e['type'] == 'extra_forbidden' else e['msg']}" for e in err.errors())
+
+
 def load_sweep(path: Path, registry: Registry) -> SweepSpec:
     raw = read_yaml(path)
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as err:
-        raise UserError(f"{path}: {describe_validation_error(err)}") from None
+        raise UserError(f"{path}: {_problems(err)}") from None
     if (cells := count_cells(spec)) > MAX_CELLS:
         raise UserError(f"{path}: the matrix has {cells:,} cells, more than the {MAX_CELLS:,} a sweep may run; "
                         "split it into smaller sweeps")

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from bench.config.registry import Registry
 from bench.config.specs import ClaimSource, ClaimSpec
-from bench.records.schema import RunRecord
 from bench.verdicts import eval_scores, facts, memory, params, responsive, runtime, speed
 from bench.verdicts.evidence import NOT_CHECKED
 from bench.verdicts.verdict import STRENGTH, UNTESTED, ClaimKind, Verdict, decisive_record
+
+if TYPE_CHECKING:  # records are named in annotations only: the quick commands load no record schema
+    from bench.records.schema import RunRecord
 
 _KIND_MODULES = (memory, params, facts, speed, runtime, responsive, eval_scores)
 KINDS: dict[str, ClaimKind] = {name: module.KIND for module in _KIND_MODULES for name in module.KIND.names}

@@ -5,14 +5,16 @@ records alone decide."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config.registry import Registry
 from bench.config.specs import ClaimSpec
 from bench.evals.compare import Score, compare, primary_metric
-from bench.records.schema import RunRecord
 from bench.verdicts.evidence import MEASURED_EVAL, NO_EVIDENCE, eval_record
 from bench.verdicts.verdict import FAILS, HOLDS, UNTESTED, ClaimKind, Verdict, new_verdict
+
+if TYPE_CHECKING:  # records are named in annotations only: the quick commands load no record schema
+    from bench.records.schema import RunRecord
 
 
 def decide(registry: Registry, claim: ClaimSpec, records: list[RunRecord]) -> Verdict:

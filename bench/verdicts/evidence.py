@@ -10,10 +10,12 @@ nothing about the claim and is left out.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config.specs import ClaimSpec, HardwareSpec, RecipeSpec
-from bench.records.schema import RunRecord
+
+if TYPE_CHECKING:  # records are named in annotations only: the quick commands load no record schema
+    from bench.records.schema import RunRecord
 
 # The evidence classes in words, one wording wherever a verdict is shown (`verdicts`, `cite`, the
 # reports); strongest first, as design section 5 orders them.

@@ -3,11 +3,15 @@ source): ``holds`` or ``fails``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bench.config.registry import Registry
 from bench.config.specs import ClaimSpec, ModelSpec
-from bench.records.schema import RunRecord
 from bench.verdicts.evidence import NO_EVIDENCE, REGISTRY_FACT
 from bench.verdicts.verdict import FAILS, HOLDS, UNTESTED, ClaimKind, Verdict, new_verdict
+
+if TYPE_CHECKING:  # records are named in annotations only: the quick commands load no record schema
+    from bench.records.schema import RunRecord
 
 # What a quote calling a license "permissive" admits: OSI licenses without use restrictions.
 # The Llama 4 Community License (acceptable-use policy, 700M-user clause) and Mistral's research

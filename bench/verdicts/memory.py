@@ -13,7 +13,7 @@ the planner's CUDA overhead.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config.registry import Registry
 from bench.config.specs import ClaimSpec, HardwareSpec, ModelSpec, RecipeSpec
@@ -21,7 +21,6 @@ from bench.estimate.params import count_params
 from bench.estimate.plan import DEFAULT_CONTEXT, PlanRequest, Subject, make_plan
 from bench.estimate.quant import weight_format
 from bench.estimate.training import training_memory
-from bench.records.schema import RunRecord
 from bench.units import gib
 from bench.verdicts.evidence import (
     ARITHMETIC_ESTIMATE,
@@ -39,6 +38,9 @@ from bench.verdicts.evidence import (
     trace_evidence,
 )
 from bench.verdicts.verdict import FAILS, HOLDS, PLAUSIBLE, REFUTED, UNTESTED, ClaimKind, Verdict, new_verdict
+
+if TYPE_CHECKING:  # records are named in annotations only: the quick commands load no record schema
+    from bench.records.schema import RunRecord
 
 # A budget met with less than this fraction to spare is met inside the measurement's own uncertainty: a CPU's
 # llama.cpp buffers standing in for a device's, or an estimate held to measurements within 4-9%

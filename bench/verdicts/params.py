@@ -3,12 +3,16 @@ claim's tolerance it ``holds`` and outside it is ``refuted-by-arithmetic``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bench.config.registry import Registry
 from bench.config.specs import ClaimSpec, ModelSpec
 from bench.estimate.plan import Subject
-from bench.records.schema import RunRecord
 from bench.verdicts.evidence import ARITHMETIC_COUNT, NO_EVIDENCE
 from bench.verdicts.verdict import HOLDS, REFUTED, UNTESTED, ClaimKind, Verdict, new_verdict
+
+if TYPE_CHECKING:  # records are named in annotations only: the quick commands load no record schema
+    from bench.records.schema import RunRecord
 
 
 def decide(registry: Registry, claim: ClaimSpec, records: list[RunRecord]) -> Verdict:

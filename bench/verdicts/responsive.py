@@ -18,14 +18,18 @@ of the card below the reading rate is `refuted-by-arithmetic`, otherwise `plausi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bench.config.registry import Registry
 from bench.config.specs import ClaimSpec, ModelSpec
 from bench.estimate.plan import PlanRequest, Subject, make_plan
 from bench.estimate.quant import weight_format
-from bench.records.schema import RunRecord
 from bench.verdicts.evidence import ARITHMETIC_ROOFLINE, NO_EVIDENCE, measured_class
 from bench.verdicts.speed import roofline_number
 from bench.verdicts.verdict import FAILS, HOLDS, PLAUSIBLE, REFUTED, UNTESTED, ClaimKind, Verdict, new_verdict
+
+if TYPE_CHECKING:  # records are named in annotations only: the quick commands load no record schema
+    from bench.records.schema import RunRecord
 
 ONE_USER = "c1"
 

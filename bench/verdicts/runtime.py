@@ -3,12 +3,16 @@ says whether llama.cpp has a GGUF architecture for the model's type at all."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bench.config.registry import Registry
 from bench.config.specs import ClaimSpec, ModelSpec
 from bench.estimate.gguf import LLAMA_CPP_MODEL_TYPES
-from bench.records.schema import RunRecord
 from bench.verdicts.evidence import NO_EVIDENCE, engine_quant, measured_class, runtime_evidence
 from bench.verdicts.verdict import FAILS, HOLDS, UNTESTED, ClaimKind, Verdict, new_verdict
+
+if TYPE_CHECKING:  # records are named in annotations only: the quick commands load no record schema
+    from bench.records.schema import RunRecord
 
 
 def decide(registry: Registry, claim: ClaimSpec, records: list[RunRecord]) -> Verdict:

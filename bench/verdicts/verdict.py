@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config.registry import Registry
 from bench.config.specs import ClaimSpec
-from bench.records.schema import RunRecord
+
+if TYPE_CHECKING:  # records are named in annotations only: the quick commands load no record schema
+    from bench.records.schema import RunRecord
 
 HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED = "holds", "fails", "refuted-by-arithmetic", "plausible", "untested"
 VERDICTS = (HOLDS, FAILS, REFUTED, PLAUSIBLE, UNTESTED)
