@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from bench.config.hfconfig import from_hf_dict
+from bench.config.parsed_cache import parsed_files
 from bench.config.specs import ClaimSource, ClaimSpec, HardwareSpec, ModelSpec, RecipeSpec
 from bench.config.strict import Strict, ValidationError
 from bench.errors import UserError, unknown_name_error
@@ -35,13 +34,11 @@ def default_config_dir() -> Path:
     return packaged if packaged.is_dir() else package.parent / "configs"
 
 
-# libyaml's parser where the wheel has it: the registry loads on every command.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def read_yaml(path: Path) -> Any:
-    try:
-        return yaml.load(path.read_text(), Loader=_YAML_LOADER)
+    import yaml  # here: a registry whose files are unchanged loads from bench.config.parsed_cache without it
+
+    try:  # libyaml's parser where the wheel has it
+        return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except UnicodeDecodeError as err:
         line = path.read_bytes()[:err.start].count(b"\n") + 1
         raise UserError(f"{path}: line {line}: not UTF-8 (byte 0x{err.object[err.start]:02x})") from None
@@ -51,8 +48,8 @@ def read_yaml(path: Path) -> Any:
         raise UserError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', err)})") from None
 
 
-def load_spec(path: Path, spec: type[Spec]) -> Spec:
-    raw = read_yaml(path)
+def load_spec(path: Path, spec: type[Spec], raw: Any) -> Spec:
+    """`raw`, what `path` parsed to, validated into `spec`."""
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of fields at the top level")
     if spec is ModelSpec and isinstance(raw.get("architecture"), dict):
@@ -125,8 +122,8 @@ def _lookup(kind: str, name: str, table: dict[str, Any], listing: str) -> Any:
     raise unknown_name_error(kind, name, names, listing)
 
 
-def _load_dir(directory: Path, spec: type[Spec]) -> list[tuple[Path, Spec]]:
-    return [(p, load_spec(p, spec)) for p in sorted(directory.glob("*.yaml"))]
+def _load_dir(directory: Path, spec: type[Spec], parsed: dict[Path, Any]) -> list[tuple[Path, Spec]]:
+    return [(p, load_spec(p, spec, raw)) for p, raw in parsed.items() if p.parent == directory]
 
 
 def _index(kind: str, loaded: list[tuple[Path, Any]]) -> dict[str, Any]:
@@ -149,11 +146,14 @@ def load_registry(config_dir: Path | None = None) -> Registry:
     root = Path(config_dir) if config_dir else default_config_dir()
     if not root.is_dir():
         raise UserError(f"{root}: no configs directory (set BENCH_CONFIG_DIR)")
-    claim_files = _load_dir(root / "claims", ClaimSource)
+    folders = {"claims": ClaimSource, "models": ModelSpec, "hardware": HardwareSpec, "finetune": RecipeSpec}
+    parsed = parsed_files(root, [p for name in folders for p in sorted((root / name).glob("*.yaml"))], read_yaml)
+    loaded = {name: _load_dir(root / name, spec, parsed) for name, spec in folders.items()}
+    claim_files = loaded["claims"]
     registry = Registry(
-        models=_index("model", _load_dir(root / "models", ModelSpec)),
-        hardware=_index("GPU", _load_dir(root / "hardware", HardwareSpec)),
-        recipes=_index("recipe", _load_dir(root / "finetune", RecipeSpec)),
+        models=_index("model", loaded["models"]),
+        hardware=_index("GPU", loaded["hardware"]),
+        recipes=_index("recipe", loaded["finetune"]),
         claim_sources=[spec for _, spec in claim_files],
         claim_slugs={spec.source: path.stem for path, spec in claim_files},
     )

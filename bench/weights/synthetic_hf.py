@@ -20,6 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
+from bench.config.parsed_cache import cache_dir
 from bench.config.specs import ModelSpec
 
 # A tokenizer needs text to learn merges from; a fixed, varied corpus keeps it deterministic.
@@ -39,7 +40,7 @@ CHAT_TEMPLATE = (
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "bench")) / "synthetic"
+    return cache_dir() / "synthetic"
 
 
 def architecture_key(spec: ModelSpec) -> str:
