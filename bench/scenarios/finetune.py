@@ -37,25 +37,39 @@ from bench.weights.synthetic_nf4 import nf4_config, random_model
 ROUTER_NAMES = ("router", "block_sparse_moe.gate", "mlp.gate.")
 
 
-def load_base(s: FinetuneSettings, reward: bool):
-    """The tokenizer and the base model, from the checkpoint or random (synthetic weights).
+def base_dtype(recipe: dict[str, Any], device: str, cpu_dtype: str) -> torch.dtype:
+    """The dtype `load_base` holds the model in, which `bench trace` builds its model in too.
 
-    A 4-bit base is bf16 wherever bitsandbytes does not quantize, on a CPU too: the dtype a
-    QLoRA user loads in, and the one its compute dtype expects.
+    A full fine-tune holds the trained weights themselves: fp32 masters (mixed) or pure bf16. A 4-bit base is
+    bf16 wherever bitsandbytes does not quantize, on a CPU too: the dtype a QLoRA user loads in, and the one
+    its compute dtype expects.
     """
+    if recipe["method"] == "full":
+        return torch.float32 if recipe["full_precision"] == "mixed" else torch.bfloat16
+    if recipe["quant"] == "nf4" or device == "cuda":
+        return torch.bfloat16
+    return getattr(torch, cpu_dtype)
+
+
+def base_parts(model_path: str, reward: bool):
+    """The tokenizer, the config and the auto class of the model `load_base` loads (and `bench trace` builds):
+    a causal LM, or for a reward model a sequence classifier with one output."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    config = AutoConfig.from_pretrained(model_path, **({"num_labels": 1} if reward else {}))
+    return tokenizer, config, AutoModelForSequenceClassification if reward else AutoModelForCausalLM
+
+
+def load_base(s: FinetuneSettings, reward: bool):
+    """The tokenizer and the base model, from the checkpoint or random (synthetic weights), in `base_dtype`."""
     recipe = s.recipe
     four_bit = recipe["quant"] == "nf4"
-    dtype = torch.bfloat16 if s.device == "cuda" or four_bit else getattr(torch, s.cpu_dtype)
-    if recipe["method"] == "full":  # the trained weights themselves: fp32 masters (mixed) or pure bf16
-        dtype = torch.float32 if recipe["full_precision"] == "mixed" else torch.bfloat16
+    dtype = base_dtype(recipe, s.device, s.cpu_dtype)
     quantization = nf4_config(double_quant=recipe["double_quant"]) if four_bit else None
     device = torch.device("cuda", torch.cuda.current_device()) if s.device == "cuda" else torch.device("cpu")
     device_map = {"": device.index} if s.device == "cuda" else None
-    auto_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
-    tokenizer = AutoTokenizer.from_pretrained(s.model_path)
-    config = AutoConfig.from_pretrained(s.model_path, **({"num_labels": 1} if reward else {}))
+    tokenizer, config, auto_class = base_parts(s.model_path, reward)
     if s.synthetic_weights:
         model = random_model(config, auto_class=auto_class, dtype=dtype, device=device, device_map=device_map,
                              quantization_config=quantization, seed=s.seed)

@@ -64,7 +64,7 @@ from torch.utils._pytree import tree_leaves
 
 from bench.launch.environment import observed_hardware, software_versions
 from bench.launch.progress import counted, phase
-from bench.scenarios.finetune import StepLog, lora_config, make_trainer, quant_state_tensors
+from bench.scenarios.finetune import StepLog, base_dtype, base_parts, lora_config, make_trainer, quant_state_tensors
 from bench.scenarios.finetune_settings import FinetuneSettings
 from bench.scenarios.trace_settings import UNSEEN, routes_by_value, unsupported_trace
 
@@ -293,15 +293,6 @@ def cuda_refusal(fake_mode: Any) -> str | None:
     return None
 
 
-def base_dtype(recipe: dict[str, Any], device: str, cpu_dtype: str) -> torch.dtype:
-    """The dtype `bench.scenarios.finetune.load_base` holds the model in for this recipe and device."""
-    if recipe["method"] == "full":
-        return torch.float32 if recipe["full_precision"] == "mixed" else torch.bfloat16
-    if recipe["quant"] == "nf4":  # a 4-bit base is bf16 wherever bitsandbytes does not quantize, on a CPU too
-        return torch.bfloat16
-    return torch.bfloat16 if device == "cuda" else getattr(torch, cpu_dtype)
-
-
 def trace_rows(tokens: int, sequences: int, vocab: int, method: str = "lora",
                tokenizer: Any = None) -> list[dict[str, Any]]:
     """Rows whose every micro batch is micro_batch x `tokens` (a preference row is a pair: twice that). SFT and
@@ -345,12 +336,8 @@ def _meta_model(s: FinetuneSettings):
     """The tokenizer and the model on the meta device, of the class `load_base` loads: a causal LM, or for a
     reward model a sequence classifier with one output whose padding id is the tokenizer's (it scores the last
     token that is not padding)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
     reward = s.recipe["method"] == "reward"
-    tokenizer = AutoTokenizer.from_pretrained(s.model_path)
-    config = AutoConfig.from_pretrained(s.model_path, **({"num_labels": 1} if reward else {}))
-    auto_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
+    tokenizer, config, auto_class = base_parts(s.model_path, reward)
     with torch.device("meta"):
         model = auto_class.from_config(config, dtype=base_dtype(s.recipe, s.device, s.cpu_dtype))
     if reward:

@@ -303,17 +303,19 @@ def _traced_memory(model: ModelSpec, claim: ClaimSpec, arithmetic: Verdict, reco
     traces = trace_evidence(records, claim, readings)
     overhead = int(card.runtime_overhead_gib * 2**30 * card.device_count)
 
-    def held(pair: tuple[RunRecord, RecipeSpec]) -> tuple[int, int, int]:
-        traced = int(pair[0].metrics["traced_peak_bytes"].value)
-        excess = card_step_excess_bytes(model, pair[1], pair[0])
+    def held(record: RunRecord, reading: RecipeSpec) -> tuple[int, int, int]:
+        """What the card would hold by this trace (its peak, the card's step beyond it, the overhead), and the
+        first two terms."""
+        traced = int(record.metrics["traced_peak_bytes"].value)
+        excess = card_step_excess_bytes(model, reading, record)
         return traced + excess + overhead, traced, excess
 
-    fitting = [pair for pair in traces if held(pair)[0] <= card.budget_bytes]
-    failing = [pair for pair in traces if pair not in fitting and pair[1] is readings[-1]]
+    sized = [(record, reading, held(record, reading)) for record, reading in traces]  # once per trace
+    fitting = [entry for entry in sized if entry[2][0] <= card.budget_bytes]
+    failing = [entry for entry in sized if entry[2][0] > card.budget_bytes and entry[1] is readings[-1]]
     if not fitting and not failing:
         return None
-    best, reading = (fitting or failing)[0]
-    total, traced, excess = held((best, reading))
+    best, reading, (total, traced, excess) = (fitting or failing)[0]
     device = best.config.get("device")
     shape = best.config.get("recipe") or {}
     unstated = [u for u in arithmetic.conditions.get("unstated", []) if "the quote states none" in u]
