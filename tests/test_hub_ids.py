@@ -405,6 +405,27 @@ def test_run_a_hub_id_records_its_commit(run_bench, hub, tmp_path):
     assert record.model.resolved_revision == COMMIT and record.model.path.endswith(COMMIT)
 
 
+def test_a_download_is_weighed_by_the_files_it_fetches():
+    """The free-disk check sums the listed files `snapshot_download` would pick: safetensors, configs and
+    tokenizer, not pickled weights nor a consolidated copy beside the shards."""
+    from bench.weights.hub import download_size, duplicate_weights
+
+    sizes = {"config.json": 700, "tokenizer.json": 9_000, "model-00001-of-00002.safetensors": 5 * 10**9,
+             "model-00002-of-00002.safetensors": 4 * 10**9, "model.safetensors.index.json": 30_000,
+             "consolidated.safetensors": 9 * 10**9, "pytorch_model.bin": 9 * 10**9, "README.md": 4_000}
+    assert download_size(sizes, duplicate_weights(list(sizes))) == 9 * 10**9 + 39_700
+
+
+def test_a_download_the_disk_cannot_hold_is_refused_before_any_weight_byte(run_bench, tiny, tmp_path):
+    huge = FakeRepo(COMMIT, dict(tiny), listed_sizes={"model.safetensors": 10**18})  # an exabyte, by its listing
+    with HubServer({"org/huge": huge}) as server:
+        proc = run_bench("run", "org/huge", "--device", "cpu", "--backend", "transformers",
+                         "--results-dir", str(tmp_path / "results"), env=_online(server, tmp_path))
+        fetched = server.bytes_sent("model.safetensors")
+    assert proc.returncode == 2 and "the download needs 1050000000.0 GB" in proc.stderr, proc.stderr
+    assert fetched == [] or all(r is not None for r in fetched)  # at most the header's range reads
+
+
 def test_a_local_folder_plans_with_its_checkpoint(run_bench, tiny, tmp_path):
     folder = tmp_path / "my-model"
     folder.mkdir()

@@ -155,18 +155,3 @@ def vllm_batch_tokens(target: HardwareSpec) -> int:
     """
     large = target.memory_gib >= 70 and "a100" not in target.id
     return 16384 if large else 8192
-
-
-# Stored formats -> the quant whose weight layout they have on disk.
-STORED_AS = {"bf16": "bf16", "fp8": "fp8", "awq": "int4", "gptq": "int4"}
-
-
-def download_bytes(spec: ModelSpec, checkpoint: Checkpoint) -> int:
-    """What downloading `checkpoint` writes, from the architecture: the stored format's bytes, with
-    embeddings, norms and any vision tower at 16 bits."""
-    from bench.estimate.memory import weight_bytes
-    from bench.estimate.params import count_params
-    from bench.estimate.quant import weight_format
-
-    params = count_params(spec.architecture, spec.extra_params)
-    return weight_bytes(params, weight_format(STORED_AS[checkpoint.format]))

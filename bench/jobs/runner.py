@@ -77,15 +77,11 @@ def prepare_weights(model: ResolvedModel, weights: str | None, quant: str = "bf1
                        spec.revision if spec.repo else None, None)
     if spec.synthetic:
         raise UserError(f"{spec.id} is built by bench: run it with --weights synthetic")
-    from bench.jobs.preflight import download_bytes, select_checkpoint
+    from bench.jobs.preflight import select_checkpoint
     from bench.weights import hub
-    from bench.weights.hub import free_disk_needed
 
     checkpoint = select_checkpoint(spec, quant)
-    if not hub.offline():
-        missing = download_bytes(spec, checkpoint) - hub.cached_bytes(checkpoint.repo)
-        free_disk_needed(missing, hub.free_bytes(), str(hub.cache_dir()))
-    checkout = hub.download(checkpoint.repo, checkpoint.revision)
+    checkout = hub.download(checkpoint.repo, checkpoint.revision)  # refused first if the disk cannot hold it
     refuse_remote_code(Path(checkout.path) / "config.json", allowed=spec.trust_remote_code)
     return Weights(str(checkout.path), "real", checkpoint.repo, checkpoint.revision, checkout.commit)
 

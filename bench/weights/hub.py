@@ -69,7 +69,8 @@ def resolve_commit(repo: str, revision: str) -> str:
 def download(repo: str, revision: str) -> Checkout:
     """Fetch (or reuse from the cache) the checkout at `revision`, resolved to its commit.
 
-    With `HF_HUB_OFFLINE=1` a cached snapshot is used as is; its folder name is the commit.
+    With `HF_HUB_OFFLINE=1` a cached snapshot is used as is; its folder name is the commit. Otherwise the
+    files are listed first, and a download the disk cannot hold is refused before any byte is fetched.
     """
     from huggingface_hub import constants, snapshot_download
 
@@ -81,12 +82,25 @@ def download(repo: str, revision: str) -> Checkout:
         from huggingface_hub import HfApi
 
         commit = resolve_commit(repo, revision)
-        files = _hub_call(repo, revision, lambda: HfApi().list_repo_files(repo, revision=commit))
+        sizes = _hub_call(repo, revision, lambda: {entry.path: entry.size for entry in HfApi().list_repo_tree(
+            repo, revision=commit, recursive=True) if hasattr(entry, "size")})
+        ignored = duplicate_weights(list(sizes))
+        free_disk_needed(download_size(sizes, ignored) - cached_bytes(repo), free_bytes(), str(cache_dir()))
         path = Path(_hub_call(repo, revision, lambda: snapshot_download(
-            repo, revision=commit, allow_patterns=ALLOW_PATTERNS, ignore_patterns=duplicate_weights(files))))
+            repo, revision=commit, allow_patterns=ALLOW_PATTERNS, ignore_patterns=ignored)))
     if not any(path.glob("*.safetensors")):
         raise UserError(f"{repo}@{commit[:12]} has no safetensors weights; bench does not load pickled weights")
     return Checkout(path, repo, revision, commit)
+
+
+def download_size(sizes: dict[str, int], ignored: list[str]) -> int:
+    """Bytes the download fetches: the listed size of each file it picks, by the patterns and the matcher
+    `snapshot_download` itself uses, so the free-disk check weighs the checkpoint's real files (an FP8 or
+    AWQ repository's own bytes, its tokenizer and configs), not an estimate from the architecture."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    return sum(sizes[name] for name in filter_repo_objects(list(sizes), allow_patterns=ALLOW_PATTERNS,
+                                                            ignore_patterns=ignored))
 
 
 def duplicate_weights(files: list[str]) -> list[str]:

@@ -27,6 +27,7 @@ class FakeRepo:
     branches: dict[str, str] = field(default_factory=dict)  # name -> commit; "main" is added
     gated_token: str | None = None  # a gated repository answers only this bearer token
     license: str = "apache-2.0"
+    listed_sizes: dict[str, int] = field(default_factory=dict)  # sizes the listing claims instead of the real ones
 
     def resolve(self, revision: str) -> str | None:
         """A branch's commit, or a commit some branch points to (the files are the same at every commit)."""
@@ -134,8 +135,8 @@ def _handler(hub: HubServer):
             if found is None:
                 return
             repo, _ = found
-            entries = [{"type": "file", "path": f, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                       for f, data in sorted(repo.files.items())]
+            entries = [{"type": "file", "path": f, "size": repo.listed_sizes.get(f, len(data)),
+                        "oid": hashlib.sha1(data).hexdigest()} for f, data in sorted(repo.files.items())]
             self._send(200, json.dumps(entries).encode(), {"Content-Type": "application/json"}, True)
 
         def _file(self, name: str, revision: str, filename: str, body: bool) -> None:
