@@ -16,6 +16,7 @@ from bench.estimate.params import count_params
 
 CONFIGS = Path(__file__).parent / "configs"
 ARCHITECTURES = {  # file: the text model_type it must parse as
+    "Llama-3.1-8B": "llama",
     "Qwen3-8B": "qwen3",
     "Qwen3-30B-A3B": "qwen3_moe",
     "gemma-3-27b-it": "gemma3_text",
@@ -74,6 +75,7 @@ def test_total_matches_what_transformers_builds(name):
 
 
 @pytest.mark.parametrize("name,published", [
+    ("Llama-3.1-8B", 8_030_261_248),
     ("Qwen3-8B", 8_190_735_360),
     ("Qwen3-30B-A3B", 30_532_122_624),
     ("gpt-oss-20b", 20_914_757_184),
