@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UserError
-from bench.estimate.checkpoint import parse_header, summarise
+from bench.estimate.checkpoint import parse_header, summarise, tensors_of
 from bench.weights.hub_model import checkpoint_files, local_checkpoint, parse_hub_id, read_header
 from tests.helpers.hub_server import FakeRepo, HubServer
 from tests.helpers.imports import HEAVY, PROBE
@@ -282,6 +282,35 @@ def test_fp8_checkpoint_plans_its_real_bytes_first(run_bench, tiny, tmp_path):
     assert plan["params_check"]["matches"] is True  # the scales are not parameters
     assert plan["checkpoint"]["by_dtype"]["F8_E4M3"]["elements"] == plan["params"]["by_part"]["attention"] + \
         plan["params"]["by_part"]["dense_mlp"]
+
+    on_h100 = _plan_json(run_bench, "org/tiny-fp8", _offline(tmp_path), "--gpu", "h100", "--context", "64",
+                         "--batch", "1")
+    _, header = parse_header(files["model.safetensors"], "fp8")
+    embedding = sum(t.nbytes for t in tensors_of(header, "fp8") if "embed_tokens." in t.name)
+    read = on_h100["memory"]["weights_bytes"] - embedding + on_h100["memory"]["kv_cache_bytes"]  # untied
+    assert on_h100["roofline"]["decode_tokens_per_s"] == pytest.approx(3350e9 / read, rel=1e-12)
+    assert any("the roofline reads its bytes too" in n for n in on_h100["notes"])
+
+
+def test_a_decode_step_reads_a_checkpoints_experts_at_their_share_and_no_vision(registry):
+    """With the weights held as stored, the roofline reads the checkpoint's bytes: the routed experts at the
+    share a token visits (2 of 4), shared experts, attention and lm_head whole, the embedding's one row and the
+    vision tower not at all."""
+    from bench.estimate.checkpoint import Tensor
+    from bench.estimate.memory import kv_cache_bytes
+    from bench.estimate.params import count_params
+    from bench.estimate.quant import weight_format
+    from bench.estimate.roofline import decode_bytes_per_step
+
+    sizes = {"model.embed_tokens.weight": 1000, "model.layers.0.block_sparse_moe.experts.0.w1.weight": 500,
+             "model.layers.0.mlp.experts.gate_up_proj_blocks": 300, "model.layers.0.self_attn.q_proj.weight": 300,
+             "model.layers.0.mlp.shared_experts.gate_proj.weight": 200, "lm_head.weight": 1000,
+             "vision_tower.patch_conv.weight": 400, "multi_modal_projector.linear_1.weight": 100}
+    summary = summarise(Tensor(name, "BF16", (n // 2,), n) for name, n in sizes.items())
+    assert (summary.expert_bytes, summary.embedding_bytes, summary.vision_bytes) == (800, 1000, 500)
+    cfg = registry.model("tiny-mixtral").architecture  # 2 of 4 experts per token, untied embeddings
+    read = decode_bytes_per_step(cfg, count_params(cfg), weight_format("bf16"), 64, 1, stored=summary)
+    assert read == 300 + 200 + 1000 + 800 * 2 / 4 + kv_cache_bytes(cfg, 64, 1)
 
 
 # ---------------------------------------------------------------- through a loopback hub

@@ -61,6 +61,11 @@ class CheckpointWeights:
     logical_params: int  # parameters with packing undone, scales and zero points left out
     files: int
     packing: dict[str, int] = field(default_factory=dict)  # dtype -> logical values per stored element
+    # What a decode step reads differently from the rest (their scales and biases included): the routed
+    # experts (read at the share a token visits), the input embedding (one row) and the vision part (not at all).
+    expert_bytes: int = 0
+    embedding_bytes: int = 0
+    vision_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -132,7 +137,21 @@ def summarise(tensors: Iterable[Tensor], quantization_config: Mapping[str, Any] 
         if per != 1:
             packing[t.dtype] = per
         logical += t.elements * per
-    return CheckpointWeights(fmt, by_dtype, logical, files, packing)
+    return CheckpointWeights(fmt, by_dtype, logical, files, packing,
+                             expert_bytes=sum(t.nbytes for t in tensors if _is_routed_expert(t.name)),
+                             embedding_bytes=sum(t.nbytes for t in tensors if "embed_tokens." in t.name),
+                             vision_bytes=sum(t.nbytes for t in tensors if _is_vision(t.name)))
+
+
+def _is_routed_expert(name: str) -> bool:
+    """A routed expert's tensor in transformers' layouts (`mlp.experts.3.`, `block_sparse_moe.experts.`,
+    gpt-oss's fused `mlp.experts.gate_up_proj_blocks`), not a shared expert every token passes through."""
+    return ".experts." in name and "shared_expert" not in name
+
+
+def _is_vision(name: str) -> bool:
+    """The vision tower and projector of a multimodal checkpoint (Mistral 3, Llama 4, Gemma 3 name them so)."""
+    return "vision_" in name or "multi_modal_projector" in name
 
 
 def stored_format(tensors: list[Tensor], quantization_config: Mapping[str, Any]) -> str:

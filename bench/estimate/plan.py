@@ -101,9 +101,14 @@ class Subject:
     def checkpoint_bytes(self, quant: str) -> int | None:
         """The checkpoint's real bytes, when `quant` is the format it is stored in and the plan counts
         everything it holds (--text-only leaves a vision tower out that the file's bytes include)."""
+        stored = self.stored_checkpoint(quant)
+        return stored.total_bytes if stored is not None else None
+
+    def stored_checkpoint(self, quant: str) -> CheckpointWeights | None:
+        """The checkpoint, when the plan holds the weights as it stores them (see `checkpoint_bytes`)."""
         if self.checkpoint is None or self.checkpoint.quant != quant or self.dropped_params:
             return None
-        return self.checkpoint.total_bytes
+        return self.checkpoint
 
     @cached_property
     def params(self) -> ParamCounts:
@@ -284,7 +289,8 @@ def decode_rate(req: PlanRequest, quant: str, context: int, gpu: HardwareSpec) -
     reads the fewest bytes per token (weights touched and the KV cache)."""
     subject = req.subject
     return _remembered(req, ("decode", quant, context, req.kv_dtype), gpu, lambda: decode_tokens_per_s(
-        subject.config, subject.params, weight_format(quant), gpu, context, KV_DTYPE_BYTES[req.kv_dtype]))
+        subject.config, subject.params, weight_format(quant), gpu, context, KV_DTYPE_BYTES[req.kv_dtype],
+        subject.stored_checkpoint(quant)))
 
 
 def fits_by_engine(req: PlanRequest, gpu: HardwareSpec, engine_quants: dict[str, tuple[str, ...]]
@@ -351,7 +357,7 @@ def make_plan(req: PlanRequest, engine_quants: dict[str, tuple[str, ...]] | None
         return plan
     plan["max_context_that_fits"] = max_context_that_fits(req, quant, gpu)
     rl = roofline(subject.config, params, weight_format(quant), gpu, context, batch,
-                  KV_DTYPE_BYTES[req.kv_dtype])
+                  KV_DTYPE_BYTES[req.kv_dtype], subject.stored_checkpoint(quant))
     plan["roofline"] = {
         "decode_tokens_per_s": rl.decode_tokens_per_s,
         "prefill_tokens_per_s": rl.prefill_tokens_per_s,
@@ -398,7 +404,7 @@ def _checkpoint_fields(subject: Subject, quant: str, inference: bool) -> tuple[d
     fields["params_check"] = check
     if stored:
         notes.append(f"weights_bytes is the checkpoint's own: {ckpt.total_bytes:,} bytes of tensors in "
-                     f"{ckpt.files} safetensors file(s), stored as {ckpt.format}")
+                     f"{ckpt.files} safetensors file(s), stored as {ckpt.format}; the roofline reads its bytes too")
     else:
         notes.append(f"the checkpoint is stored as {ckpt.format} ({ckpt.total_bytes:,} bytes); the {quant} "
                      "weights figure is the architecture's arithmetic")

@@ -10,6 +10,7 @@ Measured runs report the fraction of these bounds they reached.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bench.config.hfconfig import TextConfig
 from bench.config.specs import HardwareSpec
@@ -18,24 +19,35 @@ from bench.estimate.memory import kv_cache_bytes
 from bench.estimate.params import ParamCounts
 from bench.estimate.quant import WeightFormat, weight_bytes_of
 
+if TYPE_CHECKING:  # a plan imports the checkpoint reader only for a subject that has one
+    from bench.estimate.checkpoint import CheckpointWeights
+
 
 def decode_bytes_per_step(cfg: TextConfig, params: ParamCounts, fmt: WeightFormat, context: int,
-                          batch: int, kv_dtype_bytes: int = 2) -> float:
+                          batch: int, kv_dtype_bytes: int = 2, stored: CheckpointWeights | None = None) -> float:
     """Bytes one decode step reads: the weights it touches and every sequence's KV cache.
 
     The embedding lookup reads one row, not the matrix (unless it doubles as lm_head).
     At batch > 1 an MoE layer touches more experts: the expected number of distinct
-    experts among `batch` tokens each routed to k of E.
+    experts among `batch` tokens each routed to k of E. With `stored`, the checkpoint the
+    weights are held as (a pre-quantized repository in its own format), its real bytes
+    stand for the arithmetic's: its routed experts at the share visited, the rest whole,
+    less the input embedding (unless tied) and any vision tower.
     """
     experts_read = params.active_experts
     if cfg.is_moe and params.experts:
         n, k = cfg.routed_experts or 1, cfg.num_experts_per_tok or 1
         distinct = n * (1 - (1 - k / n) ** batch)
         experts_read = params.experts * distinct / n
-    kept = params.high_precision - params.extra - (0 if cfg.tie_word_embeddings else params.embedding)
-    weights = weight_bytes_of(fmt, params.attention + params.dense_mlp, experts_read, kept)
-    if fmt.gguf:  # the GGUF tensors themselves, routed experts at the share read
-        weights = gguf_read_bytes_per_token(cfg, fmt.name, experts_read / params.experts if params.experts else 0)
+    share = experts_read / params.experts if params.experts else 0
+    if stored is not None:
+        weights = (stored.total_bytes - stored.expert_bytes - stored.vision_bytes + stored.expert_bytes * share
+                   - (0 if cfg.tie_word_embeddings else stored.embedding_bytes))
+    elif fmt.gguf:  # the GGUF tensors themselves, routed experts at the share read
+        weights = gguf_read_bytes_per_token(cfg, fmt.name, share)
+    else:
+        kept = params.high_precision - params.extra - (0 if cfg.tie_word_embeddings else params.embedding)
+        weights = weight_bytes_of(fmt, params.attention + params.dense_mlp, experts_read, kept)
     return weights + kv_cache_bytes(cfg, context, batch, kv_dtype_bytes)
 
 
@@ -67,19 +79,20 @@ def _bandwidth(gpu: HardwareSpec) -> float:
 
 
 def decode_tokens_per_s(cfg: TextConfig, params: ParamCounts, fmt: WeightFormat, gpu: HardwareSpec,
-                        context: int, kv_dtype_bytes: int = 2) -> float:
+                        context: int, kv_dtype_bytes: int = 2, stored: CheckpointWeights | None = None) -> float:
     """The batch-1 decode bound alone: what quant advice ranks formats by, without the rest of the roofline."""
-    return _bandwidth(gpu) / decode_bytes_per_step(cfg, params, fmt, context, 1, kv_dtype_bytes)
+    return _bandwidth(gpu) / decode_bytes_per_step(cfg, params, fmt, context, 1, kv_dtype_bytes, stored)
 
 
 def roofline(cfg: TextConfig, params: ParamCounts, fmt: WeightFormat, gpu: HardwareSpec,
-             context: int, batch: int, kv_dtype_bytes: int = 2) -> Roofline:
+             context: int, batch: int, kv_dtype_bytes: int = 2, stored: CheckpointWeights | None = None
+             ) -> Roofline:
     bandwidth = _bandwidth(gpu)
     flops = gpu.bf16_tflops * 1e12 * gpu.device_count
     per_token = 2 * matmul_params(cfg, params) + attention_flops_per_token(cfg, context)
 
-    decode = decode_tokens_per_s(cfg, params, fmt, gpu, context, kv_dtype_bytes)
-    step_s = max(decode_bytes_per_step(cfg, params, fmt, context, batch, kv_dtype_bytes) / bandwidth,
+    decode = decode_tokens_per_s(cfg, params, fmt, gpu, context, kv_dtype_bytes, stored)
+    step_s = max(decode_bytes_per_step(cfg, params, fmt, context, batch, kv_dtype_bytes, stored) / bandwidth,
                  batch * per_token / flops)
     return Roofline(
         decode_tokens_per_s=decode,
