@@ -82,6 +82,16 @@ def test_an_int_field_refuses_what_is_no_whole_number_in_range(value, words):
     assert words in problems_of({"id": "x", "count": value})
 
 
+def test_a_bound_compares_across_int_and_float():
+    class Mixed(Strict):
+        whole: int = field(1, gt=0.5)
+        part: float = field(0.5, lt=1)
+
+    assert (Mixed(whole=1, part=0).whole, Mixed(whole=1, part=0).part) == (1, 0.0)
+    with pytest.raises(ValidationError, match="whole: Input should be greater than 0.5"):
+        Mixed(whole=0)
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), ".inf"])
 def test_a_float_field_refuses_infinities_and_nan(value):
     assert "ratio: Input should be a" in problems_of({"id": "x", "count": 1, "ratio": value})

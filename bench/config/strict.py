@@ -25,8 +25,10 @@ interface.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import operator
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -74,11 +76,11 @@ class FieldInfo:
 
     def bound_problem(self, value: Any) -> str | None:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            for bound, holds, words in ((self.gt, value.__gt__, "greater than"),
-                                        (self.ge, value.__ge__, "greater than or equal to"),
-                                        (self.lt, value.__lt__, "less than"),
-                                        (self.le, value.__le__, "less than or equal to")):
-                if bound is not None and holds(bound) is not True:
+            for bound, holds, words in ((self.gt, operator.gt, "greater than"),
+                                        (self.ge, operator.ge, "greater than or equal to"),
+                                        (self.lt, operator.lt, "less than"),
+                                        (self.le, operator.le, "less than or equal to")):
+                if bound is not None and not holds(value, bound):
                     return f"Input should be {words} {bound}"
         if self.max_length is not None and isinstance(value, list) and len(value) > self.max_length:
             return f"List should have at most {self.max_length} items, not {len(value)}"
@@ -278,11 +280,10 @@ def _number(value: Any) -> int | float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        for kind in (int, float):
-            try:
-                return kind(value.strip())
-            except ValueError:
-                pass
+        with contextlib.suppress(ValueError):
+            return int(value.strip())
+        with contextlib.suppress(ValueError):
+            return float(value.strip())
     return None
 
 
