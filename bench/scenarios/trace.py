@@ -583,14 +583,26 @@ def _trace(s: FinetuneSettings, fake_mode: Any) -> dict[str, Any]:
 def measure(settings: dict[str, Any]) -> dict[str, Any]:
     """Child-process entry point (`bench.launch.isolate`): the trace's metrics, details and versions."""
     from bench.scenarios.inference import metric
-    from bench.units import gib
 
     with tempfile.TemporaryDirectory(prefix="bench-trace-") as work:
         s = FinetuneSettings(**{**settings, "adapter_dir": str(Path(work) / "adapter")})
         traced = trace_step(s)
+    return _trace_result(traced, s.device, {"trainable_params": metric(traced["trainable_params"], "params")},
+                         {"engine": "fake-tensor trace", "unseen": list(UNSEEN), "trainer": traced["trainer"]},
+                         answered=STAND_IN)
+
+
+def _trace_result(traced: dict[str, Any], device: str, own_metrics: dict[str, Any], engine: dict[str, Any],
+                  answered: str) -> dict[str, Any]:
+    """What every trace record carries, from what the trace saw: the peak and each category's bytes (then the
+    trace's `own_metrics`), its time and RSS; notes on the peak's phase and parts, what a trace cannot see, and
+    the values read back from fake tensors (`answered`: what they were answered with)."""
+    from bench.scenarios.inference import metric
+    from bench.units import gib
+
     metrics = {"traced_peak_bytes": metric(traced["peak_bytes"], "bytes"),
                **{f"traced_{name}_bytes": metric(value, "bytes") for name, value in traced["by_category"].items()},
-               "trainable_params": metric(traced["trainable_params"], "params"),
+               **own_metrics,
                "trace_s": metric(traced["trace_s"], "s"),
                "trace_rss_peak_bytes": metric(traced["rss_peak_bytes"], "bytes")}
     parts = ", ".join(f"{name.replace('_', ' ')} {gib(value)}" for name, value in traced["by_category"].items()
@@ -599,11 +611,10 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
              "a trace on fake tensors sees tensors only; not seen: " + "; ".join(UNSEEN)]
     if traced["read_backs"]:
         reads = ", ".join(f"{where} ({count})" for where, count in traced["read_backs"].items())
-        notes.append(f"values read back from fake tensors, answered with {STAND_IN}: {reads}")
-    hardware = {**observed_hardware("cpu"), "device": s.device,
-                "device_name": f"fake {s.device} tensors (traced on the CPU, no device memory held)"}
-    return {"metrics": metrics, "memory": traced, "engine": {"engine": "fake-tensor trace", "unseen": list(UNSEEN),
-                                                             "trainer": traced["trainer"]},
+        notes.append(f"values read back from fake tensors, answered with {answered}: {reads}")
+    hardware = {**observed_hardware("cpu"), "device": device,
+                "device_name": f"fake {device} tensors (traced on the CPU, no device memory held)"}
+    return {"metrics": metrics, "memory": traced, "engine": engine,
             "emulation": {"emulated": False, "reason": "a trace on fake tensors holds no device memory"},
             "hardware": hardware, "software": software_versions(), "notes": notes}
 
@@ -758,25 +769,8 @@ def _engine_settings(model_path: str, quant: str, device: str, max_len: int, bat
 def measure_inference(settings: dict[str, Any]) -> dict[str, Any]:
     """Child-process entry point (`bench.launch.isolate`) of `bench trace --quant`: the traced generate's metrics,
     details and versions."""
-    from bench.scenarios.inference import metric
-    from bench.units import gib
-
     traced = trace_generate(**settings)
-    metrics = {"traced_peak_bytes": metric(traced["peak_bytes"], "bytes"),
-               **{f"traced_{name}_bytes": metric(value, "bytes") for name, value in traced["by_category"].items()},
-               "trace_s": metric(traced["trace_s"], "s"),
-               "trace_rss_peak_bytes": metric(traced["rss_peak_bytes"], "bytes")}
-    parts = ", ".join(f"{name.replace('_', ' ')} {gib(value)}" for name, value in traced["by_category"].items()
-                      if value)
-    notes = [f"traced tensor peak {gib(traced['peak_bytes'])} in the {traced['peak_phase']} ({parts})",
-             "a trace on fake tensors sees tensors only; not seen: " + "; ".join(UNSEEN)]
-    if traced["read_backs"]:
-        reads = ", ".join(f"{where} ({count})" for where, count in traced["read_backs"].items())
-        notes.append(f"values read back from fake tensors, answered with {STAND_IN} unless said: {reads}")
-    hardware = {**observed_hardware("cpu"), "device": traced["device"],
-                "device_name": f"fake {traced['device']} tensors (traced on the CPU, no device memory held)"}
-    return {"metrics": metrics, "memory": traced,
-            "engine": {"engine": "fake-tensor trace", "unseen": list(UNSEEN), "traced": "transformers generate",
-                       "model_class": traced["model_class"], "attn_implementation": traced["attn_implementation"]},
-            "emulation": {"emulated": False, "reason": "a trace on fake tensors holds no device memory"},
-            "hardware": hardware, "software": software_versions(), "notes": notes}
+    return _trace_result(traced, traced["device"], {},
+                         {"engine": "fake-tensor trace", "unseen": list(UNSEEN), "traced": "transformers generate",
+                          "model_class": traced["model_class"], "attn_implementation": traced["attn_implementation"]},
+                         answered=f"{STAND_IN} unless said")
